@@ -1,0 +1,269 @@
+"""Reading and writing checkpoints.
+
+Three kinds are read into a :class:`~haltingvt.models.HaltingVT`:
+
+* the release's MMEngine checkpoints (keys ``backbone.model.*`` and ``cls_head.*``), read without
+  mmengine/mmcv and without running code from the file: a restricted unpickler rebuilds tensors and
+  plain containers and turns every other class into an inert placeholder;
+* DeiT/ViT ImageNet weights (``{'model': {...}}``, a plain timm state dict, a ``.safetensors`` file, or
+  a timm model name for users online) used as initialisation (SPEC section 1);
+* our own checkpoints (``{'format': 'haltingvt', ...}``), written atomically by :func:`save_checkpoint`.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import types
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..models.haltingvt import HaltingVT, resize_pos_embed, resize_time_embed
+
+FORMAT = "haltingvt"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read or does not fit the model; the message says which file and keys."""
+
+
+# ----------------------------------------------------------------------------- restricted unpickling
+class Placeholder:
+    """Stands in for a class the unpickler will not import (e.g. mmengine's HistoryBuffer).
+
+    It accepts any constructor arguments and pickled state and does nothing with them.
+    """
+
+    _qualname = "Placeholder"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
+        obj = object.__new__(cls)
+        obj.__dict__["_args"] = args
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["_state"] = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "Placeholder":
+        return Placeholder()
+
+    def __repr__(self) -> str:
+        return f"<placeholder for {type(self)._qualname}>"
+
+
+def _placeholder_class(module: str, name: str) -> type:
+    return type(name, (Placeholder,), {"__module__": f"haltingvt.placeholder.{module}", "_qualname": f"{module}.{name}"})
+
+
+def _inert_getattr(obj: Any, name: str, *default: Any) -> Any:
+    """``getattr`` as pickles use it (e.g. numpy's ``getattr(dtype, 'min')``) must not reach real objects."""
+    return Placeholder()
+
+
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("torch", "device"): torch.device,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex,
+    ("builtins", "getattr"): _inert_getattr,
+    ("__builtin__", "getattr"): _inert_getattr,
+    ("__builtin__", "set"): set,
+}
+for _dtype in ("float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool"):
+    _SAFE_GLOBALS[("torch", _dtype)] = getattr(torch, _dtype)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that imports only tensor/container rebuilders; any other class becomes a Placeholder."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        safe = _SAFE_GLOBALS.get((module, name))
+        if safe is not None:
+            return safe
+        return _placeholder_class(module, name)
+
+
+#: Passed as ``pickle_module`` to torch.load; torch subclasses our Unpickler for storages.
+restricted_pickle = types.SimpleNamespace(
+    Unpickler=RestrictedUnpickler,
+    load=lambda f, **kw: RestrictedUnpickler(f, **kw).load(),
+    __name__="haltingvt_restricted_pickle",
+)
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a checkpoint file on the CPU without executing code from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
+    except Exception as err:  # noqa: BLE001 - any reader failure is reported with the path
+        raise CheckpointError(f"{path}: cannot read checkpoint: {err}") from err
+
+
+# ----------------------------------------------------------------------------- key conversion
+def detect_format(obj: Any) -> str:
+    """'haltingvt', 'release' or 'imagenet' (DeiT/ViT)."""
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        return "haltingvt"
+    sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
+    if isinstance(sd, Mapping) and any(str(k).startswith("backbone.model.") for k in sd):
+        return "release"
+    sd = obj.get("model", obj) if isinstance(obj, Mapping) else None
+    if isinstance(sd, Mapping) and "patch_embed.proj.weight" in sd:
+        return "imagenet"
+    raise CheckpointError("not a HaltingVT, release (MMEngine) or DeiT/ViT checkpoint")
+
+
+def from_release(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Release keys -> ours: backbone.model.X -> X, cls_head.fc_* -> head.fc_*."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("backbone.model."):
+            out[key[len("backbone.model."):]] = value
+        elif key.startswith("cls_head."):
+            out["head." + key[len("cls_head."):]] = value
+        else:
+            out[key] = value  # reported as unexpected
+    return out
+
+
+def from_imagenet(state_dict: Mapping[str, torch.Tensor], model: HaltingVT) -> dict[str, torch.Tensor]:
+    """DeiT/ViT ImageNet weights -> HaltingVT initialisation (SPEC section 1).
+
+    The classifier is dropped, a distillation token is removed, blocks beyond the model depth are
+    ignored, and each Glimpser layer's temporal_attn/temporal_norm1 start as copies of attn/norm1.
+    time_embed, temporal_fc and the heads keep the model's own initialisation.
+    """
+    sd = {k: v for k, v in state_dict.items() if not k.startswith(("head.", "head_dist.", "fc_norm."))}
+    if "dist_token" in sd:
+        sd.pop("dist_token")
+        sd["pos_embed"] = torch.cat([sd["pos_embed"][:, :1], sd["pos_embed"][:, 2:]], dim=1)
+    sd = {k: v for k, v in sd.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= model.depth)}
+    for i in range(model.divid_depth):
+        for src, dst in (("attn.", "temporal_attn."), ("norm1.", "temporal_norm1.")):
+            for key in [k for k in sd if k.startswith(f"blocks.{i}.{src}")]:
+                sd[key.replace(f"blocks.{i}.{src}", f"blocks.{i}.{dst}")] = sd[key].clone()
+    own = model.state_dict()
+    for key in own:
+        if key == "time_embed" or key.startswith("head.") or ".temporal_fc." in key:
+            sd.setdefault(key, own[key])
+    return sd
+
+
+def _fit_embeddings(sd: dict[str, torch.Tensor], model: HaltingVT) -> None:
+    """Nearest-neighbour resize of pos/time embeddings when input size or frame count differ."""
+    if "pos_embed" in sd and sd["pos_embed"].shape != model.pos_embed.shape:
+        grid = model.img_size // model.patch_size
+        sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], (grid, grid))
+    if "time_embed" in sd and sd["time_embed"].shape != model.time_embed.shape:
+        sd["time_embed"] = resize_time_embed(sd["time_embed"], model.num_frames)
+
+
+def _check_and_load(model: HaltingVT, sd: Mapping[str, torch.Tensor], source: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(sd)
+        if sd[k].shape != own[k].shape
+    )
+    if missing or unexpected or shapes:
+        lines = [f"{source}: checkpoint does not fit the model"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
+        if shapes:
+            lines.append(f"  shape differences ({len(shapes)}): " + "; ".join(shapes[:20]))
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+
+
+def load_checkpoint(model: HaltingVT, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
+    """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint (or a timm name).
+
+    Returns the checkpoint's metadata (``format`` plus, for ours, ``arch``/``config``/``epoch``...).
+    Raises CheckpointError listing missing/unexpected keys and shape differences on a mismatch.
+    """
+    if not Path(path).exists() and isinstance(path, str) and "/" not in path and not path.endswith((".pth", ".pt")):
+        obj = _timm_state_dict(path)
+    else:
+        obj = read_checkpoint(path)
+    try:
+        kind = detect_format(obj)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    if kind == "haltingvt":
+        sd = dict(obj["model"])
+        meta = {k: v for k, v in obj.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
+    elif kind == "release":
+        sd = from_release(obj.get("state_dict", obj))
+        meta = {"format": "release"}
+    else:
+        sd = from_imagenet(obj.get("model", obj), model)
+        meta = {"format": "imagenet"}
+    _fit_embeddings(sd, model)
+    if not strict:
+        own = model.state_dict()
+        sd = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(sd, strict=False)
+    else:
+        _check_and_load(model, sd, str(path))
+    return meta
+
+
+def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights of a timm model by name (downloads; for users online)."""
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=True).state_dict()
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"'{name}' is neither a checkpoint file nor a loadable timm model: {err}") from err
+
+
+# ----------------------------------------------------------------------------- writing
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` atomically: to a temporary file in the same folder, fsync, then rename.
+
+    A crash while writing leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def model_payload(model: HaltingVT, config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The model part of one of our checkpoints: weights, architecture and (optionally) the config."""
+    net = model.module if hasattr(model, "module") else model
+    return {"model": net.state_dict(), "arch": dict(getattr(net, "arch", {})), "config": dict(config or {}), **extra}

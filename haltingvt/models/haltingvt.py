@@ -1,0 +1,278 @@
+"""HaltingVT: Glimpser layers (divided space-time attention with token selection) followed by joint
+space-time layers with adaptive token halting, and the action/motion heads. SPEC section 1."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import trunc_normal_
+
+from .glimpser import GlimpserBlock
+from .halting import AdaptiveHalting, halting_depth
+from .heads import ActionMotionHead
+from .layers import Block
+
+#: Architecture settings and their defaults (DeiT-S, 8 frames, 224x224, G03/b10).
+ARCH_DEFAULTS: dict[str, Any] = {
+    "img_size": 224,
+    "patch_size": 16,
+    "num_frames": 8,
+    "embed_dim": 384,
+    "num_heads": 6,
+    "depth": 12,
+    "divid_depth": 2,
+    "keep_rate": [1.0, 0.3],
+    "halting": True,
+    "halt_scale": 10.0,
+    "halt_center": 10.0,
+    "eps": 0.01,
+    "fuse_token": False,
+    "num_classes": 200,
+    "drop_path_rate": 0.0,
+    "head_dropout": 0.0,
+    "mlp_ratio": 4.0,
+}
+
+
+@dataclass
+class HaltingVTOutput:
+    """Model outputs for B clips; M = tokens after the Glimpser, n = number of halting layers."""
+
+    features: torch.Tensor  # (B, C) final cls feature
+    logits: torch.Tensor  # (B, num_classes)
+    motion_logits: torch.Tensor  # (B, 2)
+    token_counts: torch.Tensor  # (B, n) active tokens entering each halting layer
+    rho: torch.Tensor  # (B, M) ponder cost per token
+    counter: torch.Tensor  # (B, M) release's counter_token: 1-based halting layer of each token
+    halting_masks: torch.Tensor  # (B, n, M) bool, token still active after layer j
+    left_tokens: list[int]  # tokens per clip after each Glimpser layer (cls excluded)
+    kept_patches: list[torch.Tensor]  # per selecting Glimpser layer: (B, T, k) original patch index per slot
+    exit_layer: torch.Tensor  # (B,) layer after which the clip stopped early (early exit), -1 otherwise
+    layer_scores: torch.Tensor  # (n,) mean halting score of active tokens per layer
+    execution: str
+
+    @property
+    def halt_depth(self) -> torch.Tensor:
+        """(B, M): 1-based halting layer at which each token stopped."""
+        return halting_depth(self.halting_masks)
+
+    @property
+    def early_exited(self) -> torch.Tensor:
+        """(B,) bool: the clip stopped computing once its cls token halted."""
+        return self.exit_layer >= 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _resize_embedding(embed: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Nearest-neighbour resize of a (1, L, C) embedding laid out on a 1-D or 2-D grid of ``size``."""
+    _, L, C = embed.shape
+    if len(size) == 1:
+        return F.interpolate(embed.transpose(1, 2), size=size[0], mode="nearest").transpose(1, 2)
+    side = int(round(math.sqrt(L)))
+    grid = embed.reshape(1, side, side, C).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=tuple(size), mode="nearest")
+    return grid.permute(0, 2, 3, 1).reshape(1, -1, C)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """(1, 1 + S, C) -> (1, 1 + gh*gw, C); the cls position is kept as it is."""
+    if pos_embed.shape[1] == 1 + grid[0] * grid[1]:
+        return pos_embed
+    return torch.cat([pos_embed[:, :1], _resize_embedding(pos_embed[:, 1:], grid)], dim=1)
+
+
+def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(1, T, C) -> (1, num_frames, C)."""
+    if time_embed.shape[1] == num_frames:
+        return time_embed
+    return _resize_embedding(time_embed, [num_frames])
+
+
+class HaltingVT(nn.Module):
+    """HaltingVT backbone + heads. Input clips: float (B, 3, T, H, W), normalised (x - 127.5) / 127.5."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        num_frames: int = 8,
+        embed_dim: int = 384,
+        num_heads: int = 6,
+        depth: int = 12,
+        divid_depth: int = 2,
+        keep_rate: Sequence[float] = (1.0, 0.3),
+        halting: bool = True,
+        halt_scale: float = 10.0,
+        halt_center: float = 10.0,
+        eps: float = 0.01,
+        fuse_token: bool = False,
+        num_classes: int = 200,
+        drop_path_rate: float = 0.0,
+        head_dropout: float = 0.0,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        keep_rate = list(keep_rate)
+        if len(keep_rate) != divid_depth:
+            raise ValueError(f"keep_rate needs one value per Glimpser layer ({divid_depth}), got {keep_rate}")
+        if not 0 <= divid_depth < depth:
+            raise ValueError(f"divid_depth must be in [0, depth), got {divid_depth} with depth {depth}")
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.img_size, self.patch_size, self.num_frames = img_size, patch_size, num_frames
+        self.embed_dim, self.depth, self.divid_depth = embed_dim, depth, divid_depth
+        self.keep_rate, self.halting = keep_rate, halting
+        self.num_classes = num_classes
+        grid = img_size // patch_size
+
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        glimpser = [
+            GlimpserBlock(embed_dim, num_heads, keep_rate[i], fuse_token, mlp_ratio, drop_path=dpr[i])
+            for i in range(divid_depth)
+        ]
+        joint = [Block(embed_dim, num_heads, mlp_ratio, drop_path=dpr[i]) for i in range(divid_depth, depth)]
+        # One list in release order so that checkpoint keys blocks.{i} line up.
+        self.blocks = nn.ModuleList(glimpser + joint)
+        self.adaptive_halting = AdaptiveHalting(halt_scale, halt_center, eps)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = ActionMotionHead(embed_dim, num_classes, head_dropout)
+        self._init_weights()
+
+    @property
+    def glimpser_blocks(self) -> list[GlimpserBlock]:
+        return list(self.blocks[: self.divid_depth])
+
+    @property
+    def num_halting_layers(self) -> int:
+        return self.depth - self.divid_depth
+
+    def _init_weights(self) -> None:
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # TimeSformer convention: temporal_fc starts at zero in every Glimpser layer but the first,
+        # which keeps its random init (reproduced from the release).
+        for block in self.glimpser_blocks[1:]:
+            nn.init.zeros_(block.temporal_fc.weight)
+            nn.init.zeros_(block.temporal_fc.bias)
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips (B, 3, T, H, W) -> tokens (B, 1 + S*T, C), spatial-major, time-minor."""
+        B, _, T, H, W = clips.shape
+        x = self.patch_embed.proj(rearrange(clips, "b c t h w -> (b t) c h w"))  # (B*T, C, gh, gw)
+        gh, gw = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)  # (B*T, S, C)
+        pos = resize_pos_embed(self.pos_embed, (gh, gw))
+        # cls is prepended per frame, gets its position embedding, and one copy is kept (all identical).
+        cls = self.cls_token + pos[:, :1]
+        x = x + pos[:, 1:]
+        x = rearrange(x, "(b t) s c -> (b s) t c", b=B) + resize_time_embed(self.time_embed, T)
+        x = rearrange(x, "(b s) t c -> b (s t) c", b=B)
+        return torch.cat([cls.expand(B, -1, -1), x], dim=1)
+
+    def forward(
+        self, clips: torch.Tensor, execution: str | None = None, early_exit: bool = False
+    ) -> HaltingVTOutput:
+        """clips: (B, 3, T, H, W) normalised. execution: 'masked' (release, training) or 'compact'
+        (halted tokens removed; default in eval mode). early_exit: stop a clip once its cls halted
+        (compact only; its later token counts are 0 and ``exit_layer`` says where it stopped)."""
+        if clips.dim() != 5 or clips.shape[1] != 3:
+            raise ValueError(f"clips must be (B, 3, T, H, W), got {tuple(clips.shape)}")
+        if execution is None:
+            execution = "masked" if self.training else "compact"
+        T = clips.shape[2]
+        x = self.embed(clips)
+        B = x.shape[0]
+        left_tokens, kept_slots = [], []
+        for block in self.glimpser_blocks:
+            x, kept = block(x, T)
+            if kept is not None:
+                kept_slots.append(kept)
+            left_tokens.append(x.shape[1] - 1)
+        kept_patches = self._compose_kept(kept_slots, B, T)
+
+        if self.halting:
+            res = self.adaptive_halting(self.blocks[self.divid_depth :], x, execution=execution, early_exit=early_exit)
+            cls_output = res.cls_output
+            token_counts, rho, counter, masks = res.token_counts, res.rho, res.counter, res.halting_masks
+            exit_layer, layer_scores = res.exit_layer, res.layer_scores
+        else:
+            for block in self.blocks[self.divid_depth :]:
+                x = block(x)
+            cls_output = x[:, 0]
+            n, M = self.num_halting_layers, x.shape[1]
+            token_counts = x.new_full((B, n), float(M))
+            rho, counter = x.new_zeros(B, M), x.new_full((B, M), float(n))
+            masks = torch.ones(B, n, M, dtype=torch.bool, device=x.device)
+            exit_layer = torch.full((B,), -1, dtype=torch.long, device=x.device)
+            layer_scores = x.new_zeros(n)
+
+        features = self.norm(cls_output)
+        logits, motion_logits = self.head(features)
+        return HaltingVTOutput(
+            features, logits, motion_logits, token_counts, rho, counter, masks,
+            left_tokens, kept_patches, exit_layer, layer_scores, execution,
+        )
+
+    @staticmethod
+    def _compose_kept(kept: list[torch.Tensor], B: int, T: int) -> list[torch.Tensor]:
+        """Per selecting layer, map its kept slot indices back to original patch indices: (B, T, k).
+        A fused token (fuse_token) is not an original patch; it is reported as -1."""
+        out, ids = [], None
+        for idx in kept:
+            if ids is None:
+                ids_now = idx
+            else:  # the slot after the kept ones, if selected, is the previous layer's fused token
+                ids = torch.cat([ids, ids.new_full((ids.shape[0], 1), -1)], dim=1)
+                ids_now = ids.gather(1, idx.clamp(max=ids.shape[1] - 1))
+            out.append(rearrange(ids_now, "(b t) k -> b t k", b=B, t=T))
+            ids = ids_now
+        return out
+
+
+def arch_from(arch: str | Mapping[str, Any] | None, **overrides: Any) -> dict[str, Any]:
+    """Architecture dict from a config name/path, a full config (with a ``model`` section) or a dict.
+    Unknown keys are an error naming the key."""
+    from ..config import ConfigError, load_config
+
+    if arch is None:
+        spec: dict[str, Any] = {}
+    elif isinstance(arch, Mapping):
+        spec = dict(arch.get("model", arch)) if "model" in arch else dict(arch)
+    else:
+        spec = dict(load_config(arch)["model"])
+    spec.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(spec) - set(ARCH_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown model setting(s): {', '.join(unknown)} (known: {', '.join(ARCH_DEFAULTS)})")
+    full = {**ARCH_DEFAULTS, **spec}
+    if "keep_rate" not in spec and full["divid_depth"] != len(ARCH_DEFAULTS["keep_rate"]):
+        full["keep_rate"] = [1.0] * full["divid_depth"]
+    return full
+
+
+def create_model(arch: str | Mapping[str, Any] | None = None, num_classes: int | None = None, **overrides: Any) -> HaltingVT:
+    """Build a HaltingVT from a config name/path or an architecture dict (keys of ``ARCH_DEFAULTS``)."""
+    full = arch_from(arch, num_classes=num_classes, **overrides)
+    model = HaltingVT(**full)
+    model.arch = full  # kept so checkpoints and FLOP counts can record the architecture
+    return model
