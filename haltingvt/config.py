@@ -82,10 +82,20 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
                 f"unknown config key '{dotted}' (known in this section: {', '.join(sorted(node))})"
             )
         try:
-            node[keys[-1]] = yaml.safe_load(raw)
+            node[keys[-1]] = _number_or_self(yaml.safe_load(raw))
         except yaml.YAMLError as err:
             raise ConfigError(f"override '{item}': cannot parse value: {err}") from err
     return cfg
+
+
+def _number_or_self(value: Any) -> Any:
+    # YAML 1.1 reads "2e-5" (no dot) as a string; on the command line it is meant as a number.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = ()) -> dict:

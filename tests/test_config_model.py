@@ -1,0 +1,144 @@
+"""Configs, create_model, compact vs masked on random weights, losses, ImageNet init."""
+import math
+
+import pytest
+import torch
+
+import haltingvt
+from haltingvt.config import ConfigError, apply_overrides, load_config
+
+RELEASED = ["minik_g03_b5", "minik_g03_b10", "minik_g05_b20", "minik_g07_b20",
+            "anet_g03_b10", "anet_g05_b10", "anet_g05_b20", "anet_g07_b20"]
+
+
+def test_released_configs():
+    assert set(RELEASED) <= set(haltingvt.available_configs())
+    cfg = load_config("minik_g05_b20")
+    assert cfg["model"]["keep_rate"] == [1.0, 0.5] and cfg["model"]["halt_center"] == 20
+    assert cfg["data"]["clip_len"] == 8 and cfg["data"]["frame_interval"] == 32 and cfg["train"]["epochs"] == 20
+    anet = load_config("anet_g07_b20")
+    assert anet["model"]["num_frames"] == 10 and anet["loss"]["multi_label"] and anet["train"]["epochs"] == 50
+    assert anet["data"]["frame_interval"] == 64
+
+
+def test_overrides_and_errors():
+    cfg = load_config("minik_g03_b10", ["train.lr=2e-5", "model.keep_rate=[1.0, 0.5]"])
+    assert cfg["train"]["lr"] == 2e-5 and cfg["model"]["keep_rate"] == [1.0, 0.5]
+    with pytest.raises(ConfigError, match="train.lrr"):
+        apply_overrides(cfg, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="nosuch"):
+        load_config("nosuch")
+    with pytest.raises(ConfigError, match="bogus"):
+        haltingvt.create_model({"bogus": 1})
+
+
+def test_create_model_by_name_matches_deit_small():
+    model = haltingvt.create_model("minik_g03_b10")
+    n_params = sum(p.numel() for p in model.parameters())
+    assert model.embed_dim == 384 and len(model.blocks) == 12
+    assert 22e6 < n_params < 25e6  # DeiT-S (22M) + 2 temporal attentions + heads
+
+
+def _tiny(**kw):
+    arch = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=6, divid_depth=2,
+                keep_rate=[1.0, 0.5], halt_scale=10.0, halt_center=3.0, eps=0.01)
+    arch.update(kw)
+    return haltingvt.create_model(arch, num_classes=5)
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_compact_equals_masked_random_weights(fuse):
+    torch.manual_seed(0)
+    model = _tiny(fuse_token=fuse).eval()
+    clips = torch.randn(6, 3, 4, 32, 32)
+    with torch.no_grad():
+        masked = model(clips, execution="masked")
+        compact = model(clips, execution="compact")
+    torch.testing.assert_close(compact.logits, masked.logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(compact.features, masked.features, atol=1e-4, rtol=0)
+    assert torch.equal(compact.token_counts, masked.token_counts)
+    assert torch.equal(compact.halting_masks, masked.halting_masks)
+    # tokens really halt at different depths in this batch, so the test exercises padding and ghosts
+    assert len(set(masked.token_counts[:, 2].tolist())) > 1
+    k = math.ceil(0.5 * 16)
+    assert masked.left_tokens == [64, 4 * (k + int(fuse))]
+
+
+def test_compact_is_default_in_eval_and_early_exit():
+    torch.manual_seed(1)
+    model = _tiny().eval()
+    clips = torch.randn(4, 3, 4, 32, 32)
+    with torch.no_grad():
+        default = model(clips)
+        masked = model(clips, execution="masked")
+        early = model(clips, early_exit=True)
+    assert default.execution == "compact"
+    torch.testing.assert_close(early.logits, masked.logits, atol=1e-4, rtol=0)
+    exited = early.early_exited
+    for b in range(4):
+        if exited[b]:
+            j = int(early.exit_layer[b])
+            assert not masked.halting_masks[b, j, 0]  # cls halted at that layer
+            assert early.token_counts[b, j + 1:].sum() == 0
+            assert torch.equal(early.token_counts[b, : j + 1], masked.token_counts[b, : j + 1])
+
+
+def test_kept_patches_and_resized_input():
+    model = _tiny().eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 4, 32, 32))
+        bigger = model(torch.randn(1, 3, 6, 48, 48))  # pos/time embeddings resized on the fly
+    (kept,) = out.kept_patches
+    assert kept.shape == (2, 4, 8) and int(kept.max()) < 16
+    assert bigger.left_tokens == [36 * 6, 18 * 6]
+
+
+def test_losses_hard_soft_and_backward():
+    torch.manual_seed(0)
+    model = _tiny().train()
+    clips = torch.randn(4, 3, 4, 32, 32)
+    out = model(clips)
+    assert out.execution == "masked"
+    crit = haltingvt.HaltingVTLoss(distr_prior=True, distr_target_depth=2)
+    motion = torch.tensor([1, 0, 1, 0])
+    hard = crit(out, torch.tensor([0, 0, 3, 3]), motion)
+    soft = crit(out, torch.nn.functional.one_hot(torch.tensor([0, 0, 3, 3]), 5).float(), motion)
+    torch.testing.assert_close(hard.action, soft.action)
+    assert hard.prior > 0 and hard.ponder > 0 and hard.motion > 0
+    hard.total.backward()
+    assert model.blocks[5].mlp.fc2.weight.grad is not None
+    no_motion = haltingvt.HaltingVTLoss(motion_loss=False)(out, torch.tensor([0, 0, 3, 3]), motion)
+    assert no_motion.total.item() < hard.total.item()
+
+
+def test_imagenet_init_from_local_deit_file(tmp_path):
+    import timm
+
+    deit = timm.create_model("deit_tiny_patch16_224", pretrained=False)
+    path = tmp_path / "deit.pth"
+    torch.save({"model": deit.state_dict()}, path)
+    model = haltingvt.create_model(dict(img_size=112, patch_size=16, num_frames=4, embed_dim=192, num_heads=3,
+                                        keep_rate=[1.0, 0.5]), num_classes=5)
+    meta = haltingvt.load_checkpoint(model, path)
+    assert meta["format"] == "imagenet"
+    sd = deit.state_dict()
+    torch.testing.assert_close(model.blocks[1].temporal_attn.qkv.weight, sd["blocks.1.attn.qkv.weight"])
+    torch.testing.assert_close(model.blocks[0].temporal_norm1.weight, sd["blocks.0.norm1.weight"])
+    torch.testing.assert_close(model.blocks[7].mlp.fc1.weight, sd["blocks.7.mlp.fc1.weight"])
+    assert model.pos_embed.shape == (1, 50, 192)
+    torch.testing.assert_close(model.pos_embed[:, 0], sd["pos_embed"][:, 0])
+    assert torch.count_nonzero(model.blocks[1].temporal_fc.weight) == 0  # TimeSformer convention
+    assert torch.count_nonzero(model.blocks[0].temporal_fc.weight) > 0
+
+
+def test_own_checkpoint_roundtrip(tmp_path):
+    from haltingvt.engine.checkpoint import model_payload
+
+    model = _tiny()
+    path = haltingvt.save_checkpoint(tmp_path / "ckpt.pth", model_payload(model, {"name": "x"}, epoch=3))
+    other = _tiny()
+    meta = haltingvt.load_checkpoint(other, path)
+    assert meta["epoch"] == 3 and meta["arch"]["embed_dim"] == 48
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not list(tmp_path.glob("*.tmp"))
