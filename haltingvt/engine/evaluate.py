@@ -1,0 +1,298 @@
+"""Evaluation: accuracy (or mAP), GFLOPs per clip from the measured token counts, throughput.
+
+    haltingvt eval minik_g03_b10 work_dirs/minik_g03_b10/best.pth --dump predictions.json
+    torchrun --nproc_per_node 8 -m haltingvt.cli eval minik_g03_b10 best.pth --json
+
+Multi-view testing: every video gives V = num_clips x num_crops views (collate_eval), each view is
+one clip through the model, and the video's score is the mean of the views' softmax probabilities
+(the release's "prob" averaging; also used for ActivityNet's mAP). GFLOPs and token counts are per
+view clip. Under torchrun each process takes an unpadded shard of the videos; results are gathered
+as (index, probabilities) and de-duplicated by index, so every video counts exactly once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from . import distributed
+from .metrics import classification_metrics
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str):
+    """Autocast context for 'none' | 'bf16' | 'fp16' (fp16 only on CUDA)."""
+    from ..config import ConfigError
+
+    if amp not in AMP_DTYPES:
+        raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if AMP_DTYPES[amp] is None:
+        return nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp 'fp16' needs a CUDA device; use 'bf16' (or 'none') on the CPU")
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def gflops_fn():
+    """haltingvt.flops.clip_gflops, or None (with a warning) while that module is not installed."""
+    try:
+        from ..flops import clip_gflops
+    except ImportError as err:  # pragma: no cover - only before the FLOPs module exists
+        print(f"warning: GFLOPs not reported ({err})")
+        return None
+    return clip_gflops
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    cfg: Mapping[str, Any],
+    split: str = "val",
+    device: str | torch.device | None = None,
+    *,
+    dataset: Dataset | None = None,
+    execution: str | None = None,
+    early_exit: bool | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    dump: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``split`` of ``cfg``'s data (or on ``dataset``, samples as build_dataset's).
+
+    Runs on every process of a torchrun job (each on its shard) and returns the same dict on all:
+    top1, top5, mean_class_acc (single label) or mAP and top1 (loss.multi_label); gflops_per_clip
+    (mean over view clips), gflops_per_video, tokens_per_layer (mean active tokens entering each
+    halting layer), early_exit_fraction, clips_per_second (view clips, all processes), views,
+    num_evaluated, unreadable (paths) and unreadable_errors. ``dump`` writes per-video predictions as JSON.
+    """
+    from .. import data
+
+    net = _unwrap(model)
+    test = cfg.get("test", {})
+    execution = execution or test.get("execution", "compact")
+    early_exit = bool(test.get("early_exit", False) if early_exit is None else early_exit)
+    if early_exit and execution != "compact":
+        from ..config import ConfigError
+
+        raise ConfigError("test.early_exit needs test.execution=compact")
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    multi_label = bool(cfg.get("loss", {}).get("multi_label", False))
+    arch = getattr(net, "arch", None) or dict(cfg["model"])
+    clip_gflops = gflops_fn()
+
+    dataset = dataset if dataset is not None else data.build_dataset(dict(cfg), split)
+    rank, world = distributed.rank(), distributed.world_size()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size or int(test.get("batch_size", 8)),
+        sampler=distributed.ShardSampler(len(dataset), rank, world),
+        num_workers=int(cfg.get("data", {}).get("num_workers", 0) if num_workers is None else num_workers),
+        collate_fn=data.collate_eval,
+        pin_memory=device.type == "cuda",
+    )
+
+    was_training = net.training
+    net.eval()
+    indices, probs, labels, tokens, gflops, exited, paths, errors = [], [], [], [], [], [], [], []
+    views, n_clips, model_time = 0, 0, 0.0
+    bar = tqdm(loader, desc=f"eval {split}", disable=not (progress and rank == 0), dynamic_ncols=True)
+    for batch in bar:
+        errors.extend(batch["errors"])
+        b = batch["clips"].shape[0]
+        if b == 0:
+            continue
+        views = batch["clips"].shape[1]
+        clips = data.normalize(batch["clips"].to(device, non_blocking=True)).flatten(0, 1)  # (b*V, 3, T, H, W)
+        _sync(device)
+        start = time.perf_counter()
+        with autocast(device, test.get("amp", "none")):
+            out = net(clips, execution=execution, early_exit=early_exit)
+        _sync(device)
+        model_time += time.perf_counter() - start
+        n_clips += clips.shape[0]
+        # The release averages softmax probabilities over the views of a video.
+        probs.append(out.logits.float().softmax(dim=1).view(b, views, -1).mean(dim=1).cpu())
+        counts = out.token_counts.float().cpu()
+        tokens.append(counts.view(b, views, -1).mean(dim=1))
+        if clip_gflops is not None:
+            g = clip_gflops(arch, counts, num_frames=clips.shape[2], img_size=clips.shape[-1])
+            gflops.append(g.float().view(b, views).mean(dim=1))
+        exited.append(out.exit_layer.cpu().view(b, views).ge(0).float().mean(dim=1))
+        indices.append(batch["index"].cpu().long())
+        labels.append(batch["label"].cpu())
+        paths.extend(batch["path"])
+    bar.close()
+    if was_training:
+        net.train()
+
+    def cat(xs: list[torch.Tensor]) -> torch.Tensor | None:
+        return torch.cat(xs) if xs else None
+
+    local = {
+        "index": cat(indices), "probs": cat(probs), "label": cat(labels), "tokens": cat(tokens),
+        "gflops": cat(gflops), "exited": cat(exited), "path": paths, "errors": errors,
+        "clips": n_clips, "time": model_time, "views": views,
+    }
+    results = _merge(distributed.all_gather_objects(local))
+    metrics = _summarise(results, multi_label)
+    metrics.update(split=split, execution=execution, early_exit=early_exit, world_size=world)
+    if dump is not None and rank == 0:
+        write_predictions(dump, results, multi_label)
+    return metrics
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Join the processes' results, keep the first result of every sample index, order by index."""
+    full = [p for p in parts if p["index"] is not None]
+    errors = sorted({(int(i), str(p), str(m)) for part in parts for (i, p, m) in part["errors"]})
+    out: dict[str, Any] = {
+        "errors": errors,
+        "clips": sum(p["clips"] for p in parts),
+        "clips_per_second": sum(p["clips"] / p["time"] for p in parts if p["time"] > 0),
+        "views": max((p["views"] for p in parts), default=0),
+    }
+    if not full:
+        out.update(index=torch.zeros(0, dtype=torch.long), probs=None, path=[])
+        return out
+    index = torch.cat([p["index"] for p in full])
+    order = torch.argsort(index, stable=True)
+    index = index[order]
+    first = torch.ones_like(index, dtype=torch.bool)
+    first[1:] = index[1:] != index[:-1]
+    keep = order[first]
+    out["index"] = index[first]
+    for key in ("probs", "label", "tokens", "gflops", "exited"):
+        if full[0][key] is not None:
+            out[key] = torch.cat([p[key] for p in full])[keep]
+        else:
+            out[key] = None
+    all_paths = [path for p in full for path in p["path"]]
+    out["path"] = [all_paths[i] for i in keep.tolist()]
+    return out
+
+
+def _summarise(results: dict[str, Any], multi_label: bool) -> dict[str, Any]:
+    n = len(results["index"])
+    metrics: dict[str, Any] = {}
+    if n:
+        metrics.update(classification_metrics(results["probs"], results["label"], multi_label))
+        metrics["tokens_per_layer"] = [round(v, 3) for v in results["tokens"].mean(dim=0).tolist()]
+        metrics["gflops_per_clip"] = results["gflops"].mean().item() if results["gflops"] is not None else None
+        metrics["early_exit_fraction"] = results["exited"].mean().item()
+    else:
+        keys = ("mAP", "top1") if multi_label else ("top1", "top5", "mean_class_acc")
+        metrics.update({k: float("nan") for k in keys})
+        metrics.update(tokens_per_layer=[], gflops_per_clip=None, early_exit_fraction=None)
+    views = results["views"]
+    g = metrics["gflops_per_clip"]
+    metrics["gflops_per_video"] = g * views if g is not None else None
+    metrics["views"] = views
+    metrics["clips_per_second"] = results["clips_per_second"]
+    metrics["num_evaluated"] = n
+    metrics["unreadable"] = [path for _, path, _ in results["errors"]]
+    metrics["unreadable_errors"] = [msg for _, _, msg in results["errors"]]
+    return metrics
+
+
+def write_predictions(path: str | Path, results: dict[str, Any], multi_label: bool, topk: int = 5) -> Path:
+    """Per-video predictions as JSON: index, path, label(s), top-k classes and their probabilities."""
+    rows = []
+    if results.get("probs") is not None:
+        scores, classes = results["probs"].topk(min(topk, results["probs"].shape[1]), dim=1)
+        for i in range(len(results["index"])):
+            label = results["label"][i]
+            rows.append({
+                "index": int(results["index"][i]),
+                "path": results["path"][i],
+                "label": (label.nonzero().flatten().tolist() if multi_label else int(label)),
+                "pred": int(classes[i, 0]),
+                "topk": classes[i].tolist(),
+                "topk_prob": [round(float(s), 6) for s in scores[i]],
+                "tokens_per_layer": [round(float(t), 2) for t in results["tokens"][i]],
+                "gflops": float(results["gflops"][i]) if results["gflops"] is not None else None,
+            })
+    doc = {"predictions": rows, "unreadable": [{"index": i, "path": p, "error": m} for i, p, m in results["errors"]]}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def format_metrics(m: Mapping[str, Any]) -> str:
+    """Human-readable multi-line summary of :func:`evaluate`'s result."""
+    def pct(key: str) -> str:
+        v = m.get(key)
+        return f"{100 * v:.2f}%" if isinstance(v, float) and not math.isnan(v) else "n/a"
+
+    head = f"mAP {pct('mAP')}  top-1 hit {pct('top1')}" if "mAP" in m else (
+        f"top-1 {pct('top1')}  top-5 {pct('top5')}  mean class acc {pct('mean_class_acc')}")
+    g = m.get("gflops_per_clip")
+    lines = [
+        f"{m['split']}: {m['num_evaluated']} videos x {m['views']} views  ({m['execution']} execution"
+        f"{', early exit' if m['early_exit'] else ''}, {m['world_size']} process(es))",
+        head,
+        f"GFLOPs per clip {g:.3f}  per video {m['gflops_per_video']:.3f}" if g is not None else "GFLOPs: n/a",
+        "tokens per halting layer: " + " ".join(f"{t:.1f}" for t in m["tokens_per_layer"]),
+        f"throughput {m['clips_per_second']:.1f} clips/s",
+    ]
+    if m["unreadable"]:
+        lines.append(f"{len(m['unreadable'])} unreadable video(s) not evaluated:")
+        lines += [f"  {msg}" for msg in m["unreadable_errors"]]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
+    parser.add_argument("checkpoint", help="checkpoint: ours (best.pth, epoch_N.pth) or a release .pth")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. test.execution=masked test.early_exit=true")
+    parser.add_argument("--split", default="test", choices=["val", "test"], help="data split (default: test)")
+    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--dump", default=None, metavar="JSON", help="write per-video predictions to this file")
+    parser.add_argument("--out", default=None, metavar="JSON", help="write the metrics to this file")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..engine.checkpoint import load_checkpoint
+    from ..models import create_model
+
+    cfg = load_config(args.config, args.set)
+    info = distributed.setup(args.device)
+    try:
+        model = create_model(cfg["model"])
+        load_checkpoint(model, args.checkpoint)
+        model.to(info.device)
+        metrics = evaluate(model, cfg, split=args.split, device=info.device, dump=args.dump)
+        metrics["checkpoint"] = str(args.checkpoint)
+        metrics["config"] = cfg.get("name")
+        if info.is_main:
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps(metrics, indent=1))
+            print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
+    finally:
+        distributed.cleanup()
+    return 0
