@@ -8,6 +8,7 @@
 from .config import ConfigError, available_configs, load_config
 from .engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models import HaltingVT, HaltingVTLoss, HaltingVTOutput, create_model
+from .predict import Predictor
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,5 @@ __all__ = [
     "ConfigError", "available_configs", "load_config",
     "CheckpointError", "load_checkpoint", "save_checkpoint",
     "HaltingVT", "HaltingVTLoss", "HaltingVTOutput", "create_model",
+    "Predictor",
 ]

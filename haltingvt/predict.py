@@ -1,0 +1,440 @@
+"""Classify video files and frame folders with a trained HaltingVT, and show where it looked.
+
+Command line::
+
+    haltingvt predict work_dirs/minik_g03_b10/best.pth clip.mp4 frames_dir/ --topk 5 --views 1x3
+    haltingvt predict release.pth *.mp4 --config minik_g03_b10 --classes classes.txt --json
+    haltingvt predict best.pth clip.mp4 --save-vis vis/          # vis/clip.png + vis/clip.gif
+
+Python::
+
+    predictor = haltingvt.Predictor("best.pth")              # config from the checkpoint
+    result = predictor.predict("clip.mp4")                   # or a uint8 (3,T,H,W) / (V,3,T,H,W) tensor
+    result["top"][0]["label"], result["gflops"]
+    results = predictor.predict_many(paths)                  # batched; bad files become {"error": ...}
+
+Each input goes through the test pipeline of the config (``haltingvt.data.load_views``), giving V views
+(clips x crops). As in the release, softmax probabilities are averaged over the views. GFLOPs are the
+multiply-accumulates actually spent (``haltingvt.flops.clip_gflops`` of the measured token counts), summed
+over the views.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+
+from .config import ConfigError, load_config
+from .engine.checkpoint import CheckpointError, detect_format, load_checkpoint, read_checkpoint
+from .models.haltingvt import arch_from, create_model
+
+# Architecture settings that must match between a checkpoint and the config: a difference gives wrong
+# results (num_heads) or weights that do not fit. The others change behaviour only and give a warning.
+STRUCTURAL_KEYS = ("patch_size", "embed_dim", "num_heads", "depth", "divid_depth", "mlp_ratio", "num_classes")
+BEHAVIOUR_KEYS = ("keep_rate", "halting", "halt_scale", "halt_center", "eps", "fuse_token", "img_size", "num_frames")
+
+RESULT_KEYS = (
+    "path", "error", "top", "num_views", "gflops", "gflops_per_view", "tokens_per_layer", "halting_layers",
+    "glimpser_tokens", "motion_prob", "vis",
+)
+
+__all__ = ["Predictor", "parse_views", "add_arguments", "run"]
+
+
+def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
+    """``"1x3"`` or ``(1, 3)`` -> (clips, crops)."""
+    try:
+        if isinstance(views, str):
+            clips, crops = (int(v) for v in views.lower().split("x"))
+        else:
+            clips, crops = (int(v) for v in views)
+    except (ValueError, TypeError):
+        raise ConfigError(f"views '{views}' must look like CLIPSxCROPS, e.g. 1x3") from None
+    if clips < 1 or crops < 1:
+        raise ConfigError(f"views '{views}': clips and crops must be at least 1")
+    return clips, crops
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+
+
+def _head_classes(obj: Any, kind: str) -> int | None:
+    sd = obj.get("model", {}) if kind == "haltingvt" else obj.get("state_dict", obj)
+    weight = sd.get("head.fc_cls.weight" if kind == "haltingvt" else "cls_head.fc_cls.weight")
+    return int(weight.shape[0]) if hasattr(weight, "shape") else None
+
+
+def _config_from_arch(arch: Mapping[str, Any], name: str) -> dict:
+    """A full config for a checkpoint that stores only its architecture: defaults + a test pipeline that
+    fits the architecture (short side img_size*256/224, centre crop img_size, clip_len num_frames)."""
+    cfg = load_config("_minik_base")
+    cfg["name"] = name
+    cfg["model"] = dict(arch)
+    cfg["data"]["clip_len"] = int(arch["num_frames"])
+    cfg["data"]["crop_size"] = int(arch["img_size"])
+    cfg["data"]["test_scale"] = int(round(arch["img_size"] * 256 / 224))
+    return cfg
+
+
+def _resolve_config(
+    path: Path, obj: Any, kind: str, config: str | os.PathLike | Mapping | None, overrides: Iterable[str]
+) -> tuple[dict, dict | None]:
+    """The config to predict with, and the architecture stored in the checkpoint (ours only)."""
+    stored_arch = dict(obj["arch"]) if kind == "haltingvt" and obj.get("arch") else None
+    if config is not None:
+        return load_config(config, overrides), stored_arch
+    if kind == "haltingvt":
+        stored = obj.get("config") or {}
+        if stored.get("model"):
+            cfg = load_config(stored, overrides)
+            cfg.setdefault("name", path.stem)
+            return cfg, stored_arch
+        if stored_arch:
+            return load_config(_config_from_arch(stored_arch, path.stem), overrides), stored_arch
+        raise ConfigError(f"{path}: the checkpoint stores no config or architecture; pass --config")
+    raise ConfigError(
+        f"{path}: release checkpoint needs --config (its architecture and test pipeline are not stored in it)"
+    )
+
+
+def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, ckpt_classes: int | None) -> None:
+    name = cfg.get("name", "given")
+    if ckpt_classes is not None and ckpt_classes != arch["num_classes"]:
+        raise CheckpointError(
+            f"{path}: checkpoint has {ckpt_classes} classes but config '{name}' has "
+            f"model.num_classes={arch['num_classes']} (use the matching config or --set model.num_classes={ckpt_classes})"
+        )
+    if stored_arch is None:
+        return
+    stored = arch_from(stored_arch)
+    diff = [k for k in STRUCTURAL_KEYS if stored.get(k) != arch.get(k)]
+    if diff:
+        raise CheckpointError(
+            f"{path}: architecture differs from config '{name}': "
+            + ", ".join(f"{k} {stored.get(k)} in checkpoint vs {arch.get(k)} in config" for k in diff)
+        )
+    soft = [k for k in BEHAVIOUR_KEYS if stored.get(k) != arch.get(k)]
+    if soft:
+        warnings.warn(
+            f"{path}: config '{name}' runs the model with "
+            + ", ".join(f"{k}={arch.get(k)} (trained with {stored.get(k)})" for k in soft),
+            stacklevel=3,
+        )
+
+
+class Predictor:
+    """Top-k classes, GFLOPs spent and tokens per halting layer for videos, frame folders or clips.
+
+    Args:
+        checkpoint: our checkpoint (config stored inside) or a release checkpoint (needs ``config``).
+        config: config name, YAML path or dict; default: the config stored in the checkpoint.
+        device: default ``cuda`` when available, else ``cpu``.
+        classes: class-name file or list of names; default: the config's ``data.classes``, else class_<i>.
+        overrides: ``section.key=value`` strings applied to the config.
+        views: ``"CLIPSxCROPS"`` test views per input (default: the config's test_num_clips x test_num_crops).
+        topk: number of classes reported.
+        batch_size: inputs per forward pass (default: the config's ``test.batch_size``).
+        num_workers: decoding processes for :meth:`predict_many`.
+
+    Raises ConfigError / CheckpointError (one line, naming the file) when the checkpoint, config and class
+    names do not fit together.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        config: str | os.PathLike | Mapping | None = None,
+        device: str | torch.device | None = None,
+        classes: str | os.PathLike | Sequence[str] | None = None,
+        overrides: Iterable[str] = (),
+        views: str | Sequence[int] | None = None,
+        topk: int = 5,
+        batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        self.checkpoint = Path(checkpoint)
+        obj = read_checkpoint(self.checkpoint)
+        try:
+            kind = detect_format(obj)
+        except CheckpointError as err:
+            raise CheckpointError(f"{self.checkpoint}: {err}") from None
+        if kind == "imagenet":
+            raise CheckpointError(
+                f"{self.checkpoint}: holds ImageNet (DeiT/ViT) weights, not a trained HaltingVT; nothing to predict with"
+            )
+        cfg, stored_arch = _resolve_config(self.checkpoint, obj, kind, config, overrides)
+        if views is not None:
+            cfg["data"]["test_num_clips"], cfg["data"]["test_num_crops"] = parse_views(views)
+        if "model" not in cfg:
+            raise ConfigError(f"config '{cfg.get('name', config)}' has no model section")
+        arch = arch_from(cfg)
+        _check_fit(self.checkpoint, cfg, arch, stored_arch, _head_classes(obj, kind))
+        del obj
+
+        self.cfg = cfg
+        self.model = create_model(arch)
+        try:
+            self.meta = load_checkpoint(self.model, self.checkpoint)
+        except CheckpointError as err:
+            raise CheckpointError(f"{_one_line(err)} (config '{cfg.get('name', 'given')}')") from None
+        self.arch = self.model.arch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device).eval()
+        self.class_names = self._class_names(classes)
+        self.topk = max(1, min(int(topk), self.arch["num_classes"]))
+        self.batch_size = max(1, int(batch_size or cfg.get("test", {}).get("batch_size", 8)))
+        self.num_workers = int(num_workers)
+        test = cfg.get("test", {})
+        self.execution = test.get("execution", "compact")
+        self.early_exit = bool(test.get("early_exit", False))
+
+    # ------------------------------------------------------------------ setup
+    def _class_names(self, classes: str | os.PathLike | Sequence[str] | None) -> list[str]:
+        num = self.arch["num_classes"]
+        source = classes if classes is not None else self.cfg.get("data", {}).get("classes")
+        if source is None:
+            return [f"class_{i}" for i in range(num)]
+        if isinstance(source, (str, os.PathLike)):
+            from .data import DataError, read_class_names
+
+            if not Path(source).is_file():
+                raise ConfigError(f"class-name file {source} not found")
+            try:
+                names = list(read_class_names(source))
+            except DataError as err:
+                raise ConfigError(_one_line(err)) from None
+            where = str(source)
+        else:
+            names, where = [str(n) for n in source], "the class list"
+        if len(names) != num:
+            raise ConfigError(f"{where} has {len(names)} class names but the model has {num} classes")
+        return names
+
+    @property
+    def views(self) -> tuple[int, int]:
+        """(clips, crops) per input."""
+        data = self.cfg.get("data", {})
+        return int(data.get("test_num_clips", 1)), int(data.get("test_num_crops", 1))
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, path_or_tensor: str | os.PathLike | torch.Tensor, save_vis: str | os.PathLike | None = None) -> dict:
+        """One video file, frame folder or uint8 clip tensor ((3,T,H,W) or (V,3,T,H,W)) -> result dict
+        (the fields of ``--json``). A file that cannot be read raises ``haltingvt.data.DataError``."""
+        if isinstance(path_or_tensor, torch.Tensor):
+            views = path_or_tensor
+            if views.dim() == 4:
+                views = views[None]
+            if views.dim() != 5 or views.shape[1] != 3 or views.dtype != torch.uint8:
+                raise ValueError(
+                    f"clip tensor must be uint8 (3, T, H, W) or (V, 3, T, H, W), got {views.dtype} {tuple(path_or_tensor.shape)}"
+                )
+            name = None
+        else:
+            from .data import load_views
+
+            name = str(path_or_tensor)
+            views = load_views(path_or_tensor, self.cfg)
+        stems: dict[str, int] = {}
+        return self._forward([views], [name], save_vis, stems)[0]
+
+    def predict_many(
+        self, paths: Sequence[str | os.PathLike], save_vis: str | os.PathLike | None = None, progress: bool = False
+    ) -> list[dict]:
+        """Many files/folders, decoded in ``num_workers`` processes and run ``batch_size`` at a time.
+        Results keep the input order; an input that cannot be read gives ``{"path": ..., "error": message}``
+        (other fields None) and does not stop the others."""
+        from torch.utils.data import DataLoader
+        from tqdm import tqdm
+
+        results: list[dict | None] = [None] * len(paths)
+        loader = DataLoader(
+            _ViewsDataset([str(p) for p in paths], self.cfg),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers if len(paths) > self.batch_size else 0,
+            collate_fn=list,
+        )
+        stems: dict[str, int] = {}
+        with tqdm(total=len(paths), desc="predict", unit="video", disable=not progress, file=sys.stderr) as bar:
+            for batch in loader:
+                good = [item for item in batch if "views" in item]
+                for item in batch:
+                    if "error" in item:
+                        results[item["index"]] = _error_result(item["path"], item["error"])
+                # inputs of one config share one shape; group anyway in case a pipeline returns different sizes
+                groups: dict[tuple[int, ...], list[dict]] = {}
+                for item in good:
+                    groups.setdefault(tuple(item["views"].shape), []).append(item)
+                for items in groups.values():
+                    outs = self._forward([i["views"] for i in items], [i["path"] for i in items], save_vis, stems)
+                    for item, res in zip(items, outs):
+                        results[item["index"]] = res
+                bar.update(len(batch))
+        return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def _forward(
+        self, views: list[torch.Tensor], names: list[str | None], save_vis: str | os.PathLike | None, stems: dict[str, int]
+    ) -> list[dict]:
+        """views: b uint8 tensors (V, 3, T, H, W) of one shape -> b result dicts."""
+        from .flops import clip_gflops
+
+        b, V = len(views), views[0].shape[0]
+        clips = torch.stack(views).flatten(0, 1)  # (b*V, 3, T, H, W)
+        x = (clips.to(self.device).float() - 127.5) / 127.5  # = haltingvt.data.normalize
+        out = self.model(x, execution=self.execution, early_exit=self.early_exit)
+        T, H, W = clips.shape[2:]
+        size = H if H == W else (H, W)
+        probs = out.logits.float().softmax(-1).view(b, V, -1).mean(1).cpu()  # release: average softmax over views
+        motion = out.motion_logits.float().softmax(-1)[:, 1].view(b, V).mean(1).cpu()
+        gflops = clip_gflops(self.arch, out.token_counts, num_frames=T, img_size=size).view(b, V)
+        tokens = out.token_counts.double().view(b, V, -1).mean(1).cpu()
+        first = self.arch["divid_depth"]
+        layers = list(range(first + 1, self.arch["depth"] + 1))
+        top_p, top_i = probs.topk(self.topk, dim=-1)
+        results = []
+        for i in range(b):
+            res = {
+                "path": names[i],
+                "error": None,
+                "top": [
+                    {"class_id": int(c), "label": self.class_names[int(c)], "prob": float(p)}
+                    for p, c in zip(top_p[i], top_i[i])
+                ],
+                "num_views": int(V),
+                "gflops": float(gflops[i].sum()),
+                "gflops_per_view": float(gflops[i].mean()),
+                "tokens_per_layer": [round(float(t), 3) for t in tokens[i]],
+                "halting_layers": layers,
+                "glimpser_tokens": list(out.left_tokens),
+                "motion_prob": float(motion[i]),
+                "vis": None,
+            }
+            if save_vis is not None:
+                res["vis"] = self._save_vis(save_vis, views[i][0], out, i * V, names[i], res, stems)
+            results.append(res)
+        return results
+
+    def _save_vis(
+        self, folder: str | os.PathLike, clip: torch.Tensor, out: Any, index: int, name: str | None, res: dict,
+        stems: dict[str, int],
+    ) -> list[str]:
+        """Picture of the first view of an input: <folder>/<stem>.png and .gif (stem made unique)."""
+        from .visualize import save_token_gif, save_token_grid, tokens_of
+
+        stem = Path(name.rstrip("/\\")).stem if name else "clip"
+        count = stems.get(stem, 0)
+        stems[stem] = count + 1
+        if count:
+            stem = f"{stem}_{count}"
+        kept, depth = tokens_of(out, index)
+        best = res["top"][0]
+        title = f"{Path(name).name if name else 'clip'}: {best['label']} ({best['prob']:.1%}), {res['gflops_per_view']:.3g} GFLOPs/view"
+        folder = Path(folder)
+        png = save_token_grid(clip, kept, depth, self.arch, folder / f"{stem}.png", title=title)
+        gif = save_token_gif(clip, kept, depth, self.arch, folder / f"{stem}.gif", title=title)
+        return [str(png), str(gif)]
+
+
+class _ViewsDataset(torch.utils.data.Dataset):
+    """Decodes one input per item; a failure becomes an error item instead of an exception."""
+
+    def __init__(self, paths: list[str], cfg: dict) -> None:
+        self.paths, self.cfg = paths, cfg
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        from .data import DataError, load_views
+
+        path = self.paths[index]
+        try:
+            return {"index": index, "path": path, "views": load_views(path, self.cfg)}
+        except DataError as err:
+            return {"index": index, "path": path, "error": _one_line(err)}
+        except Exception as err:  # noqa: BLE001 - one bad input must not stop the others
+            return {"index": index, "path": path, "error": f"{path}: cannot read: {type(err).__name__}: {_one_line(err)}"}
+
+
+def _error_result(path: str, message: str) -> dict:
+    res = dict.fromkeys(RESULT_KEYS)
+    res.update(path=path, error=message)
+    return res
+
+
+# ---------------------------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="trained checkpoint (haltingvt format, or a release checkpoint with --config)")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FRAME_FOLDER", help="video files and/or frame folders")
+    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. test.early_exit=true")
+    parser.add_argument("--classes", help="class-name file (default: the config's data.classes, else class_<i>)")
+    parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
+    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    parser.add_argument("--save-vis", metavar="DIR", help="save a PNG grid and a GIF per input of the tokens kept and their halting layer")
+    parser.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
+
+
+def format_result(res: dict) -> str:
+    """Human-readable lines for one result."""
+    if res.get("error"):
+        return f"{res['path']}\n  error: {res['error']}"
+    lines = [f"{res['path'] or '<tensor>'}"]
+    width = max(len(t["label"]) for t in res["top"])
+    for rank, t in enumerate(res["top"], 1):
+        lines.append(f"  {rank}. {t['label']:<{width}}  {t['prob']:7.2%}")
+    layers = res["halting_layers"]
+    tokens = " ".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in res["tokens_per_layer"])
+    views = res["num_views"]
+    lines.append(
+        f"  GFLOPs {res['gflops']:.4g} ({views} view{'s' if views > 1 else ''}, {res['gflops_per_view']:.4g} each)"
+        f" | tokens entering layers {layers[0]}-{layers[-1]}: {tokens}"
+    )
+    if res.get("vis"):
+        lines.append(f"  saved {', '.join(res['vis'])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    predictor = Predictor(
+        args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
+        views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
+    )
+    results = predictor.predict_many(args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size)
+    failed = [r for r in results if r["error"]]
+    clips, crops = predictor.views
+    doc = {
+        "checkpoint": str(predictor.checkpoint),
+        "config": predictor.cfg.get("name"),
+        "device": str(predictor.device),
+        "views": f"{clips}x{crops}",
+        "num_classes": predictor.arch["num_classes"],
+        "num_failed": len(failed),
+        "results": results,
+    }
+    if args.save_vis:
+        out = Path(args.save_vis) / "predictions.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{doc['config']} on {doc['device']}, {clips} clip(s) x {crops} crop(s) per input")
+        for res in results:
+            print(format_result(res))
+    for res in failed:
+        print(f"haltingvt predict: error: {res['error']}", file=sys.stderr)
+    if failed:
+        print(f"haltingvt predict: {len(results) - len(failed)} of {len(results)} inputs classified", file=sys.stderr)
+    return 1 if failed else 0
