@@ -65,10 +65,25 @@ def _one_line(err: Exception) -> str:
     return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
 
 
-def _head_classes(obj: Any, kind: str) -> int | None:
+def _weights_arch(obj: Any, kind: str) -> dict[str, Any]:
+    """Architecture settings readable from the weights' shapes (num_heads is not)."""
     sd = obj.get("model", {}) if kind == "haltingvt" else obj.get("state_dict", obj)
-    weight = sd.get("head.fc_cls.weight" if kind == "haltingvt" else "cls_head.fc_cls.weight")
-    return int(weight.shape[0]) if hasattr(weight, "shape") else None
+    prefix = "" if kind == "haltingvt" else "backbone.model."
+    head = "head.fc_cls.weight" if kind == "haltingvt" else "cls_head.fc_cls.weight"
+    arch: dict[str, Any] = {}
+    patch = sd.get(prefix + "patch_embed.proj.weight")
+    if hasattr(patch, "shape"):
+        arch["embed_dim"], arch["patch_size"] = int(patch.shape[0]), int(patch.shape[-1])
+    blocks = {int(k[len(prefix) + 7:].split(".")[0]) for k in sd if k.startswith(prefix + "blocks.")}
+    if blocks:
+        arch["depth"] = max(blocks) + 1
+        arch["divid_depth"] = len({k for k in sd if k.startswith(prefix + "blocks.") and ".temporal_attn.qkv.weight" in k})
+    fc1 = sd.get(prefix + "blocks.0.mlp.fc1.weight")
+    if hasattr(fc1, "shape"):
+        arch["mlp_ratio"] = fc1.shape[0] / fc1.shape[1]
+    if hasattr(sd.get(head), "shape"):
+        arch["num_classes"] = int(sd[head].shape[0])
+    return arch
 
 
 def _config_from_arch(arch: Mapping[str, Any], name: str) -> dict:
@@ -104,27 +119,26 @@ def _resolve_config(
     )
 
 
-def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, ckpt_classes: int | None) -> None:
+def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, weights_arch: dict) -> None:
     name = cfg.get("name", "given")
-    if ckpt_classes is not None and ckpt_classes != arch["num_classes"]:
+    classes = weights_arch.get("num_classes")
+    if classes is not None and classes != arch["num_classes"]:
         raise CheckpointError(
-            f"{path}: checkpoint has {ckpt_classes} classes but config '{name}' has "
-            f"model.num_classes={arch['num_classes']} (use the matching config or --set model.num_classes={ckpt_classes})"
+            f"{path}: checkpoint has {classes} classes but config '{name}' has "
+            f"model.num_classes={arch['num_classes']} (use the matching config or --set model.num_classes={classes})"
         )
-    if stored_arch is None:
-        return
-    stored = arch_from(stored_arch)
-    diff = [k for k in STRUCTURAL_KEYS if stored.get(k) != arch.get(k)]
+    stored = {**(arch_from(stored_arch) if stored_arch else {}), **weights_arch}
+    diff = [k for k in STRUCTURAL_KEYS if k in stored and stored[k] != arch.get(k)]
     if diff:
         raise CheckpointError(
             f"{path}: architecture differs from config '{name}': "
-            + ", ".join(f"{k} {stored.get(k)} in checkpoint vs {arch.get(k)} in config" for k in diff)
+            + ", ".join(f"{k} {stored[k]} in checkpoint vs {arch.get(k)} in config" for k in diff)
         )
-    soft = [k for k in BEHAVIOUR_KEYS if stored.get(k) != arch.get(k)]
+    soft = [k for k in BEHAVIOUR_KEYS if k in stored and stored[k] != arch.get(k)]
     if soft:
         warnings.warn(
             f"{path}: config '{name}' runs the model with "
-            + ", ".join(f"{k}={arch.get(k)} (trained with {stored.get(k)})" for k in soft),
+            + ", ".join(f"{k}={arch.get(k)} (trained with {stored[k]})" for k in soft),
             stacklevel=3,
         )
 
@@ -174,8 +188,11 @@ class Predictor:
             cfg["data"]["test_num_clips"], cfg["data"]["test_num_crops"] = parse_views(views)
         if "model" not in cfg:
             raise ConfigError(f"config '{cfg.get('name', config)}' has no model section")
+        from .data import build_transform
+
+        build_transform(cfg, "test")  # test-pipeline settings (e.g. crop count) fail here, once, not per input
         arch = arch_from(cfg)
-        _check_fit(self.checkpoint, cfg, arch, stored_arch, _head_classes(obj, kind))
+        _check_fit(self.checkpoint, cfg, arch, stored_arch, _weights_arch(obj, kind))
         del obj
 
         self.cfg = cfg
@@ -183,7 +200,9 @@ class Predictor:
         try:
             self.meta = load_checkpoint(self.model, self.checkpoint)
         except CheckpointError as err:
-            raise CheckpointError(f"{_one_line(err)} (config '{cfg.get('name', 'given')}')") from None
+            message = _one_line(err)
+            message = message if len(message) <= 400 else message[:400] + " ..."
+            raise CheckpointError(f"{message} (config '{cfg.get('name', 'given')}')") from None
         self.arch = self.model.arch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
@@ -359,6 +378,8 @@ class _ViewsDataset(torch.utils.data.Dataset):
             return {"index": index, "path": path, "views": load_views(path, self.cfg)}
         except DataError as err:
             return {"index": index, "path": path, "error": _one_line(err)}
+        except ConfigError:
+            raise  # a config problem (e.g. an unsupported crop count) concerns every input: stop with one line
         except Exception as err:  # noqa: BLE001 - one bad input must not stop the others
             return {"index": index, "path": path, "error": f"{path}: cannot read: {type(err).__name__}: {_one_line(err)}"}
 
