@@ -401,7 +401,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
     parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-    parser.add_argument("--save-vis", metavar="DIR", help="save a PNG grid and a GIF per input of the tokens kept and their halting layer")
+    parser.add_argument("--save-vis", metavar="DIR", help="save per input a PNG grid and a GIF of the tokens kept and their halting layer, "
+                             "and all results as DIR/predictions.json")
     parser.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
@@ -428,10 +429,14 @@ def format_result(res: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    predictor = Predictor(
-        args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
-        views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = Predictor(
+            args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
+            views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
+        )
+    for warning in caught:
+        print(f"haltingvt predict: warning: {warning.message}", file=sys.stderr)
     results = predictor.predict_many(args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size)
     failed = [r for r in results if r["error"]]
     clips, crops = predictor.views

@@ -237,3 +237,12 @@ def test_checkpoint_with_architecture_only(setup, tmp_path):
     predictor = haltingvt.Predictor(ckpt, device="cpu")
     assert predictor.cfg["data"]["crop_size"] == 32 and predictor.cfg["data"]["clip_len"] == 4
     _check_result(predictor.predict(setup["folder"]))
+
+
+def test_cli_warns_on_behaviour_change(setup, capsys):
+    rc = main(["predict", str(setup["ckpt"]), str(setup["moving"]), "--workers", "0", "--set", "model.keep_rate=[1.0,0.25]"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "tokens entering layers 3-4: 17" in captured.out  # cls + 4 kept x 4 frames
+    assert captured.err.strip().splitlines() == [
+        f"haltingvt predict: warning: {setup['ckpt']}: config 'minik_g03_b10' runs the model with "
+        "keep_rate=[1.0, 0.25] (trained with [1.0, 0.5])"]
