@@ -59,7 +59,7 @@ def write_video(
             stream.codec_context.qscale = quality  # near-lossless mpeg4
             stream.codec_context.flags |= int(Flags.qscale)
         elif codec in ("libx264", "h264"):
-            stream.options = {"crf": "10", "preset": "ultrafast"}
+            stream.options = {"crf": "10", "bf": "3"}  # B-frames: decode order != display order
         for arr in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
                 container.mux(packet)

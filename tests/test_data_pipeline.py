@@ -1,4 +1,6 @@
 """Sampling, clip transforms, datasets, collate functions and DataLoader workers."""
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -210,6 +212,7 @@ def test_dataloader_workers_with_pyav(video_set):
         names.append(f"w{i}.mp4 {i % 5}")
     lst = write_lines(video_set / "w.txt", names + ["broken.mp4 0"])
     ds = build_dataset(small_config(video_set, "video", lst), "train")
+    assert len(pickle.loads(pickle.dumps(ds))) == 7  # also usable with the "spawn" start method
     loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_train, timeout=120)
     batches = list(loader)
     assert sum(len(b["index"]) for b in batches) == 6

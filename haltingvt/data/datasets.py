@@ -189,9 +189,10 @@ def build_transform(cfg: Mapping, split: str):
         return build_train_transform(
             require(cfg, "data.train_scale"), require(cfg, "data.crop_size"), _key(data, "randaugment")
         )
-    return EvalTransform(
-        int(require(cfg, "data.test_scale")), require(cfg, "data.crop_size"), int(_key(data, "test_num_crops", 1))
-    )
+    scale = require(cfg, "data.test_scale")
+    if not isinstance(scale, int):
+        raise ConfigError(f"data.test_scale must be one integer (the short side), got {scale!r}")
+    return EvalTransform(scale, require(cfg, "data.crop_size"), int(_key(data, "test_num_crops", 1)))
 
 
 def build_dataset(cfg: Mapping, split: str) -> Dataset:

@@ -142,7 +142,6 @@ class VideoReader:
             raise DataError(f"{self.path}: video file {what}")
         self._container = None
         self._stream = None
-        self._exact = False
         self.seeks = 0  # seeks done so far (for tests and benchmarks)
         self.fell_back = False  # timestamps were unusable and a sequential decode was used
         self._open()
@@ -205,7 +204,6 @@ class VideoReader:
         self._open()
         if n == 0:
             raise DataError(f"{self.path}: no video frames")
-        self._exact = True
         return n
 
     # -- decoding -------------------------------------------------------------------------
@@ -234,7 +232,10 @@ class VideoReader:
                 seek = use_pts and self._seekable and t - cur > self._seek_threshold(keys)
                 if seek:
                     target_pts = self._start + int(t / self.fps / self._time_base)
-                    self._container.seek(target_pts, stream=self._stream, backward=True, any_frame=False)
+                    try:
+                        self._container.seek(target_pts, stream=self._stream, backward=True, any_frame=False)
+                    except av.FFmpegError:
+                        raise _NeedSequential from None  # e.g. a stream without an index
                     self.seeks += 1
                     frames_iter = self._container.decode(self._stream)
                 elif frames_iter is None:
@@ -293,12 +294,12 @@ class VideoReader:
             if not end:
                 raise DataError(f"{self.path}: no decodable video frames")
             # The stream ended before the estimated frame count: correct it and wrap the rest.
-            self.num_frames, self._exact = end, True
+            self.num_frames = end
             missing = [t for t in targets if t not in found]
             remap = {t: int(w) for t, w in zip(missing, wrap_indices(_as_tensor(missing), end, short_video))}
             self._open()
             more, _ = self._decode_targets(sorted(set(remap.values()) - set(found)), use_pts)
-            more.update({k: v for k, v in found.items()})
+            more.update(found)
             for t, w in remap.items():
                 if w not in more:
                     raise DataError(f"{self.path}: frame {w} could not be decoded")
