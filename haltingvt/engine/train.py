@@ -474,8 +474,8 @@ def _check_finite(terms, epoch: int, micro: int, step: int, work_dir: Path, resu
     """Stop every process together when any process's loss is NaN/inf."""
     bad = torch.tensor([0.0 if torch.isfinite(terms.total) else 1.0], device=terms.total.device)
     if distributed.all_reduce(bad, "max").item() > 0:
-        parts = ", ".join(f"{k} {float(getattr(terms, k)):.4g}" for k in ("action", "ponder", "motion", "prior"))
-        raise NonFiniteLossError(_bad_message(f"the loss is {float(terms.total)} ({parts}) or another "
+        parts = ", ".join(f"{k} {float(getattr(terms, k).detach()):.4g}" for k in ("action", "ponder", "motion", "prior"))
+        raise NonFiniteLossError(_bad_message(f"the loss is {float(terms.total.detach())} ({parts}) or another "
                                               f"process's loss is not finite", epoch, micro, step, work_dir,
                                               resume_from))
 

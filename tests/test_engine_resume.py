@@ -1,0 +1,88 @@
+"""Resuming after SIGKILL gives the same run; a NaN loss stops training with a usable checkpoint."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import haltingvt
+import haltingvt.engine.train as train_mod
+from haltingvt.engine.checkpoint import read_checkpoint
+from haltingvt.engine.train import NonFiniteLossError, train
+
+from engine_helpers import datasets, one_thread, subprocess_env, tiny_config
+
+HELPERS = Path(__file__).with_name("engine_helpers.py")
+
+
+@pytest.fixture(autouse=True)
+def _setup():
+    with one_thread():
+        yield
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    cfg = tiny_config(tmp_path / "killed", epochs=2, ckpt_interval=2)
+    cfg["train"]["val_interval"] = 1
+    cfg_file = tmp_path / "cfg.json"
+    # Slow samples (0.1 s each) so that the run is surely still in epoch 1 when it is killed.
+    cfg_file.write_text(json.dumps({**cfg, "_test": {"train_n": 24, "val_n": 6, "delay": 0.1}}))
+    proc = subprocess.Popen([sys.executable, str(HELPERS), "train", str(cfg_file)], env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    latest = tmp_path / "killed" / "latest.pth"
+    deadline = time.time() + 120
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    output = proc.communicate()[0].decode()
+    assert proc.returncode == -signal.SIGKILL, output
+    killed_at = read_checkpoint(latest)
+    assert killed_at["epoch"] == 0 and 0 < killed_at["iteration"] < 6, "expected a mid-epoch checkpoint"
+
+    resumed = train(cfg, resume=True, datasets=datasets(24, 6), progress=False)
+    reference = train(tiny_config(tmp_path / "straight", epochs=2, ckpt_interval=2),
+                      datasets=datasets(24, 6), progress=False)
+    assert resumed["optimizer_steps"] == reference["optimizer_steps"] == 12
+
+    # Same data order, optimizer and RNG states: the weights end up the same.
+    a = read_checkpoint(tmp_path / "killed" / "epoch_2.pth")["model"]
+    b = read_checkpoint(tmp_path / "straight" / "epoch_2.pth")["model"]
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    # Log rows written after the checkpoint by the killed run were dropped, not duplicated.
+    with open(tmp_path / "killed" / "train_log.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == sorted(set(steps)) and steps[-1] == 12
+
+
+def test_nan_loss_stops_with_clear_message_and_usable_checkpoint(tmp_path, monkeypatch):
+    class NaNAfter8(haltingvt.HaltingVTLoss):
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            terms = super().forward(*args, **kwargs)
+            NaNAfter8.calls += 1
+            if NaNAfter8.calls > 8:
+                terms.total = terms.total * float("nan")
+            return terms
+
+    monkeypatch.setattr(train_mod, "HaltingVTLoss", NaNAfter8)
+    cfg = tiny_config(tmp_path / "run", epochs=2, ckpt_interval=4, val_interval=0)
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg, datasets=datasets(24), progress=False)
+    message = str(err.value)
+    assert "nan" in message and "epoch 2, iteration 3" in message and str(tmp_path / "run" / "latest.pth") in message
+
+    ckpt = read_checkpoint(tmp_path / "run" / "latest.pth")
+    assert ckpt["step"] == 8 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    model = haltingvt.create_model(cfg["model"])
+    haltingvt.load_checkpoint(model, tmp_path / "run" / "latest.pth")
+
+    monkeypatch.undo()
+    summary = train(cfg, resume=True, datasets=datasets(24), progress=False)
+    assert summary["optimizer_steps"] == 12
