@@ -101,65 +101,106 @@ class AdaptiveHalting:
     def _compact(self, blocks: Sequence[nn.Module], x: torch.Tensor, early_exit: bool) -> HaltingResult:
         B, M, C = x.shape
         n = len(blocks)
-        dev = x.device
+        dev, dt = x.device, x.dtype
         token_counts = x.new_zeros(B, n)
-        rho = x.new_zeros(B, M)
-        counter = x.new_ones(B, M)  # starts at 1, as the release's counter_token
-        masks = torch.zeros(B, n, M, dtype=torch.bool, device=dev)
         cls_output = x.new_zeros(B, C)
         exit_layer = torch.full((B,), -1, dtype=torch.long, device=dev)
-
-        # Compact state, aligned with the active tokens of the clips still computed (Bk of them).
-        clips = torch.arange(B, device=dev)  # (Bk,) which clip each row is
-        ids = torch.arange(M, device=dev).expand(B, M).contiguous()  # (Bk, L) token id per position
-        valid = torch.ones(B, M, dtype=torch.bool, device=dev)  # (Bk, L) False = padding
-        c = x.new_zeros(B, M)
-        remainder = x.new_ones(B, M)
         layer_scores = x.new_zeros(n)
 
+        # Per-token state in one tensor, so that re-compacting and writing back are one op each. Columns:
+        # rho, counter (starts at 1, as the release's counter_token), c, remainder, then the n mask columns.
+        RHO, CNT, CUM, REM, MSK = 0, 1, 2, 3, 4
+        final = x.new_zeros(B * M, MSK + n)  # row = clip * M + token id
+        final[:, CNT] = 1.0
+        final[:, REM] = 1.0
+        state = final.view(B, M, MSK + n).clone()  # (Bk, L, MSK + n) aligned with the compact tokens
+
+        clips = torch.arange(B, device=dev)  # (Bk,) which clip each row is
+        ids = torch.arange(M, device=dev).expand(B, M)  # (Bk, L) token id per position
+        valid: torch.Tensor | None = None  # (Bk, L) bool, False = padding; None = no padding
+        n_active = x.new_full((B,), float(M))  # (Bk,)
+
         for j, block in enumerate(blocks):
-            if clips.numel() == 0 or x.shape[1] == 0:
-                break
-            n_active = valid.sum(dim=1)
-            token_counts[clips, j] = n_active.to(x.dtype)
-            n_halted = (M - n_active).to(x.dtype)
-            bias = x.new_zeros(x.shape[0], x.shape[1] + 1)
-            bias[:, :-1].masked_fill_(~valid, float("-inf"))
-            bias[:, -1] = torch.where(n_halted > 0, n_halted.clamp(min=1).log(), float("-inf"))
-            y = block(x, ghost_bias=bias)
+            Bk, L = x.shape[:2]
+            token_counts[clips, j] = n_active
+            validf = None if valid is None else valid.to(dt)
+            if L == M and valid is None:  # nothing halted yet: plain attention, no ghost
+                y = block(x)
+            else:
+                bias = x.new_zeros(Bk, L + 1)
+                if valid is not None:
+                    bias[:, :L].masked_fill_(~valid, float("-inf"))
+                n_halted = M - n_active
+                bias[:, L] = torch.where(n_halted > 0, n_halted.clamp(min=1).log(), float("-inf"))
+                y = block(x, ghost_bias=bias)
             h = self.halting_score(y, j, n)
-            validf = valid.to(x.dtype)
-            layer_scores[j] = (h * validf).sum() / validf.sum().clamp(min=1)
-            c = c + h
-            reached = (c > 1 - self.eps).to(x.dtype) * validf
-            not_reached = (c < 1 - self.eps).to(x.dtype) * validf
+            if validf is not None:
+                h_valid = h * validf
+                layer_scores[j] = h_valid.sum() / n_active.sum().clamp(min=1)
+            else:
+                layer_scores[j] = h.sum() / n_active.sum().clamp(min=1)
+
+            c = state[..., CUM] + h
+            remainder = state[..., REM]
+            reached = (c > 1 - self.eps).to(dt)
+            not_reached = (c < 1 - self.eps).to(dt)
+            if validf is not None:
+                reached = reached * validf
+                not_reached = not_reached * validf
             weight = remainder * reached + h * not_reached
             # Only the cls token (id 0, always first while active) feeds the heads.
-            is_cls = ((ids[:, 0] == 0) & valid[:, 0]).to(x.dtype)
-            cls_output[clips] += y[:, 0] * (weight[:, 0] * is_cls)[:, None]
-            # Padding positions point at some token id but add zero.
-            rho[clips] = rho[clips].scatter_add(1, ids, validf + remainder * reached)
-            counter[clips] = counter[clips].scatter_add(1, ids, not_reached)
-            still = not_reached.bool()
-            masks[clips, j] = torch.zeros(len(clips), M, device=dev).scatter_add(1, ids, not_reached) > 0
-            remainder = remainder - h * not_reached
+            is_cls = ids[:, 0] == 0
+            if valid is not None:
+                is_cls = is_cls & valid[:, 0]
+            cls_output.index_add_(0, clips, y[:, 0] * (weight[:, 0] * is_cls.to(dt))[:, None])
+            # Padding positions hold halted tokens' rows: they add zero and rewrite the same values.
+            state[..., RHO] += (validf if validf is not None else 1.0) + remainder * reached
+            state[..., CNT] += not_reached
+            state[..., MSK + j] = not_reached
+            state[..., REM] = remainder - h * not_reached
+            state[..., CUM] = c
+            flat = (clips[:, None] * M + ids).reshape(-1)
+            final.index_copy_(0, flat, state.reshape(Bk * L, -1))
+            if j == n - 1:
+                break
 
-            keep_clip = torch.ones_like(clips, dtype=torch.bool)
-            if early_exit and j < n - 1:
-                cls_halted = ~(still[:, 0] & (ids[:, 0] == 0))
-                exit_layer[clips[cls_halted]] = j
-                keep_clip = ~cls_halted
+            still = not_reached > 0
+            counts = still.sum(dim=1)
+            rows = None
+            if early_exit:
+                cls_on = still[:, 0] & (ids[:, 0] == 0)
+                exit_layer[clips[~cls_on]] = j
+                rows = cls_on.nonzero().squeeze(1)
+                counts = counts[rows]
+            counts_list = counts.tolist()  # the one host sync per layer: the new padded length
+            length = max(counts_list, default=0)
+            if length == 0:
+                break
             # Re-compact: active tokens first, in their current order; pad to the batch maximum.
-            length = int(still[keep_clip].sum(dim=1).max()) if keep_clip.any() else 0
-            order = torch.sort((~still).to(torch.uint8), dim=1, stable=True).indices[keep_clip, :length]
-            clips = clips[keep_clip]
-            x = y[keep_clip].gather(1, order[..., None].expand(-1, -1, C))
-            ids = ids[keep_clip].gather(1, order)
-            valid = still[keep_clip].gather(1, order)
-            c = c[keep_clip].gather(1, order)
-            remainder = remainder[keep_clip].gather(1, order)
+            order = torch.sort((~still).to(torch.uint8), dim=1, stable=True).indices[:, :length]
+            src = torch.arange(Bk, device=dev)[:, None] * L + order
+            if rows is not None and len(rows) < Bk:
+                src, clips = src[rows], clips[rows]
+            src = src.reshape(-1)
+            x = y.reshape(Bk * L, C).index_select(0, src).view(-1, length, C)
+            state = state.reshape(Bk * L, -1).index_select(0, src).view(-1, length, MSK + n)
+            ids = ids.reshape(-1).index_select(0, src).view(-1, length)
+            n_active = counts.to(dt)
+            if min(counts_list) < length:
+                valid = torch.arange(length, device=dev)[None] < counts[:, None]
+            else:
+                valid = None
 
-        return HaltingResult(cls_output, token_counts, rho, counter, masks, exit_layer, layer_scores)
+        full = final.view(B, M, MSK + n)
+        return HaltingResult(
+            cls_output=cls_output,
+            token_counts=token_counts,
+            rho=full[..., RHO].contiguous(),
+            counter=full[..., CNT].contiguous(),
+            halting_masks=(full[..., MSK:] > 0).permute(0, 2, 1).contiguous(),
+            exit_layer=exit_layer,
+            layer_scores=layer_scores,
+        )
 
 
 def halting_depth(halting_masks: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,208 @@
+"""Wall-clock cost of compact execution (halted tokens physically removed) against the release's
+masked execution and the dense model, next to the FLOPs ratios they should approach.
+
+DeiT-S, 8 x 224 x 224, G03/b10 architecture, random weights. Random weights do not halt on their
+own, so channel 0 of every joint block's MLP output (fc2 bias) gets a constant ``delta``: the halting
+channel of the residual stream then rises with depth and tokens halt at different layers (their
+starting values differ). ``delta`` is found by bisection so that the clips average about
+``--target-gflops`` (10, the paper's G03 operating point); the measured average is printed.
+
+    .venv/bin/python benchmarks/bench_compact.py --json-out bench_compact.json
+    .venv/bin/python benchmarks/bench_compact.py --device cuda --batch-sizes 1 8 32
+
+Every variant is timed in the same run, round-robin over repetitions (so load from other processes
+spreads over all of them), after warm-up; the median is reported. Timings on a shared CPU are noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import haltingvt
+from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops, halting_layer_macs
+
+ARCH = "minik_g03_b10"
+
+
+def set_halt_bias(model: haltingvt.HaltingVT, delta: float) -> None:
+    """Make the halting channel (0) grow by ``delta`` per joint layer."""
+    with torch.no_grad():
+        for block in model.blocks[model.divid_depth:]:
+            block.mlp.fc2.bias[0] = delta
+
+
+def calibrate(model: haltingvt.HaltingVT, clips: torch.Tensor, target: float, iters: int = 14) -> tuple[float, float]:
+    """Bisection on delta so that the mean clip GFLOPs over ``clips`` is close to ``target``.
+    Only the halting layers depend on delta, so the Glimpser output is computed once."""
+    with torch.inference_mode():
+        x = model.embed(clips)
+        for block in model.glimpser_blocks:
+            x = block(x, clips.shape[2])[0]
+
+    def gflops(delta: float) -> float:
+        set_halt_bias(model, delta)
+        with torch.inference_mode():
+            res = model.adaptive_halting(model.blocks[model.divid_depth:], x, execution="compact")
+        return float(clip_gflops(model.arch, res.token_counts).mean())
+
+    lo, hi = 0.0, 4.0  # more delta -> earlier halting -> fewer GFLOPs
+    if gflops(hi) > target:
+        raise SystemExit(f"cannot reach {target} GFLOPs (the Glimpser alone costs more?)")
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if gflops(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi, gflops(hi)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_variants(variants: dict, clips: torch.Tensor, reps: int, warmup: int) -> dict[str, list[float]]:
+    """Round-robin timing; returns seconds per forward pass for each variant."""
+    device = clips.device
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    with torch.inference_mode():
+        for rep in range(warmup + reps):
+            for name, fn in variants.items():
+                sync(device)
+                t0 = time.perf_counter()
+                fn(clips)
+                sync(device)
+                if rep >= warmup:
+                    times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def padded_gflops(arch: dict, token_counts: torch.Tensor) -> float:
+    """GMACs per clip that a compact batch really computes: each halting layer runs every clip still
+    computed at the batch's largest active count (padding); the ghost key is ignored as in flops.py."""
+    counts = token_counts.double()
+    widest = counts.max(dim=0).values  # (n,)
+    running = (counts > 0).double()  # clips still computed in each layer (early exit drops clips)
+    C, H = arch["embed_dim"], int(arch["embed_dim"] * arch["mlp_ratio"])
+    exact = clip_gflops(arch, counts)
+    extra = (halting_layer_macs(widest, C, H)[None] * running - halting_layer_macs(counts, C, H)).sum(dim=1) / 1e9
+    return float((exact + extra).mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--target-gflops", type=float, default=10.0)
+    parser.add_argument("--halt-bias", type=float, default=None, help="skip calibration and use this delta")
+    parser.add_argument("--skip-dense", action="store_true", help="do not time the dense model (slow on CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", default=None, help="write the results here as JSON")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = haltingvt.create_model(ARCH).eval().to(device)
+    dense = None if args.skip_dense else haltingvt.create_model(ARCH, keep_rate=[1.0, 1.0], halting=False).eval().to(device)
+    arch = model.arch
+    T, size = arch["num_frames"], arch["img_size"]
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    max_b = max(args.batch_sizes)
+    clips_all = (torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen).float() - 127.5) / 127.5
+    clips_all = clips_all.to(device)
+
+    if args.halt_bias is None:
+        delta, calib = calibrate(model, clips_all[: min(max_b, 4)], args.target_gflops)
+        print(f"halting bias delta = {delta:.4f} (calibration clips: {calib:.2f} GFLOPs)")
+    else:
+        delta = args.halt_bias
+    set_halt_bias(model, delta)
+
+    variants = {
+        "masked": lambda x: model(x, execution="masked"),
+        "compact": lambda x: model(x, execution="compact"),
+        "compact+exit": lambda x: model(x, execution="compact", early_exit=True),
+    }
+    if dense is not None:
+        variants = {"dense": lambda x: dense(x), **variants}
+
+    results: dict = {
+        "arch": ARCH, "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(), "halt_bias": delta, "reps": args.reps,
+        "warmup": args.warmup, "gflops_dense": dense_gflops(arch), "gflops_glimpser_only": glimpser_only_gflops(arch),
+        "batches": {},
+    }
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name(device)
+
+    header = f"{'batch':>5} {'variant':<13} {'ms/clip':>9} {'GFLOPs/clip':>12} {'x vs masked':>12} {'FLOPs x':>8}"
+    lines = [header]
+    for B in args.batch_sizes:
+        clips = clips_all[:B]
+        with torch.inference_mode():
+            counts = model(clips, execution="compact").token_counts.cpu()
+            counts_exit = model(clips, execution="compact", early_exit=True).token_counts.cpu()
+        gfl = {
+            "dense": results["gflops_dense"],
+            "masked": results["gflops_glimpser_only"],  # masked runs every halting layer on all tokens
+            "compact": float(clip_gflops(arch, counts).mean()),
+            "compact+exit": float(clip_gflops(arch, counts_exit).mean()),
+        }
+        padded = {"compact": padded_gflops(arch, counts), "compact+exit": padded_gflops(arch, counts_exit)}
+        times = time_variants(variants, clips, args.reps, args.warmup)
+        ms = {k: 1000 * statistics.median(v) / B for k, v in times.items()}
+        rows = {}
+        for name in variants:
+            speed = ms["masked"] / ms[name]
+            fratio = gfl["masked"] / gfl[name]
+            rows[name] = {
+                "ms_per_clip": ms[name], "ms_per_clip_all": [1000 * t / B for t in times[name]],
+                "gflops_per_clip": gfl[name], "speedup_vs_masked": speed, "flops_ratio_vs_masked": fratio,
+            }
+            if name in padded:
+                rows[name]["gflops_per_clip_with_padding"] = padded[name]
+            if "dense" in ms:
+                rows[name]["speedup_vs_dense"] = ms["dense"] / ms[name]
+                rows[name]["flops_ratio_vs_dense"] = gfl["dense"] / gfl[name]
+            lines.append(f"{B:>5} {name:<13} {ms[name]:>9.1f} {gfl[name]:>12.2f} {speed:>11.2f}x {fratio:>7.2f}x")
+        c = rows["compact"]
+        target_speed = 1.5 if B == 1 else 1.3
+        checks = {
+            "speedup_target": target_speed,
+            "speedup_ok": c["speedup_vs_masked"] >= target_speed,
+            "efficiency": c["speedup_vs_masked"] / c["flops_ratio_vs_masked"],
+            "efficiency_ok": c["speedup_vs_masked"] >= 0.85 * c["flops_ratio_vs_masked"],
+        }
+        lines.append(
+            f"      compact vs masked {c['speedup_vs_masked']:.2f}x (target >= {target_speed}x: "
+            f"{'ok' if checks['speedup_ok'] else 'MISSED'}), {100 * checks['efficiency']:.0f}% of the FLOPs ratio "
+            f"{c['flops_ratio_vs_masked']:.2f}x (target >= 85%: {'ok' if checks['efficiency_ok'] else 'MISSED'}); "
+            f"with padding the batch computes {padded['compact']:.2f} GFLOPs/clip"
+        )
+        results["batches"][str(B)] = {"variants": rows, "checks": checks,
+                                      "token_counts_mean": counts.double().mean(0).tolist()}
+        print("\n".join(lines[-len(variants) - 1:]), flush=True)
+
+    print(f"\n{ARCH}, {T}x{size}x{size}, random weights, halting bias {delta:.4f}, device {device}, "
+          f"{torch.get_num_threads()} threads, median of {args.reps} (warm-up {args.warmup})")
+    print("\n".join(lines))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,352 @@
+"""Multiply-accumulate counts ("GFLOPs" as the video-recognition literature reports them = GMACs).
+
+Counts are exact for the layers HaltingVT runs, computed from the token counts rather than by
+tracing, so they can be reported per clip for every clip of an evaluation. Convention:
+
+* every matrix product and convolution counts its multiply-accumulates (bias adds, LayerNorm,
+  softmax, GELU, the halting score and the final norm are not counted; they are < 0.5 %);
+* attention counts both matrix products, Q K^T and A V, over the tokens that take part;
+* a halting layer entered by N active tokens costs qkv 3C^2 N + proj C^2 N + MLP 2 C H N
+  + attention 2 C N^2 (C = embed_dim, H = MLP hidden size). Compact execution (SPEC section 3)
+  additionally projects ONE ghost key/value and lets every query attend to it
+  (3 C^2 + 2 C N more per layer, about 0.5 % at N = 50): the ghost is NOT counted, so the numbers
+  are those of the halting model itself, independent of how halted tokens are removed;
+* a Glimpser layer with S tokens per frame and T frames costs temporal attention
+  (qkv, proj and temporal_fc on S*T tokens; attention over T per slot: 2 C S T^2), spatial attention
+  per frame on [cls, S tokens] (T frames), the selection score (the cls query against the frame's
+  keys, C (S+1) T; only in selecting layers), the fused token (C S T, with ``fuse_token``) and the
+  MLP on the tokens the layer outputs;
+* heads: C (num_classes + 2) per clip.
+
+The dense model is the same backbone without selection (every keep rate 1) and without halting;
+"Glimpser only" keeps the selection but runs every halting layer on all tokens.
+
+Command line: ``haltingvt flops CONFIG [--set k=v ...] [--checkpoint PATH] [--video PATH | --random-input]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "LayerFlops", "layer_breakdown", "clip_gflops", "dense_gflops", "glimpser_only_gflops",
+    "halting_layer_macs", "tokens_after_glimpser", "torch_counted_gflops", "add_arguments", "run",
+]
+
+
+@dataclass
+class LayerFlops:
+    """One row of a per-layer count: MACs of one layer for one clip."""
+
+    name: str  # "patch_embed", "blocks.{i}", "head"
+    kind: str  # "embed" | "glimpser" | "glimpser+select" | "joint" | "halting" | "head"
+    tokens_in: float  # tokens entering the layer, cls included (halting: mean active tokens)
+    tokens_out: float  # tokens leaving it (tokens per clip after a Glimpser layer, cls included)
+    macs: float
+
+    @property
+    def gflops(self) -> float:
+        return self.macs / 1e9
+
+
+@dataclass
+class _Dims:
+    C: int  # embed_dim
+    H: int  # MLP hidden size
+    S: int  # patches per frame
+    T: int  # frames
+    patch: int
+    num_classes: int
+    keep_rate: list[float]
+    fuse_token: bool
+    n_halting: int
+    halting: bool
+
+
+def _dims(arch: Any, num_frames: int | None, img_size: int | Sequence[int] | None) -> _Dims:
+    from .models.haltingvt import arch_from
+
+    full = arch_from(arch)
+    size = full["img_size"] if img_size is None else img_size
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    p = int(full["patch_size"])
+    return _Dims(
+        C=int(full["embed_dim"]),
+        H=int(full["embed_dim"] * full["mlp_ratio"]),
+        S=(h // p) * (w // p),
+        T=int(full["num_frames"] if num_frames is None else num_frames),
+        patch=p,
+        num_classes=int(full["num_classes"]),
+        keep_rate=[float(r) for r in full["keep_rate"]],
+        fuse_token=bool(full["fuse_token"]),
+        n_halting=int(full["depth"] - full["divid_depth"]),
+        halting=bool(full["halting"]),
+    )
+
+
+def _num_kept(keep_rate: float, tokens_per_frame: int) -> int:
+    # Same rule as GlimpserBlock.num_kept.
+    return tokens_per_frame if keep_rate >= 1.0 else math.ceil(keep_rate * tokens_per_frame)
+
+
+def _glimpser_layer_macs(d: _Dims, s_in: int, s_out: int, select: bool) -> float:
+    C, T = d.C, d.T
+    patches = s_in * T
+    temporal = patches * 3 * C * C + 2 * C * s_in * T * T + patches * C * C + patches * C * C  # qkv, QK/AV, proj, fc
+    frame = s_in + 1  # cls copy prepended to every frame
+    spatial = T * (frame * 3 * C * C + 2 * C * frame * frame + frame * C * C)
+    selection = 0
+    if select:
+        selection = C * frame * T  # the cls query against the frame's keys, re-done for the scores
+        if d.fuse_token:
+            selection += C * s_in * T  # score-weighted sum of the frame's tokens
+    mlp = (1 + s_out * T) * 2 * C * d.H
+    return float(temporal + spatial + selection + mlp)
+
+
+def halting_layer_macs(tokens: torch.Tensor | float, embed_dim: int, mlp_hidden: int) -> torch.Tensor | float:
+    """MACs of one joint layer entered by ``tokens`` tokens (any shape): qkv, proj, MLP, QK^T and AV.
+    The compact execution's ghost key/value is not counted (see the module docstring)."""
+    C = embed_dim
+    return tokens * (4 * C * C + 2 * C * mlp_hidden) + tokens * tokens * (2 * C)
+
+
+def _fixed_rows(d: _Dims, select: bool) -> tuple[list[LayerFlops], int]:
+    """Patch embedding and Glimpser rows; returns them and the tokens per clip after the Glimpser."""
+    rows = [LayerFlops("patch_embed", "embed", float(d.S * d.T), float(1 + d.S * d.T),
+                       float(d.S * d.T * 3 * d.patch * d.patch * d.C))]
+    s_in = d.S
+    for i, rate in enumerate(d.keep_rate):
+        s_out = s_in
+        sel = select and rate < 1.0
+        if sel:
+            s_out = _num_kept(rate, s_in) + int(d.fuse_token)
+        rows.append(LayerFlops(f"blocks.{i}", "glimpser+select" if sel else "glimpser", float(1 + s_in * d.T),
+                               float(1 + s_out * d.T), _glimpser_layer_macs(d, s_in, s_out, sel)))
+        s_in = s_out
+    return rows, 1 + s_in * d.T
+
+
+def tokens_after_glimpser(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> int:
+    """M: tokens per clip (cls included) entering the first halting layer."""
+    d = _dims(arch, num_frames, img_size)
+    return _fixed_rows(d, select=True)[1]
+
+
+def layer_breakdown(
+    arch: Any,
+    mode: str = "halting",
+    token_counts: torch.Tensor | Sequence[float] | None = None,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+) -> list[LayerFlops]:
+    """Per-layer MACs of one clip.
+
+    arch: architecture dict, full config or config name. mode: ``dense`` (no selection, no halting),
+    ``glimpser`` (selection, no halting) or ``halting`` (selection, halting layers entered by
+    ``token_counts``: (n,) active tokens per halting layer, e.g. the mean over clips of
+    ``out.token_counts``).
+    """
+    d = _dims(arch, num_frames, img_size)
+    if mode not in ("dense", "glimpser", "halting"):
+        raise ValueError(f"mode must be 'dense', 'glimpser' or 'halting', got {mode!r}")
+    rows, M = _fixed_rows(d, select=mode != "dense")
+    if mode == "halting":
+        if token_counts is None:
+            raise ValueError("mode='halting' needs token_counts (one value per halting layer)")
+        counts = torch.as_tensor(token_counts, dtype=torch.float64).flatten().tolist()
+        if len(counts) != d.n_halting:
+            raise ValueError(f"token_counts has {len(counts)} values, the architecture has {d.n_halting} halting layers")
+    else:
+        counts = [float(M)] * d.n_halting
+    first = len(d.keep_rate)
+    for j, n in enumerate(counts):
+        rows.append(LayerFlops(f"blocks.{first + j}", "halting" if mode == "halting" else "joint", n, n,
+                               float(halting_layer_macs(n, d.C, d.H))))
+    rows.append(LayerFlops("head", "head", 1.0, 1.0, float(d.C * (d.num_classes + 2))))
+    return rows
+
+
+def clip_gflops(
+    arch: Any, token_counts: torch.Tensor, num_frames: int | None = None, img_size: int | None = None
+) -> torch.Tensor:
+    """GMACs per clip for measured halting: token_counts (B, n) active tokens entering each halting
+    layer (``out.token_counts``; 0 after an early exit) -> (B,) float64. A 1-D (n,) input is one clip."""
+    d = _dims(arch, num_frames, img_size)
+    counts = torch.as_tensor(token_counts).detach().to("cpu", torch.float64)
+    if counts.dim() == 1:
+        counts = counts[None]
+    if counts.dim() != 2 or counts.shape[1] != d.n_halting:
+        raise ValueError(
+            f"token_counts must be (B, {d.n_halting}) (one count per halting layer), got {tuple(counts.shape)}"
+        )
+    rows, _ = _fixed_rows(d, select=True)
+    fixed = sum(r.macs for r in rows) + d.C * (d.num_classes + 2)
+    return (fixed + halting_layer_macs(counts, d.C, d.H).sum(dim=1)) / 1e9
+
+
+def dense_gflops(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> float:
+    """GMACs of the same backbone without Glimpser selection and without halting."""
+    return sum(r.macs for r in layer_breakdown(arch, "dense", None, num_frames, img_size)) / 1e9
+
+
+def glimpser_only_gflops(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> float:
+    """GMACs with the Glimpser's selection but no halting (every joint layer on all tokens left)."""
+    return sum(r.macs for r in layer_breakdown(arch, "glimpser", None, num_frames, img_size)) / 1e9
+
+
+# ------------------------------------------------------------------------------------ torch check
+def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def torch_counted_gflops(model: torch.nn.Module, clips: torch.Tensor, **forward_kwargs: Any) -> float:
+    """GMACs of ``model(clips, **forward_kwargs)`` as torch.utils.flop_counter.FlopCounterMode sees
+    them (FLOPs / 2), for the whole batch. FlopCounterMode (torch 2.x) has no formula for the CPU
+    attention kernel (aten._scaled_dot_product_flash_attention_for_cpu), so one is supplied here;
+    without it every attention would count zero on CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mapping = {}
+    cpu_op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_op is not None:
+        mapping[cpu_op] = _sdpa_cpu_flop
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
+        model(clips, **forward_kwargs)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+# ------------------------------------------------------------------------------------ command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. model.keep_rate=[1.0,0.5]")
+    parser.add_argument("--checkpoint", help="weights for the measured halting table (release or haltingvt format)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--video", help="video file or frame folder: measure halting on its test views")
+    src.add_argument("--random-input", action="store_true", help="measure halting on a random clip (no data needed)")
+    parser.add_argument("--early-exit", action="store_true", help="stop a clip once its cls token halted")
+    parser.add_argument("--device", default="cpu", help="device for the measured run (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random-input and of random weights")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+
+
+def _fmt(tokens: float) -> str:
+    return f"{tokens:.0f}" if float(tokens).is_integer() else f"{tokens:.1f}"
+
+
+def _table(title: str, rows: list[LayerFlops]) -> str:
+    lines = [f"== {title} ==", f"{'layer':<12} {'kind':<16} {'tokens':>14} {'GFLOPs':>9}"]
+    for r in rows:
+        tokens = _fmt(r.tokens_in) if r.tokens_in == r.tokens_out else f"{_fmt(r.tokens_in)}->{_fmt(r.tokens_out)}"
+        lines.append(f"{r.name:<12} {r.kind:<16} {tokens:>14} {r.gflops:>9.3f}")
+    lines.append(f"{'total':<12} {'':<16} {'':>14} {sum(r.gflops for r in rows):>9.3f}")
+    return "\n".join(lines)
+
+
+def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
+    """Run the model on the clip(s) and return token counts and per-view GMACs."""
+    from . import create_model, load_checkpoint
+
+    torch.manual_seed(args.seed)
+    model = create_model(cfg).eval()
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    arch = model.arch
+    if args.video:
+        from .data import load_views, normalize  # written by the data part; imported only when used
+
+        views = load_views(args.video, cfg)
+        clips = normalize(views)
+        source = args.video
+    else:
+        gen = torch.Generator().manual_seed(args.seed)
+        size = arch["img_size"]
+        clips = torch.randint(0, 256, (1, 3, arch["num_frames"], size, size), generator=gen, dtype=torch.uint8)
+        clips = (clips.float() - 127.5) / 127.5
+        source = "random clip"
+    clips = clips.to(args.device)
+    model.to(args.device)
+    early = bool(args.early_exit or cfg.get("test", {}).get("early_exit", False))
+    with torch.inference_mode():
+        out = model(clips, execution="compact", early_exit=early)
+    T, H = clips.shape[2], clips.shape[3]
+    if clips.shape[3] != clips.shape[4]:
+        H = (clips.shape[3], clips.shape[4])
+    per_view = clip_gflops(arch, out.token_counts, num_frames=T, img_size=H)
+    mean_counts = out.token_counts.double().mean(dim=0).cpu()
+    return {
+        "source": source,
+        "weights": args.checkpoint or "random init",
+        "early_exit": early,
+        "num_views": int(clips.shape[0]),
+        "num_frames": int(T),
+        "img_size": H,
+        "token_counts": out.token_counts.cpu().tolist(),
+        "gflops_per_view": per_view.tolist(),
+        "rows": layer_breakdown(arch, "halting", mean_counts, num_frames=T, img_size=H),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .models.haltingvt import arch_from
+
+    cfg = load_config(args.config, args.set)
+    arch = arch_from(cfg)
+    if args.checkpoint and not (args.video or args.random_input):
+        raise FileNotFoundError("--checkpoint needs a clip to measure halting on: add --video PATH or --random-input")
+    result: dict[str, Any] = {
+        "config": cfg.get("name", str(args.config)),
+        "arch": arch,
+        "dense": layer_breakdown(arch, "dense"),
+        "glimpser_only": layer_breakdown(arch, "glimpser"),
+    }
+    if args.video or args.random_input:
+        result["halting"] = _measure(args, cfg)
+
+    def total(rows: list[LayerFlops]) -> float:
+        return sum(r.gflops for r in rows)
+
+    if args.json:
+        out = {k: v for k, v in result.items() if k not in ("dense", "glimpser_only", "halting")}
+        for key in ("dense", "glimpser_only"):
+            out[key] = {"gflops": total(result[key]), "layers": [asdict(r) | {"gflops": r.gflops} for r in result[key]]}
+        if "halting" in result:
+            h = dict(result["halting"])
+            rows = h.pop("rows")
+            h["gflops"] = sum(h["gflops_per_view"]) / len(h["gflops_per_view"])
+            h["layers"] = [asdict(r) | {"gflops": r.gflops} for r in rows]
+            out["halting"] = h
+        json.dump(out, sys.stdout, indent=1)
+        print()
+        return 0
+
+    a = arch
+    print(f"{result['config']}: embed_dim {a['embed_dim']}, depth {a['depth']} ({a['divid_depth']} Glimpser, "
+          f"keep_rate {a['keep_rate']}), {a['num_frames']}x{a['img_size']}x{a['img_size']}, patch {a['patch_size']}")
+    print("GFLOPs = multiply-accumulates per clip (x1e9); tokens include cls\n")
+    print(_table("dense (no selection, no halting)", result["dense"]) + "\n")
+    print(_table("Glimpser only (selection, no halting)", result["glimpser_only"]) + "\n")
+    if "halting" in result:
+        h = result["halting"]
+        mean = sum(h["gflops_per_view"]) / len(h["gflops_per_view"])
+        title = (f"measured halting on {h['source']} ({h['num_views']} view(s), weights: {h['weights']}"
+                 f"{', early exit' if h['early_exit'] else ''}; tokens = mean active tokens entering the layer)")
+        print(_table(title, h["rows"]))
+        if h["num_views"] > 1:
+            print(f"per view: {', '.join(f'{g:.3f}' for g in h['gflops_per_view'])}; mean {mean:.3f}, "
+                  f"video total {sum(h['gflops_per_view']):.3f}")
+        print()
+    print(f"total GFLOPs per clip: dense {total(result['dense']):.2f}, Glimpser only {total(result['glimpser_only']):.2f}"
+          + (f", measured halting {sum(result['halting']['gflops_per_view']) / result['halting']['num_views']:.2f}"
+             if "halting" in result else ""))
+    return 0
