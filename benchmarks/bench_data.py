@@ -31,7 +31,6 @@ from tqdm import tqdm
 
 from haltingvt.config import load_config
 from haltingvt.data import build_dataset, collate_train
-from haltingvt.data.decoding import open_reader
 
 
 def make_frame(i: int, width: int, height: int, seed: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_helpers import (
-    frame_number, numbered_frame, small_config, textured_frame, truncate_file, write_frame_folder,
+    frame_number, numbered_frame, small_config, textured_frame, truncate_file,
     write_lines, write_numbered_folder, write_numbered_video, write_video,
 )
 from haltingvt.data import (
