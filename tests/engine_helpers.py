@@ -37,8 +37,9 @@ class TinyTrainSet(Dataset):
     """Train split: {"clips": (2, 3, T, H, W) [real, static], "label", "index", "path"}; ``bad`` indices
     return the error dict of an unreadable file; ``delay`` seconds per sample slows a run down."""
 
-    def __init__(self, n: int = 24, seed: int = 0, bad: tuple[int, ...] = (), delay: float = 0.0) -> None:
-        self.n, self.seed, self.bad, self.delay = n, seed, set(bad), delay
+    def __init__(self, n: int = 24, seed: int = 0, bad: tuple[int, ...] = (), delay: float = 0.0,
+                 multi_label: bool = False) -> None:
+        self.n, self.seed, self.bad, self.delay, self.multi_label = n, seed, set(bad), delay, multi_label
 
     def __len__(self) -> int:
         return self.n
@@ -52,7 +53,11 @@ class TinyTrainSet(Dataset):
         label = index % NUM_CLASSES
         real = _clip(index, label, self.seed)
         static = real[:, index % real.shape[1]][:, None].expand_as(real).clone()
-        return {"clips": torch.stack([real, static]), "label": torch.tensor(label), "index": index, "path": path}
+        target = torch.tensor(label)
+        if self.multi_label:
+            target = torch.zeros(NUM_CLASSES)
+            target[label] = 1
+        return {"clips": torch.stack([real, static]), "label": target, "index": index, "path": path}
 
 
 class TinyEvalSet(Dataset):
@@ -119,8 +124,10 @@ def tiny_config(work_dir: str | Path, **train: Any) -> dict[str, Any]:
     return cfg
 
 
-def datasets(train_n: int = 24, val_n: int = 9, bad: tuple[int, ...] = (), delay: float = 0.0) -> dict[str, Dataset]:
-    return {"train": TinyTrainSet(train_n, bad=bad, delay=delay), "val": TinyEvalSet(val_n)}
+def datasets(train_n: int = 24, val_n: int = 9, bad: tuple[int, ...] = (), delay: float = 0.0,
+             multi_label: bool = False) -> dict[str, Dataset]:
+    return {"train": TinyTrainSet(train_n, bad=bad, delay=delay, multi_label=multi_label),
+            "val": TinyEvalSet(val_n, multi_label=multi_label)}
 
 
 def main(argv: list[str]) -> int:

@@ -54,6 +54,13 @@ def test_accumulation_and_amp_bf16_cpu(tmp_path):
     assert summary["last_val"] is None and not (tmp_path / "run" / "best.pth").exists()
 
 
+def test_multi_label_training_selects_best_by_map(tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=1)
+    cfg["loss"]["multi_label"] = True
+    summary = train(cfg, datasets=datasets(train_n=8, val_n=4, multi_label=True), progress=False)
+    assert summary["best"]["metric"] == "mAP" and 0 < summary["last_val"]["mAP"] <= 1
+
+
 def test_optimizer_groups_exclude_embeddings_biases_norms():
     model = haltingvt.create_model(TINY_MODEL)
     names = {id(p): n for n, p in model.named_parameters()}

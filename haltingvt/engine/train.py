@@ -327,8 +327,8 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
             for batch in loader:
                 if micro >= micro_per_epoch:
                     break
-                for message in batch["skipped"]:
-                    print(f"[rank {ddp.rank}] skipped bad sample: {message}")
+                for message in batch["skipped"]:  # also listed again in the epoch summary
+                    (log.line if master else print)(f"[rank {ddp.rank}] skipped bad sample: {message}")
                 epoch_skipped.extend(batch["skipped"])
                 clips, labels, motion = batch["clips"], batch["label"], batch["motion_label"]
                 weight = 1.0
