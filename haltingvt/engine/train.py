@@ -302,6 +302,9 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
     def save(path_names: list[str], epoch: int, micro: int) -> None:
         """Checkpoint (all processes take part: the RNG states of every process are kept)."""
         rngs = distributed.all_gather_objects(rng_state())
+        if not all(torch.isfinite(p).all() for p in raw_model.parameters()):  # never save broken weights
+            raise NonFiniteLossError(_bad_message("the weights are not finite", epoch, micro, step, work_dir,
+                                                  resume_from))
         if master:
             payload = model_payload(
                 raw_model, cfg, epoch=epoch, iteration=micro, step=step, best=best, skipped_total=skipped_total,
@@ -463,8 +466,8 @@ def _dummy_batch(model: nn.Module, multi_label: bool):
 
 def _bad_message(what: str, epoch: int, micro: int, step: int, work_dir: Path, resume_from: Path | None) -> str:
     latest = work_dir / "latest.pth"
-    where = (f"the last good checkpoint is {latest}" if latest.exists() or resume_from
-             else "no checkpoint was written yet")
+    last = latest if latest.exists() else resume_from
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     return (f"{what} at epoch {epoch + 1}, iteration {micro + 1} (after {step} optimizer steps); training "
             f"stopped without applying or saving this update, {where}. Lower train.lr, raise "
             f"train.warmup_epochs, use train.amp=none or check the data, then run again with --resume.")
@@ -472,12 +475,13 @@ def _bad_message(what: str, epoch: int, micro: int, step: int, work_dir: Path, r
 
 def _check_finite(terms, epoch: int, micro: int, step: int, work_dir: Path, resume_from: Path | None) -> None:
     """Stop every process together when any process's loss is NaN/inf."""
-    bad = torch.tensor([0.0 if torch.isfinite(terms.total) else 1.0], device=terms.total.device)
+    here = bool(torch.isfinite(terms.total.detach()))
+    bad = torch.tensor([0.0 if here else 1.0], device=terms.total.device)
     if distributed.all_reduce(bad, "max").item() > 0:
         parts = ", ".join(f"{k} {float(getattr(terms, k).detach()):.4g}" for k in ("action", "ponder", "motion", "prior"))
-        raise NonFiniteLossError(_bad_message(f"the loss is {float(terms.total.detach())} ({parts}) or another "
-                                              f"process's loss is not finite", epoch, micro, step, work_dir,
-                                              resume_from))
+        what = (f"the loss is {float(terms.total.detach())} ({parts})" if not here
+                else "another process's loss is not finite")
+        raise NonFiniteLossError(_bad_message(what, epoch, micro, step, work_dir, resume_from))
 
 
 # ----------------------------------------------------------------------------- command line
