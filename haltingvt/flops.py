@@ -256,16 +256,13 @@ def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
     """Run the model on the clip(s) and return token counts and per-view GMACs."""
     from . import create_model, load_checkpoint
 
-    torch.manual_seed(args.seed)
-    model = create_model(cfg).eval()
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
-    arch = model.arch
-    if args.video:
-        from .data import load_views, normalize  # written by the data part; imported only when used
+    from .models.haltingvt import arch_from
 
-        views = load_views(args.video, cfg)
-        clips = normalize(views)
+    arch = arch_from(cfg)
+    if args.video:  # read the clip first: a bad path fails before the model is built
+        from .data import load_views, normalize  # the data part; imported only when used
+
+        clips = normalize(load_views(args.video, cfg))
         source = args.video
     else:
         gen = torch.Generator().manual_seed(args.seed)
@@ -273,6 +270,11 @@ def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
         clips = torch.randint(0, 256, (1, 3, arch["num_frames"], size, size), generator=gen, dtype=torch.uint8)
         clips = (clips.float() - 127.5) / 127.5
         source = "random clip"
+    torch.manual_seed(args.seed)
+    model = create_model(cfg).eval()
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    arch = model.arch
     clips = clips.to(args.device)
     model.to(args.device)
     early = bool(args.early_exit or cfg.get("test", {}).get("early_exit", False))
@@ -311,7 +313,13 @@ def run(args: argparse.Namespace) -> int:
         "glimpser_only": layer_breakdown(arch, "glimpser"),
     }
     if args.video or args.random_input:
-        result["halting"] = _measure(args, cfg)
+        try:
+            result["halting"] = _measure(args, cfg)
+        except Exception as err:  # a DataError (unreadable clip) is reported as one line, like config errors
+            if type(err).__name__ != "DataError":
+                raise
+            print(f"haltingvt flops: error: {err}", file=sys.stderr)
+            return 2
 
     def total(rows: list[LayerFlops]) -> float:
         return sum(r.gflops for r in rows)

@@ -123,3 +123,22 @@ def test_cli_errors(capsys):
     assert cli.main(["flops", "minik_g03_b10", "--checkpoint", "x.pth"]) == 2
     assert "--random-input" in capsys.readouterr().err
     assert cli.main(["flops", "minik_g03_b10", "--set", "model.nosuch=1"]) == 2
+
+
+def test_cli_frame_folder_views(tmp_path, capsys):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for i in range(1, 9):
+        frame = torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8).numpy()
+        Image.fromarray(frame).save(tmp_path / f"img_{i:05}.jpg")
+    data = ["data.test_scale=64", "data.crop_size=64", "data.clip_len=4", "data.frame_interval=2",
+            "data.test_num_crops=3"]
+    argv = ["flops", "minik_g03_b10", "--set", *OFFICIAL_SET, *data, "--checkpoint", str(OFFICIAL / "checkpoint.pth"),
+            "--video", str(tmp_path), "--json"]
+    assert cli.main(argv) == 0
+    h = json.loads(capsys.readouterr().out)["halting"]
+    assert h["num_views"] == 3 and h["num_frames"] == 4 and h["img_size"] == 64
+    assert len(h["gflops_per_view"]) == 3
+    assert cli.main(["flops", "minik_g03_b10", "--video", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err

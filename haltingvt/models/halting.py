@@ -152,7 +152,11 @@ class AdaptiveHalting:
             is_cls = ids[:, 0] == 0
             if valid is not None:
                 is_cls = is_cls & valid[:, 0]
-            cls_output.index_add_(0, clips, y[:, 0] * (weight[:, 0] * is_cls.to(dt))[:, None])
+            cls_step = y[:, 0] * (weight[:, 0] * is_cls.to(dt))[:, None]
+            if Bk == B:  # no clip has exited: rows are clips 0..B-1 in order
+                cls_output += cls_step
+            else:
+                cls_output.index_add_(0, clips, cls_step)
             # Padding positions hold halted tokens' rows: they add zero and rewrite the same values.
             state[..., RHO] += (validf if validf is not None else 1.0) + remainder * reached
             state[..., CNT] += not_reached
