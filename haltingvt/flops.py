@@ -315,8 +315,10 @@ def run(args: argparse.Namespace) -> int:
     if args.video or args.random_input:
         try:
             result["halting"] = _measure(args, cfg)
-        except Exception as err:  # a DataError (unreadable clip) is reported as one line, like config errors
-            if type(err).__name__ != "DataError":
+        except ValueError as err:  # an unreadable clip (DataError) is one line, like config errors
+            from .data import DataError
+
+            if not isinstance(err, DataError):
                 raise
             print(f"haltingvt flops: error: {err}", file=sys.stderr)
             return 2
