@@ -36,6 +36,7 @@ ARCH_DEFAULTS: dict[str, Any] = {
     "drop_path_rate": 0.0,
     "head_dropout": 0.0,
     "mlp_ratio": 4.0,
+    "init_scheme": "default",
 }
 
 
@@ -95,6 +96,26 @@ def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor
     return _resize_embedding(time_embed, [num_frames])
 
 
+INIT_SCHEMES = ("default", "scratch")
+
+
+def sincos_1d(positions: torch.Tensor, dim: int, period: float) -> torch.Tensor:
+    """(L,) positions -> (L, dim) sin/cos features; frequencies from 1 down to 1/period radians per step."""
+    n = dim // 2
+    omega = float(period) ** (-torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
+    angles = positions[:, None].float() * omega[None]
+    out = torch.cat([angles.sin(), angles.cos()], dim=1)
+    return F.pad(out, (0, dim - out.shape[1]))
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """(grid*grid, dim) sin-cos embedding of a row-major grid: half the channels for y, half for x."""
+    yy, xx = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    half = dim // 2
+    period = max(grid, 2)
+    return torch.cat([sincos_1d(yy.flatten(), half, period), sincos_1d(xx.flatten(), dim - half, period)], dim=1)
+
+
 class HaltingVT(nn.Module):
     """HaltingVT backbone + heads. Input clips: float (B, 3, T, H, W), normalised (x - 127.5) / 127.5."""
 
@@ -117,8 +138,11 @@ class HaltingVT(nn.Module):
         drop_path_rate: float = 0.0,
         head_dropout: float = 0.0,
         mlp_ratio: float = 4.0,
+        init_scheme: str = "default",
     ) -> None:
         super().__init__()
+        if init_scheme not in INIT_SCHEMES:
+            raise ValueError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}")
         keep_rate = list(keep_rate)
         if len(keep_rate) != divid_depth:
             raise ValueError(f"keep_rate needs one value per Glimpser layer ({divid_depth}), got {keep_rate}")
@@ -150,6 +174,8 @@ class HaltingVT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = ActionMotionHead(embed_dim, num_classes, head_dropout)
         self._init_weights()
+        if init_scheme == "scratch":
+            self._init_scratch()
 
     @property
     def glimpser_blocks(self) -> list[GlimpserBlock]:
@@ -174,6 +200,25 @@ class HaltingVT(nn.Module):
         for block in self.glimpser_blocks[1:]:
             nn.init.zeros_(block.temporal_fc.weight)
             nn.init.zeros_(block.temporal_fc.bias)
+
+    def _init_scratch(self) -> None:
+        """Initialisation for training from scratch, without pretrained weights (``init_scheme: scratch``).
+
+        Sin-cos position (2-D) and time (1-D) embeddings and Xavier-uniform weights in every Linear layer
+        (blocks and heads; biases stay zero). With the
+        default init (embeddings and Linear weights at std 0.02) a small model trained from scratch sits on a
+        long plateau before it uses *where* and *when* a token is, which motion classes depend on.
+        Pretrained weights loaded afterwards replace all of it.
+        """
+        grid = self.img_size // self.patch_size
+        with torch.no_grad():
+            self.pos_embed[0, 0].zero_()
+            self.pos_embed[0, 1:] = sincos_2d(grid, self.embed_dim)
+            self.time_embed[0] = sincos_1d(torch.arange(self.num_frames, dtype=torch.float32), self.embed_dim,
+                                           max(self.num_frames, 2))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         """clips (B, 3, T, H, W) -> tokens (B, 1 + S*T, C), spatial-major, time-minor."""
