@@ -260,6 +260,11 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
         float(tc.get("warmup_start_factor", 1.0))))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.get("amp", "none") == "fp16")
     loss_fn = HaltingVTLoss(**cfg["loss"])
+    # Ponder warm-up: the ponder weight ramps linearly from 0 over the first loss.ponder_warmup_epochs, so that
+    # tokens do not learn to halt at once while the action loss still carries no signal (a model trained from
+    # scratch otherwise halts every token after the first halting layer). 0 (default): the release's constant weight.
+    ponder_scale = float(cfg["loss"].get("ponder_token_scale", 5e-4))
+    ponder_ramp_steps = float(cfg["loss"].get("ponder_warmup_epochs", 0) or 0) * steps_per_epoch
     clip_gflops = gflops_fn()
 
     # ---- resume: weights, optimizer, schedule, scaler, RNG, position in the epoch
@@ -344,6 +349,8 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
                 last_micro = (micro + 1) % accum == 0
                 # Gradients are all-reduced only on the last micro-batch of an accumulation.
                 with model.no_sync() if ddp.enabled and not last_micro else nullcontext():
+                    if ponder_ramp_steps:
+                        loss_fn.ponder_token_scale = ponder_scale * min(1.0, step / ponder_ramp_steps)
                     with autocast(device, tc.get("amp", "none")):
                         out = model(clips, execution="masked")  # the release trains with masked halting
                         terms = loss_fn(out, labels, motion)

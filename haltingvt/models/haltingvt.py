@@ -211,14 +211,24 @@ class HaltingVT(nn.Module):
         Pretrained weights loaded afterwards replace all of it.
         """
         grid = self.img_size // self.patch_size
+        C = self.embed_dim
         with torch.no_grad():
-            self.pos_embed[0, 0].zero_()
-            self.pos_embed[0, 1:] = sincos_2d(grid, self.embed_dim)
-            self.time_embed[0] = sincos_1d(torch.arange(self.num_frames, dtype=torch.float32), self.embed_dim,
-                                           max(self.num_frames, 2))
+            # Channel 0 stays zero: the halting score reads channel 0, and embeddings of size ~1 there would
+            # make most tokens halt in the first halting layer before anything is learned.
+            self.pos_embed.zero_()
+            self.time_embed.zero_()
+            self.pos_embed[0, 1:, 1:] = sincos_2d(grid, C - 1)
+            self.time_embed[0, :, 1:] = sincos_1d(torch.arange(self.num_frames), C - 1, max(self.num_frames, 2))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
+        # Likewise no residual branch writes channel 0 at first, so tokens start far from halting
+        # (as with the default init, where branches are nearly zero) and the ponder loss moves them.
+        with torch.no_grad():
+            for block in self.blocks:
+                for fc in (block.attn.proj, block.mlp.fc2, getattr(block, "temporal_fc", None)):
+                    if fc is not None:
+                        fc.weight[0].zero_()
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         """clips (B, 3, T, H, W) -> tokens (B, 1 + S*T, C), spatial-major, time-minor."""

@@ -1,0 +1,41 @@
+"""`haltingvt demo --quick`: the whole demo path (data, trainer, evaluation, FLOPs, pictures) in seconds."""
+import json
+import time
+from pathlib import Path
+
+from haltingvt.cli import main
+
+REQUIRED = {
+    "val_top1", "test_top1", "static_top1", "motion_acc", "gflops_per_clip", "dense_gflops_per_clip",
+    "glimpser_only_gflops_per_clip", "gflops_fraction_of_dense", "tokens_per_layer", "train_seconds",
+    "total_seconds", "classes", "picture", "gif", "checkpoint",
+}
+
+
+def test_quick_demo(tmp_path, capsys):
+    start = time.time()
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    elapsed = time.time() - start
+    assert elapsed < 60, f"--quick took {elapsed:.0f} s"
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert REQUIRED <= set(summary), REQUIRED - set(summary)
+    assert summary["quick"] is True
+    for key in ("val_top1", "test_top1", "static_top1", "motion_acc"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert 0 < summary["gflops_per_clip"] <= summary["glimpser_only_gflops_per_clip"] < summary["dense_gflops_per_clip"]
+    n_layers = 4  # demo_synthetic: depth 6, 2 Glimpser layers
+    assert len(summary["tokens_per_layer"]) == n_layers
+    assert summary["train_seconds"] > 0
+
+    for key, magic in (("picture", b"\x89PNG"), ("gif", b"GIF8")):
+        path = Path(summary[key])
+        assert path.is_file() and path.read_bytes()[:4] == magic
+    assert (tmp_path / "work" / "best.pth").is_file()
+    report = capsys.readouterr().out
+    assert "val top-1" in report and "GFLOPs per clip" in report and "static clips" in report
+
+
+def test_demo_rejects_non_synthetic_data(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress", "--set", "data.format=video"]) == 2
+    assert "synthetic" in capsys.readouterr().err
