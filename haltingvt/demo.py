@@ -84,13 +84,15 @@ def save_pictures(model: torch.nn.Module, dataset: Dataset, class_names: list[st
     from .visualize import save_token_gif, save_token_grid, tokens_of
 
     model.eval()
+    # One clip each of classes spread over the class list (travel, scaling, ... rather than four directions).
+    wanted = sorted({round(j * len(class_names) / max_clips) for j in range(max_clips)} & set(range(len(class_names))))
     picked, seen = [], {}
     for i in range(len(dataset)):
         label = int(dataset[i]["label"])
-        if seen.get(label, 0) < per_class:
+        if label in wanted and seen.get(label, 0) < per_class:
             seen[label] = seen.get(label, 0) + 1
             picked.append(i)
-        if len(picked) >= max_clips:
+        if len(picked) >= len(wanted) * per_class:
             break
     clips = torch.stack([dataset[i]["clips"][0] for i in picked])  # uint8 (n, 3, T, H, W)
     with torch.no_grad():

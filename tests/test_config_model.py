@@ -142,3 +142,21 @@ def test_own_checkpoint_roundtrip(tmp_path):
     for a, b in zip(model.state_dict().values(), other.state_dict().values()):
         assert torch.equal(a, b)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_scratch_init_keeps_halting_channel_clear():
+    """init_scheme 'scratch': sin-cos embeddings and Xavier weights, but neither the embeddings nor any residual
+    branch write channel 0 (the halting channel) at first, so most tokens of a fresh model go deep."""
+    arch = {"img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 32, "num_heads": 2, "depth": 4,
+            "divid_depth": 2, "keep_rate": [1.0, 0.5], "init_scheme": "scratch"}
+    model = haltingvt.create_model(arch, num_classes=5).eval()
+    assert model.pos_embed[..., 0].abs().max() == 0 and model.time_embed[..., 0].abs().max() == 0
+    assert model.pos_embed[0, 1:, 1:].std() > 0.3 and model.time_embed[0, :, 1:].std() > 0.3  # sin-cos, not 0.02
+    proj = model.patch_embed.proj.weight
+    bound = math.sqrt(6 / (proj.shape[0] + proj[0].numel()))  # Xavier-uniform on the flattened conv
+    assert proj.abs().max() <= bound and proj.abs().max() > 0.8 * bound
+    for block in model.blocks:
+        assert block.mlp.fc2.weight[0].abs().max() == 0 and block.attn.proj.weight[0].abs().max() == 0
+    torch.manual_seed(0)
+    out = model(torch.rand(2, 3, 4, 32, 32) * 2 - 1, execution="masked")
+    assert out.layer_scores[0] < 0.2 and (out.token_counts[:, 1] > 0.8 * out.token_counts[:, 0]).all()

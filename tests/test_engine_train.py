@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import haltingvt
-from haltingvt.engine.train import build_optimizer, effective_lr, train, warmup_cosine
+from haltingvt.engine.train import build_optimizer, effective_lr, ponder_weight, train, warmup_cosine
 
 from engine_helpers import TINY_MODEL, datasets, one_thread, tiny_config
 
@@ -84,6 +84,12 @@ def test_lr_schedule_and_scaling():
     assert effective_lr(tc, 1) == pytest.approx(1.25e-6)
     assert effective_lr({**tc, "scale_lr": False}, 1) == 1e-5
     assert math.isclose(effective_lr({**tc, "accum_steps": 2}, 4), 1e-5)
+
+
+def test_ponder_schedule():
+    assert [ponder_weight(s, 0, 0) for s in (0, 7)] == [1.0, 1.0]  # the release: constant
+    assert [ponder_weight(s, 10, 0) for s in (0, 9, 10, 50)] == [0.0, 0.0, 1.0, 1.0]
+    assert [ponder_weight(s, 10, 4) for s in (9, 10, 12, 14, 99)] == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
 def test_too_small_train_set_is_a_clear_error(tmp_path):

@@ -199,6 +199,13 @@ def _resume_path(resume: bool | str, work_dir: Path) -> Path | None:
     return Path(resume)
 
 
+def ponder_weight(step: int, start_steps: float, ramp_steps: float) -> float:
+    """Factor on the ponder loss at optimizer step ``step``: 0 before ``start_steps``, then linear to 1."""
+    if step < start_steps:
+        return 0.0
+    return 1.0 if ramp_steps <= 0 else min(1.0, (step - start_steps) / ramp_steps)
+
+
 # ----------------------------------------------------------------------------- the training loop
 def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None = None, *,
           datasets: Mapping[str, Dataset] | None = None, progress: bool = True) -> dict[str, Any]:
@@ -260,11 +267,14 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
         float(tc.get("warmup_start_factor", 1.0))))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.get("amp", "none") == "fp16")
     loss_fn = HaltingVTLoss(**cfg["loss"])
-    # Ponder warm-up: the ponder weight ramps linearly from 0 over the first loss.ponder_warmup_epochs, so that
-    # tokens do not learn to halt at once while the action loss still carries no signal (a model trained from
-    # scratch otherwise halts every token after the first halting layer). 0 (default): the release's constant weight.
+    # Ponder schedule: weight 0 for the first loss.ponder_start_epoch epochs, then a linear ramp to
+    # ponder_token_scale over loss.ponder_warmup_epochs. Trained from scratch, a model whose action loss still
+    # carries no signal learns at once to halt every token after the first halting layer (Adam's steps on the
+    # halting channel do not shrink with the loss weight, so only a weight of exactly 0 holds it back).
+    # Both 0 (default): the release's constant weight.
     ponder_scale = float(cfg["loss"].get("ponder_token_scale", 5e-4))
-    ponder_ramp_steps = float(cfg["loss"].get("ponder_warmup_epochs", 0) or 0) * steps_per_epoch
+    ponder_start = float(cfg["loss"].get("ponder_start_epoch", 0) or 0) * steps_per_epoch
+    ponder_ramp = float(cfg["loss"].get("ponder_warmup_epochs", 0) or 0) * steps_per_epoch
     clip_gflops = gflops_fn()
 
     # ---- resume: weights, optimizer, schedule, scaler, RNG, position in the epoch
@@ -349,8 +359,8 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
                 last_micro = (micro + 1) % accum == 0
                 # Gradients are all-reduced only on the last micro-batch of an accumulation.
                 with model.no_sync() if ddp.enabled and not last_micro else nullcontext():
-                    if ponder_ramp_steps:
-                        loss_fn.ponder_token_scale = ponder_scale * min(1.0, step / ponder_ramp_steps)
+                    if ponder_start or ponder_ramp:
+                        loss_fn.ponder_token_scale = ponder_scale * ponder_weight(step, ponder_start, ponder_ramp)
                     with autocast(device, tc.get("amp", "none")):
                         out = model(clips, execution="masked")  # the release trains with masked halting
                         terms = loss_fn(out, labels, motion)

@@ -222,6 +222,11 @@ class HaltingVT(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
+        # The patch embedding too, as the Linear layer it is (MAE does the same): with PyTorch's default conv
+        # init a patch's content is ~3x smaller than its sin-cos position and time codes, and a model from
+        # scratch takes far longer to notice that content changes over time (motion).
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         # Likewise no residual branch writes channel 0 at first, so tokens start far from halting
         # (as with the default init, where branches are nearly zero) and the ponder loss moves them.
         with torch.no_grad():
