@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "flops": ("haltingvt.flops", "per-layer tokens and GFLOPs of a config, dense and with halting"),
     "predict": ("haltingvt.predict", "classify video files or frame folders, optionally save pictures"),
     "demo": ("haltingvt.demo", "train and evaluate a small model on the built-in synthetic dataset"),
+    "synthetic": ("haltingvt.data.synthetic", "write the built-in synthetic motion clips to disk (frames or mp4)"),
     "configs": ("haltingvt.config", "list the shipped configs"),
 }
 

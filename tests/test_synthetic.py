@@ -87,8 +87,9 @@ def test_single_frame_carries_no_class_information():
 @pytest.mark.parametrize("fmt", ["frames", "mp4"])
 def test_export_round_trip_through_the_data_pipeline(tmp_path, fmt):
     T, size, n = 4, 32, 6
-    list_file = export(tmp_path, "val", fmt=fmt, num_samples=n, num_frames=T, size=size, seed=1)
-    assert read_class_names(tmp_path / "classes.txt") == list(CLASSES)
+    classes = load_config("demo_synthetic")["data"]["synthetic_classes"]
+    list_file = export(tmp_path, "val", fmt=fmt, num_samples=n, num_frames=T, size=size, seed=1, classes=classes)
+    assert read_class_names(tmp_path / "classes.txt") == classes
     lines = list_file.read_text().split("\n")
     assert len([line for line in lines if line]) == n
     cfg = load_config("demo_synthetic", [
@@ -107,3 +108,16 @@ def test_export_round_trip_through_the_data_pipeline(tmp_path, fmt):
         assert got["clips"].shape == want["clips"].shape == (1, 3, T, size, size)
         err = (got["clips"].float() - want["clips"].float()).abs().mean()
         assert err < 4.0, f"sample {i}: mean abs difference {err:.1f} after {fmt} encoding"
+
+
+def test_cli_export_uses_the_demo_classes(tmp_path, capsys):
+    from haltingvt.cli import main
+    from haltingvt.config import load_config
+
+    assert main(["synthetic", str(tmp_path), "--splits", "val", "--num", "3"]) == 0
+    classes = load_config("demo_synthetic")["data"]["synthetic_classes"]
+    assert (tmp_path / "classes.txt").read_text().split() == classes
+    lines = (tmp_path / "val_rawframes.txt").read_text().splitlines()
+    assert [line.split()[1:] for line in lines] == [["8", "0"], ["8", "1"], ["8", "2"]]
+    assert len(list((tmp_path / lines[0].split()[0]).glob("img_*.jpg"))) == 8
+    assert "data.format=rawframes" in capsys.readouterr().out

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import argparse
 
 import numpy as np
 import torch
@@ -405,6 +408,42 @@ def export(
     list_file = out_dir / f"{split}_{'rawframes' if fmt == 'frames' else 'videos'}.txt"
     list_file.write_text("\n".join(lines) + "\n")
     return list_file
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output folder (use it as data.data_root)")
+    parser.add_argument("--format", choices=("frames", "mp4"), default="frames", help="JPEG frame folders or mp4 files")
+    parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
+    parser.add_argument("--num", type=int, nargs="+", default=[600, 200, 200], metavar="N",
+                        help="clips per split, in the order of --splits (one number: the same for all)")
+    parser.add_argument("--config", default="demo_synthetic",
+                        help="config whose synthetic settings (classes, clip_len, img_size, seed) are the defaults")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: the config's clip_len)")
+    parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default: the config's img_size)")
+    parser.add_argument("--seed", type=int, default=None, help="default: the config's data.synthetic_seed")
+    parser.add_argument("--classes", nargs="+", default=None,
+                        help=f"class names (default: the config's; known: {' '.join(_MOTIONS)})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``haltingvt synthetic OUT``: write splits to disk with list files for the real data pipeline."""
+    from ..config import load_config
+
+    if len(args.num) not in (1, len(args.splits)):
+        raise ValueError(f"--num takes one number or one per split ({len(args.splits)}), got {len(args.num)}")
+    nums = args.num if len(args.num) == len(args.splits) else args.num * len(args.splits)
+    s = synthetic_settings(load_config(args.config))
+    frames = args.frames or s["num_frames"]
+    size = args.size or s["size"]
+    seed = s["seed"] if args.seed is None else args.seed
+    classes = args.classes or s["classes"]
+    for split, num in zip(args.splits, nums):
+        list_file = export(args.out, split, args.format, num, frames, size, seed, classes, progress=True)
+        print(f"{split}: {num} clips, list {list_file}")
+    fmt = "rawframes" if args.format == "frames" else "video"
+    print(f"classes: {Path(args.out) / 'classes.txt'}; read with data.format={fmt} data.data_root={args.out}")
+    return 0
 
 
 __all__ = [
