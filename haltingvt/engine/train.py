@@ -267,11 +267,10 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
         float(tc.get("warmup_start_factor", 1.0))))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.get("amp", "none") == "fp16")
     loss_fn = HaltingVTLoss(**cfg["loss"])
-    # Ponder schedule: weight 0 for the first loss.ponder_start_epoch epochs, then a linear ramp to
-    # ponder_token_scale over loss.ponder_warmup_epochs. Trained from scratch, a model whose action loss still
-    # carries no signal learns at once to halt every token after the first halting layer (Adam's steps on the
-    # halting channel do not shrink with the loss weight, so only a weight of exactly 0 holds it back).
-    # Both 0 (default): the release's constant weight.
+    # Ponder schedule (both 0 by default: the release's constant weight): weight 0 for the first
+    # loss.ponder_start_epoch epochs, then a linear ramp to ponder_token_scale over loss.ponder_warmup_epochs.
+    # For runs from scratch, where tokens learn to halt before the action loss carries any signal. With Adam a
+    # small weight already moves the halting channel at nearly full speed, so a ramp alone delays little.
     ponder_scale = float(cfg["loss"].get("ponder_token_scale", 5e-4))
     ponder_start = float(cfg["loss"].get("ponder_start_epoch", 0) or 0) * steps_per_epoch
     ponder_ramp = float(cfg["loss"].get("ponder_warmup_epochs", 0) or 0) * steps_per_epoch

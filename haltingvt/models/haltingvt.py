@@ -227,7 +227,7 @@ class HaltingVT(nn.Module):
         # scratch takes far longer to notice that content changes over time (motion).
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        # Likewise no residual branch writes channel 0 at first, so tokens start far from halting
+        # As with the embeddings, no residual branch writes channel 0 at first, so tokens start far from halting
         # (as with the default init, where branches are nearly zero) and the ponder loss moves them.
         with torch.no_grad():
             for block in self.blocks:
