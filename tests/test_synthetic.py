@@ -121,3 +121,6 @@ def test_cli_export_uses_the_demo_classes(tmp_path, capsys):
     assert [line.split()[1:] for line in lines] == [["8", "0"], ["8", "1"], ["8", "2"]]
     assert len(list((tmp_path / lines[0].split()[0]).glob("img_*.jpg"))) == 8
     assert "data.format=rawframes" in capsys.readouterr().out
+
+    assert main(["synthetic", str(tmp_path), "--classes", "move_right", "moonwalk"]) == 2
+    assert "moonwalk" in capsys.readouterr().err

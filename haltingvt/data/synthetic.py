@@ -428,16 +428,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``haltingvt synthetic OUT``: write splits to disk with list files for the real data pipeline."""
-    from ..config import load_config
+    from ..config import ConfigError, load_config
 
     if len(args.num) not in (1, len(args.splits)):
-        raise ValueError(f"--num takes one number or one per split ({len(args.splits)}), got {len(args.num)}")
+        raise ConfigError(f"--num takes one number or one per split ({len(args.splits)}), got {len(args.num)}")
     nums = args.num if len(args.num) == len(args.splits) else args.num * len(args.splits)
     s = synthetic_settings(load_config(args.config))
     frames = args.frames or s["num_frames"]
     size = args.size or s["size"]
     seed = s["seed"] if args.seed is None else args.seed
-    classes = args.classes or s["classes"]
+    try:
+        classes = class_names(args.classes or s["classes"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     for split, num in zip(args.splits, nums):
         list_file = export(args.out, split, args.format, num, frames, size, seed, classes, progress=True)
         print(f"{split}: {num} clips, list {list_file}")
