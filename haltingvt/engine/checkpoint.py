@@ -145,36 +145,52 @@ def from_release(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def from_imagenet(state_dict: Mapping[str, torch.Tensor], model: HaltingVT) -> dict[str, torch.Tensor]:
+def from_imagenet(
+    state_dict: Mapping[str, torch.Tensor], model: HaltingVT, report: dict[str, list[str]] | None = None
+) -> dict[str, torch.Tensor]:
     """DeiT/ViT ImageNet weights -> HaltingVT initialisation (SPEC section 1).
 
     The classifier is dropped, a distillation token is removed, blocks beyond the model depth are
     ignored, and each Glimpser layer's temporal_attn/temporal_norm1 start as copies of attn/norm1.
     time_embed, temporal_fc and the heads keep the model's own initialisation.
+    ``report``, if given, is filled with the model keys taken as they are ("copied"), the temporal keys
+    copied from spatial ones ("temporal_copies"), the keys left at the model's init ("new") and the
+    file's keys not used ("dropped").
     """
     sd = {k: v for k, v in state_dict.items() if not k.startswith(("head.", "head_dist.", "fc_norm."))}
     if "dist_token" in sd:
         sd.pop("dist_token")
         sd["pos_embed"] = torch.cat([sd["pos_embed"][:, :1], sd["pos_embed"][:, 2:]], dim=1)
     sd = {k: v for k, v in sd.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= model.depth)}
+    copied = sorted(sd)
+    temporal = []
     for i in range(model.divid_depth):
         for src, dst in (("attn.", "temporal_attn."), ("norm1.", "temporal_norm1.")):
             for key in [k for k in sd if k.startswith(f"blocks.{i}.{src}")]:
-                sd[key.replace(f"blocks.{i}.{src}", f"blocks.{i}.{dst}")] = sd[key].clone()
+                temporal.append(key.replace(f"blocks.{i}.{src}", f"blocks.{i}.{dst}"))
+                sd[temporal[-1]] = sd[key].clone()
     own = model.state_dict()
-    for key in own:
-        if key == "time_embed" or key.startswith("head.") or ".temporal_fc." in key:
-            sd.setdefault(key, own[key])
+    new = [k for k in own if (k == "time_embed" or k.startswith("head.") or ".temporal_fc." in k) and k not in sd]
+    for key in new:
+        sd[key] = own[key]
+    if report is not None:
+        report.update(copied=copied, temporal_copies=sorted(temporal), new=sorted(new),
+                      dropped=sorted(set(state_dict) - set(copied)))
     return sd
 
 
-def _fit_embeddings(sd: dict[str, torch.Tensor], model: HaltingVT) -> None:
-    """Nearest-neighbour resize of pos/time embeddings when input size or frame count differ."""
+def _fit_embeddings(sd: dict[str, torch.Tensor], model: HaltingVT) -> list[str]:
+    """Nearest-neighbour resize of pos/time embeddings when input size or frame count differ; returns
+    the keys resized."""
+    resized = []
     if "pos_embed" in sd and sd["pos_embed"].shape != model.pos_embed.shape:
         grid = model.img_size // model.patch_size
         sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], (grid, grid))
+        resized.append("pos_embed")
     if "time_embed" in sd and sd["time_embed"].shape != model.time_embed.shape:
         sd["time_embed"] = resize_time_embed(sd["time_embed"], model.num_frames)
+        resized.append("time_embed")
+    return resized
 
 
 def _check_and_load(model: HaltingVT, sd: Mapping[str, torch.Tensor], source: str) -> None:
@@ -201,7 +217,8 @@ def _check_and_load(model: HaltingVT, sd: Mapping[str, torch.Tensor], source: st
 def load_checkpoint(model: HaltingVT, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
     """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint (or a timm name).
 
-    Returns the checkpoint's metadata (``format`` plus, for ours, ``arch``/``config``/``epoch``...).
+    Returns the checkpoint's metadata (``format`` plus, for ours, ``arch``/``config``/``epoch``...; for
+    ImageNet weights ``init``: the keys copied, copied into temporal layers, resized, left new, dropped).
     Raises CheckpointError listing missing/unexpected keys and shape differences on a mismatch.
     """
     if not Path(path).exists() and isinstance(path, str) and "/" not in path and not path.endswith((".pth", ".pt")):
@@ -219,9 +236,12 @@ def load_checkpoint(model: HaltingVT, path: str | os.PathLike, strict: bool = Tr
         sd = from_release(obj.get("state_dict", obj))
         meta = {"format": "release"}
     else:
-        sd = from_imagenet(obj.get("model", obj), model)
-        meta = {"format": "imagenet"}
-    _fit_embeddings(sd, model)
+        report: dict[str, list[str]] = {}
+        sd = from_imagenet(obj.get("model", obj), model, report)
+        meta = {"format": "imagenet", "init": report}
+    resized = _fit_embeddings(sd, model)
+    if kind == "imagenet":
+        meta["init"]["resized"] = resized
     if not strict:
         own = model.state_dict()
         sd = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
