@@ -124,3 +124,5 @@ def test_cli_export_uses_the_demo_classes(tmp_path, capsys):
 
     assert main(["synthetic", str(tmp_path), "--classes", "move_right", "moonwalk"]) == 2
     assert "moonwalk" in capsys.readouterr().err
+    assert main(["synthetic", str(tmp_path), "--splits", "val", "test", "--num", "1", "2", "3"]) == 2
+    assert "--num" in capsys.readouterr().err

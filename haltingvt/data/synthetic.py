@@ -33,12 +33,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-if TYPE_CHECKING:
-    import argparse
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    import argparse
 
 #: Class names, in label order.
 CLASSES: tuple[str, ...] = (
@@ -415,8 +415,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (use it as data.data_root)")
     parser.add_argument("--format", choices=("frames", "mp4"), default="frames", help="JPEG frame folders or mp4 files")
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
-    parser.add_argument("--num", type=int, nargs="+", default=[600, 200, 200], metavar="N",
-                        help="clips per split, in the order of --splits (one number: the same for all)")
+    parser.add_argument("--num", type=int, nargs="+", default=None, metavar="N",
+                        help="clips per split, in the order of --splits (one number: the same for all; "
+                             "default: train 600, val 200, test 200)")
     parser.add_argument("--config", default="demo_synthetic",
                         help="config whose synthetic settings (classes, clip_len, img_size, seed) are the defaults")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: the config's clip_len)")
@@ -430,9 +431,12 @@ def run(args: argparse.Namespace) -> int:
     """``haltingvt synthetic OUT``: write splits to disk with list files for the real data pipeline."""
     from ..config import ConfigError, load_config
 
-    if len(args.num) not in (1, len(args.splits)):
+    if args.num is None:
+        nums = [{"train": 600}.get(split, 200) for split in args.splits]
+    elif len(args.num) in (1, len(args.splits)):
+        nums = args.num if len(args.num) == len(args.splits) else args.num * len(args.splits)
+    else:
         raise ConfigError(f"--num takes one number or one per split ({len(args.splits)}), got {len(args.num)}")
-    nums = args.num if len(args.num) == len(args.splits) else args.num * len(args.splits)
     s = synthetic_settings(load_config(args.config))
     frames = args.frames or s["num_frames"]
     size = args.size or s["size"]
