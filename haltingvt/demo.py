@@ -57,6 +57,7 @@ def motion_and_static_accuracy(model: torch.nn.Module, dataset: Dataset, batch_s
     from .data import normalize
 
     model.eval()
+    device = next(model.parameters()).device
     static_hits = motion_hits = n = 0
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
@@ -64,7 +65,6 @@ def motion_and_static_accuracy(model: torch.nn.Module, dataset: Dataset, batch_s
         labels = torch.stack([s["label"] for s in samples])
         T = real.shape[2]
         static = real[:, :, T // 2 : T // 2 + 1].expand(-1, -1, T, -1, -1)
-        device = next(model.parameters()).device
         out_real = model(normalize(real.to(device)))
         out_static = model(normalize(static.to(device)))
         static_hits += (out_static.logits.argmax(1).cpu() == labels).sum().item()
@@ -122,12 +122,13 @@ def save_pictures(model: torch.nn.Module, dataset: Dataset, class_names: list[st
 def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool = True,
              quick: bool = False) -> dict[str, Any]:
     """Generate data, train, evaluate, draw; returns the summary (also ``out_dir/summary.json``)."""
+    from .config import ConfigError
     from .data import build_dataset
     from .data.synthetic import synthetic_settings
     from .engine.checkpoint import load_checkpoint
     from .engine.evaluate import evaluate
     from .engine.train import train
-    from .flops import dense_gflops, glimpser_only_gflops
+    from .flops import dense_gflops, glimpser_only_gflops, tokens_after_glimpser
     from .models import create_model
 
     start = time.time()
@@ -136,13 +137,9 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
     cfg = dict(cfg)
     cfg["train"] = {**cfg["train"], "work_dir": str(out_dir / "work")}
     if cfg["data"].get("format") != "synthetic":
-        from .config import ConfigError
-
         raise ConfigError("the demo runs on the built-in synthetic data: data.format must be 'synthetic'")
     classes = synthetic_settings(cfg)["classes"]
     if int(cfg["model"]["num_classes"]) != len(classes):
-        from .config import ConfigError
-
         raise ConfigError(f"model.num_classes is {cfg['model']['num_classes']} but data.synthetic_classes "
                           f"names {len(classes)} classes")
     (out_dir / "classes.txt").write_text("\n".join(classes) + "\n")
@@ -182,8 +179,7 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
         "gflops_fraction_of_dense": val["gflops_per_clip"] / dense,
         "tokens_per_layer": val["tokens_per_layer"],
         "dense_tokens_per_layer": float(1 + (arch["img_size"] // arch["patch_size"]) ** 2 * arch["num_frames"]),
-        "tokens_after_glimpser": 1 + model.glimpser_blocks[-1].num_kept((arch["img_size"] // arch["patch_size"]) ** 2)
-                                 * arch["num_frames"],
+        "tokens_after_glimpser": tokens_after_glimpser(arch),
         "train_seconds": round(train_seconds, 1),
         "data_seconds": round(data_seconds, 1),
         "total_seconds": None,  # set below

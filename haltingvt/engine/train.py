@@ -271,7 +271,7 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
     # loss.ponder_start_epoch epochs, then a linear ramp to ponder_token_scale over loss.ponder_warmup_epochs.
     # For runs from scratch, where tokens learn to halt before the action loss carries any signal. With Adam a
     # small weight already moves the halting channel at nearly full speed, so a ramp alone delays little.
-    ponder_scale = float(cfg["loss"].get("ponder_token_scale", 5e-4))
+    ponder_scale = loss_fn.ponder_token_scale
     ponder_start = float(cfg["loss"].get("ponder_start_epoch", 0) or 0) * steps_per_epoch
     ponder_ramp = float(cfg["loss"].get("ponder_warmup_epochs", 0) or 0) * steps_per_epoch
     clip_gflops = gflops_fn()
