@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_configs()))
         return 0
     from .config import ConfigError
-    from .engine.checkpoint import CheckpointError
+    from .models.weights import CheckpointError
 
     try:
         return int(importlib.import_module(args._module).run(args) or 0)

@@ -1,27 +1,254 @@
-"""Configuration: human-readable YAML files with dotted command-line overrides.
+"""Configuration: human-readable YAML files with dotted command-line overrides, checked against one schema.
 
-A config is a nested dict with the sections ``model`` (architecture), ``init`` (pretrained
-weights), ``loss``, ``data``, ``train`` and ``test``. Files live in ``haltingvt/configs``
-(also reachable as ``configs/`` at the repository root) and are addressed by name
-(``minik_g03_b10``) or by path. Overrides use ``section.key=value`` with YAML values::
+A config is a nested dict with the sections ``model`` (architecture), ``init`` (pretrained weights),
+``loss``, ``data``, ``train`` and ``test``. Files live in ``haltingvt/configs`` (also reachable as
+``configs/`` at the repository root) and are addressed by name (``minik_g03_b10``) or by path; a file
+may inherit another with ``_base_: other.yaml``. Overrides use ``section.key=value`` with YAML values::
 
     cfg = load_config("minik_g03_b10", ["train.lr=2e-5", "model.keep_rate=[1.0,0.5]"])
+
+Defaults live in code, once: the model's in :class:`haltingvt.models.HaltingVTConfig`, the loss's in
+:class:`haltingvt.models.LossConfig`, the other sections' in :data:`SCHEMA` below. A loaded config has
+every key filled; an unknown key, a wrong type or a value out of range is a :class:`ConfigError` naming
+the key, the value and what is allowed. YAML files hold only what differs from the defaults.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from .models.haltingvt import INIT_SCHEMES, ArchError, HaltingVTConfig
+from .models.losses import LossConfig
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SPLITS = ("train", "val", "test")
 
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong; the message names it."""
 
 
+# ----------------------------------------------------------------------------------------- schema
+class _Bad(Exception):
+    """A value does not pass a check; the argument says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its default and the check that turns a value into its canonical form."""
+
+    default: Any
+    check: Callable[[Any], Any]
+    allowed: str
+
+
+def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+            hi_open: bool = False) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+            raise _Bad
+        value = kind(value)
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            raise _Bad
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            raise _Bad
+        return value
+    return check
+
+
+def _range_text(kind: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                hi_open: bool = False) -> str:
+    if lo is None and hi is None:
+        return kind
+    left = "(" if lo_open else "["
+    right = ")" if hi_open or hi is None else "]"
+    return f"{kind} in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+def num(kind: type, default: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+        hi_open: bool = False) -> Key:
+    name = "an integer" if kind is int else "a number"
+    return Key(default, _number(kind, lo, hi, lo_open, hi_open), _range_text(name, lo, hi, lo_open, hi_open))
+
+
+def flag(default: bool) -> Key:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _Bad
+        return value
+    return Key(default, check, "true or false")
+
+
+def choice(default: Any, options: Sequence[Any]) -> Key:
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise _Bad
+        return value
+    return Key(default, check, "one of " + ", ".join(str(o) for o in options))
+
+
+def text(default: str | None, optional: bool = True) -> Key:
+    def check(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise _Bad
+        return value
+    return Key(default, check, "a string" + (" or null" if optional else ""))
+
+
+def number_list(default: Any, kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                length: int | None = None, scalar_ok: bool = False) -> Key:
+    item = _number(kind, lo, hi, lo_open)
+
+    def check(value: Any) -> Any:
+        if scalar_ok and not isinstance(value, (list, tuple)):
+            return item(value)
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            raise _Bad
+        return [item(v) for v in value]
+    what = f"a list of {length or ''} {_range_text('integers' if kind is int else 'numbers', lo, hi, lo_open)}"
+    return Key(default, check, ("an integer or " if scalar_ok else "") + " ".join(what.split()))
+
+
+def optional_mapping(default: Any) -> Key:
+    def check(value: Any) -> Any:
+        if value is not None and not isinstance(value, Mapping):
+            raise _Bad
+        return None if value is None else dict(value)
+    return Key(default, check, "a mapping or null")
+
+
+def string_list(default: Any) -> Key:
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise _Bad
+        return list(value)
+    return Key(default, check, "a list of names or null")
+
+
+_AMP = ("none", "bf16", "fp16")
+_M = HaltingVTConfig()
+_L = LossConfig()
+
+#: Every section's keys: default, type and allowed values. model/loss defaults come from the model package.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "model": {
+        "img_size": num(int, _M.img_size, 1), "patch_size": num(int, _M.patch_size, 1),
+        "num_frames": num(int, _M.num_frames, 1), "embed_dim": num(int, _M.embed_dim, 1),
+        "num_heads": num(int, _M.num_heads, 1), "depth": num(int, _M.depth, 1),
+        "divid_depth": num(int, _M.divid_depth, 0), "keep_rate": number_list(_M.keep_rate, float, 0, 1, lo_open=True),
+        "halting": flag(_M.halting), "halt_scale": num(float, _M.halt_scale), "halt_center": num(float, _M.halt_center),
+        "eps": num(float, _M.eps, 0, 1), "fuse_token": flag(_M.fuse_token), "num_classes": num(int, _M.num_classes, 1),
+        "drop_path_rate": num(float, _M.drop_path_rate, 0, 1, hi_open=True),
+        "head_dropout": num(float, _M.head_dropout, 0, 1, hi_open=True), "mlp_ratio": num(float, _M.mlp_ratio, 0, lo_open=True),
+        "init_scheme": choice(_M.init_scheme, INIT_SCHEMES),
+    },
+    "init": {
+        # timm model name (needs internet), a local .pth/.safetensors file, or null (random init)
+        "pretrained": text("deit_small_patch16_224"),
+    },
+    "loss": {
+        "multi_label": flag(_L.multi_label), "label_smoothing": num(float, _L.label_smoothing, 0, 1, hi_open=True),
+        "ponder_token_scale": num(float, _L.ponder_token_scale, 0), "ponder_start_epoch": num(float, _L.ponder_start_epoch, 0),
+        "ponder_warmup_epochs": num(float, _L.ponder_warmup_epochs, 0), "motion_loss": flag(_L.motion_loss),
+        "motion_loss_weight": num(float, _L.motion_loss_weight, 0), "distr_prior": flag(_L.distr_prior),
+        "distr_prior_weight": num(float, _L.distr_prior_weight, 0), "distr_target_depth": num(float, _L.distr_target_depth, 0),
+    },
+    "data": {
+        "format": choice("video", ("video", "rawframes", "arnet", "synthetic")),
+        "data_root": text(None), "train_list": text(None), "val_list": text(None), "test_list": text(None),
+        "classes": text(None),  # optional class-name file
+        "filename_tmpl": text("img_{:05}.jpg", optional=False), "start_index": num(int, 1, 0),
+        "with_offset": flag(False),  # rawframe lists: "frame_dir offset total_frames label" form
+        "clip_len": num(int, 8, 1), "frame_interval": num(int, 32, 1),
+        "num_clips": num(int, 1, 1), "test_num_clips": num(int, 1, 1), "test_num_crops": choice(1, (1, 3)),
+        "short_video": choice("loop", ("loop", "clamp")),  # frame indices past the end of a short video
+        "train_scale": number_list([256, 320], int, 1, length=2, scalar_ok=True),  # short side range
+        "crop_size": num(int, 224, 1), "test_scale": num(int, 256, 1),
+        "randaugment": optional_mapping({"num_ops": 2, "magnitude": 9}),
+        "static_from_other_video": flag(False), "num_workers": num(int, 8, 0),
+        # data.format: synthetic (haltingvt.data.synthetic): clips per split, seed, classes (null: all), cache
+        "synthetic_num_train": num(int, 600, 1), "synthetic_num_val": num(int, 200, 1),
+        "synthetic_num_test": num(int, 200, 1), "synthetic_seed": num(int, 0),
+        "synthetic_classes": string_list(None), "synthetic_cache": flag(False),
+    },
+    "train": {
+        "epochs": num(int, 20, 1), "batch_size": num(int, 16, 1),  # samples per process (real + static clip each)
+        "optimizer": choice("adam", ("adam", "adamw")),
+        "lr": num(float, 1.0e-5, 0, lo_open=True),  # for 8 GPUs x 16 samples; scaled linearly (scale_lr)
+        "scale_lr": flag(True),  # lr x (batch_size x processes x accum_steps) / base_batch_size
+        "base_batch_size": num(int, 128, 1),
+        "weight_decay": num(float, 1.0e-5, 0),  # never on cls_token / pos_embed / time_embed
+        "no_decay_bias_norm": flag(True),  # none on biases and LayerNorm weights either (false: as the release)
+        "warmup_epochs": num(float, 5.0, 0), "warmup_start_factor": num(float, 0.1, 0, 1, lo_open=True),
+        "grad_clip": num(float, 40.0, 0),  # 0: no clipping
+        "accum_steps": num(int, 1, 1), "amp": choice("none", _AMP), "seed": num(int, 0, 0),
+        "val_interval": num(int, 1, 0),  # epochs between validations (0: none)
+        "log_interval": num(int, 20, 1),  # optimizer steps between log lines
+        "ckpt_interval": num(int, 500, 0),  # optimizer steps between latest.pth saves (0: only at epoch end)
+        "work_dir": text(None),  # default work_dirs/<config name>
+    },
+    "test": {
+        "batch_size": num(int, 8, 1), "execution": choice("compact", ("compact", "masked")),
+        "early_exit": flag(False), "amp": choice("none", _AMP),  # fp16: CUDA only
+    },
+}
+SECTIONS = tuple(SCHEMA)
+assert set(SCHEMA["model"]) == {f.name for f in fields(HaltingVTConfig)}, "model schema out of step with HaltingVTConfig"
+assert set(SCHEMA["loss"]) == {f.name for f in fields(LossConfig)}, "loss schema out of step with LossConfig"
+
+
+def defaults() -> dict[str, Any]:
+    """A config holding every default (no name)."""
+    return {section: {k: copy.deepcopy(key.default) for k, key in keys.items()} for section, keys in SCHEMA.items()}
+
+
+def check_section(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """One section with defaults filled in and every value checked; ConfigError names key, value, allowed."""
+    keys = SCHEMA[section]
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section '{section}' must be a mapping, got {values!r}")
+    unknown = sorted(set(values) - set(keys))
+    if unknown:
+        raise ConfigError(f"unknown config key '{section}.{unknown[0]}' (known in this section: {', '.join(keys)})")
+    out = {}
+    for name, key in keys.items():
+        value = values[name] if name in values else copy.deepcopy(key.default)
+        try:
+            out[name] = key.check(value)
+        except _Bad:
+            raise ConfigError(f"config key '{section}.{name}': {value!r} is not allowed (allowed: {key.allowed})") from None
+    return out
+
+
+def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete, checked copy of ``cfg``: every section and key present, unknown ones an error."""
+    unknown = sorted(set(cfg) - set(SECTIONS) - {"name"})
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}' (known: name, {', '.join(SECTIONS)})")
+    out: dict[str, Any] = {"name": cfg["name"]} if "name" in cfg else {}
+    for section in SECTIONS:
+        out[section] = check_section(section, cfg.get(section) or {})
+    model = out["model"]
+    if "keep_rate" not in (cfg.get("model") or {}):  # default keep rates follow divid_depth
+        model["keep_rate"] = HaltingVTConfig.from_mapping({"divid_depth": model["divid_depth"]}).keep_rate
+    if len(model["keep_rate"]) != model["divid_depth"]:
+        raise ConfigError(f"config key 'model.keep_rate': {model['keep_rate']} needs one value per Glimpser layer "
+                          f"(model.divid_depth = {model['divid_depth']})")
+    if model["divid_depth"] >= model["depth"]:
+        raise ConfigError(f"config key 'model.divid_depth': {model['divid_depth']} must be below model.depth "
+                          f"({model['depth']})")
+    return out
+
+
+# ------------------------------------------------------------------------------------ files, overrides
 def available_configs() -> list[str]:
     """Names of the configs shipped with the package."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("_"))
@@ -99,14 +326,17 @@ def _number_or_self(value: Any) -> Any:
 
 
 def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = ()) -> dict:
-    """Load a config by shipped name, YAML path or an already-built dict, then apply overrides."""
+    """Load a config by shipped name, YAML path or an already-built dict, fill in the defaults, apply the
+    overrides and check every value. The result has every key of :data:`SCHEMA`."""
     if isinstance(name_or_path, Mapping):
         cfg = copy.deepcopy(dict(name_or_path))
     else:
         path = _resolve(name_or_path)
         cfg = _read_yaml(path)
         cfg.setdefault("name", path.stem)
-    return apply_overrides(cfg, overrides)
+    cfg = validate(cfg)  # defaults first, so that every key can be overridden
+    overrides = list(overrides or ())
+    return validate(apply_overrides(cfg, overrides)) if overrides else cfg
 
 
 def require(cfg: Mapping, dotted: str) -> Any:
@@ -117,3 +347,23 @@ def require(cfg: Mapping, dotted: str) -> Any:
             raise ConfigError(f"config key '{dotted}' is missing")
         node = node[key]
     return node
+
+
+# ------------------------------------------------------------------------------------------ models
+def resolve_arch(source: str | Path | Mapping[str, Any] | HaltingVTConfig | None = None,
+                 **overrides: Any) -> dict[str, Any]:
+    """Architecture dict (every key of HaltingVTConfig) from a config name/path, a full config (with a
+    ``model`` section), an architecture dict or a HaltingVTConfig, plus overrides (None values ignored).
+    Unknown keys are a ConfigError naming the key."""
+    if source is None:
+        arch: Any = {}
+    elif isinstance(source, HaltingVTConfig):
+        arch = source
+    elif isinstance(source, Mapping):
+        arch = source["model"] if "model" in source else source
+    else:
+        arch = load_config(source)["model"]
+    try:
+        return HaltingVTConfig.from_mapping(arch, **overrides).to_dict()
+    except ArchError as err:
+        raise ConfigError(str(err)) from None

@@ -125,7 +125,7 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
     from .config import ConfigError
     from .data import build_dataset
     from .data.synthetic import synthetic_settings
-    from .engine.checkpoint import load_checkpoint
+    from .models.weights import load_checkpoint
     from .engine.evaluate import evaluate
     from .engine.train import train
     from .flops import dense_gflops, glimpser_only_gflops, tokens_after_glimpser

@@ -34,6 +34,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .config import resolve_arch
+from .models.glimpser import num_kept
+
 __all__ = [
     "LayerFlops", "layer_breakdown", "clip_gflops", "dense_gflops", "glimpser_only_gflops",
     "halting_layer_macs", "tokens_after_glimpser", "torch_counted_gflops", "add_arguments", "run",
@@ -70,9 +73,7 @@ class _Dims:
 
 
 def _dims(arch: Any, num_frames: int | None, img_size: int | Sequence[int] | None) -> _Dims:
-    from .models.haltingvt import arch_from
-
-    full = arch_from(arch)
+    full = resolve_arch(arch)
     size = full["img_size"] if img_size is None else img_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     p = int(full["patch_size"])
@@ -88,11 +89,6 @@ def _dims(arch: Any, num_frames: int | None, img_size: int | Sequence[int] | Non
         n_halting=int(full["depth"] - full["divid_depth"]),
         halting=bool(full["halting"]),
     )
-
-
-def _num_kept(keep_rate: float, tokens_per_frame: int) -> int:
-    # Same rule as GlimpserBlock.num_kept.
-    return tokens_per_frame if keep_rate >= 1.0 else math.ceil(keep_rate * tokens_per_frame)
 
 
 def _glimpser_layer_macs(d: _Dims, s_in: int, s_out: int, select: bool) -> float:
@@ -126,7 +122,7 @@ def _fixed_rows(d: _Dims, select: bool) -> tuple[list[LayerFlops], int]:
         s_out = s_in
         sel = select and rate < 1.0
         if sel:
-            s_out = _num_kept(rate, s_in) + int(d.fuse_token)
+            s_out = num_kept(rate, s_in) + int(d.fuse_token)
         rows.append(LayerFlops(f"blocks.{i}", "glimpser+select" if sel else "glimpser", float(1 + s_in * d.T),
                                float(1 + s_out * d.T), _glimpser_layer_macs(d, s_in, s_out, sel)))
         s_in = s_out
@@ -256,9 +252,7 @@ def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
     """Run the model on the clip(s) and return token counts and per-view GMACs."""
     from . import create_model, load_checkpoint
 
-    from .models.haltingvt import arch_from
-
-    arch = arch_from(cfg)
+    arch = resolve_arch(cfg)
     if args.video:  # read the clip first: a bad path fails before the model is built
         from .data import load_views, normalize  # the data part; imported only when used
 
@@ -300,10 +294,9 @@ def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .models.haltingvt import arch_from
 
     cfg = load_config(args.config, args.set)
-    arch = arch_from(cfg)
+    arch = resolve_arch(cfg)
     if args.checkpoint and not (args.video or args.random_input):
         raise FileNotFoundError("--checkpoint needs a clip to measure halting on: add --video PATH or --random-input")
     result: dict[str, Any] = {

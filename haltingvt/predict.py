@@ -31,8 +31,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from .config import ConfigError, load_config
-from .engine.checkpoint import CheckpointError, detect_format, load_checkpoint, read_checkpoint
-from .models.haltingvt import arch_from, create_model
+from .config import resolve_arch
+from .models import create_model
+from .models.weights import CheckpointError, arch_from_weights, detect_format, load_checkpoint, read_checkpoint
 
 # Architecture settings that must match between a checkpoint and the config: a difference gives wrong
 # results (num_heads) or weights that do not fit. The others change behaviour only and give a warning.
@@ -63,27 +64,6 @@ def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
 
 def _one_line(err: Exception) -> str:
     return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
-
-
-def _weights_arch(obj: Any, kind: str) -> dict[str, Any]:
-    """Architecture settings readable from the weights' shapes (num_heads is not)."""
-    sd = obj.get("model", {}) if kind == "haltingvt" else obj.get("state_dict", obj)
-    prefix = "" if kind == "haltingvt" else "backbone.model."
-    head = "head.fc_cls.weight" if kind == "haltingvt" else "cls_head.fc_cls.weight"
-    arch: dict[str, Any] = {}
-    patch = sd.get(prefix + "patch_embed.proj.weight")
-    if hasattr(patch, "shape"):
-        arch["embed_dim"], arch["patch_size"] = int(patch.shape[0]), int(patch.shape[-1])
-    blocks = {int(k[len(prefix) + 7:].split(".")[0]) for k in sd if k.startswith(prefix + "blocks.")}
-    if blocks:
-        arch["depth"] = max(blocks) + 1
-        arch["divid_depth"] = len({k for k in sd if k.startswith(prefix + "blocks.") and ".temporal_attn.qkv.weight" in k})
-    fc1 = sd.get(prefix + "blocks.0.mlp.fc1.weight")
-    if hasattr(fc1, "shape"):
-        arch["mlp_ratio"] = fc1.shape[0] / fc1.shape[1]
-    if hasattr(sd.get(head), "shape"):
-        arch["num_classes"] = int(sd[head].shape[0])
-    return arch
 
 
 def _config_from_arch(arch: Mapping[str, Any], name: str) -> dict:
@@ -127,7 +107,7 @@ def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, weig
             f"{path}: checkpoint has {classes} classes but config '{name}' has "
             f"model.num_classes={arch['num_classes']} (use the matching config or --set model.num_classes={classes})"
         )
-    stored = {**(arch_from(stored_arch) if stored_arch else {}), **weights_arch}
+    stored = {**(resolve_arch(stored_arch) if stored_arch else {}), **weights_arch}
     diff = [k for k in STRUCTURAL_KEYS if k in stored and stored[k] != arch.get(k)]
     if diff:
         raise CheckpointError(
@@ -175,10 +155,7 @@ class Predictor:
     ) -> None:
         self.checkpoint = Path(checkpoint)
         obj = read_checkpoint(self.checkpoint)
-        try:
-            kind = detect_format(obj)
-        except CheckpointError as err:
-            raise CheckpointError(f"{self.checkpoint}: {err}") from None
+        kind = detect_format(obj, self.checkpoint)
         if kind == "imagenet":
             raise CheckpointError(
                 f"{self.checkpoint}: holds ImageNet (DeiT/ViT) weights, not a trained HaltingVT; nothing to predict with"
@@ -191,8 +168,8 @@ class Predictor:
         from .data import build_transform
 
         build_transform(cfg, "test")  # test-pipeline settings (e.g. crop count) fail here, once, not per input
-        arch = arch_from(cfg)
-        _check_fit(self.checkpoint, cfg, arch, stored_arch, _weights_arch(obj, kind))
+        arch = resolve_arch(cfg)
+        _check_fit(self.checkpoint, cfg, arch, stored_arch, arch_from_weights(obj, kind))
         del obj
 
         self.cfg = cfg

@@ -153,7 +153,7 @@ def test_imagenet_init_from_local_deit_file(tmp_path):
 
 
 def test_own_checkpoint_roundtrip(tmp_path):
-    from haltingvt.engine.checkpoint import model_payload
+    from haltingvt.models.weights import model_payload
 
     model = _tiny()
     path = haltingvt.save_checkpoint(tmp_path / "ckpt.pth", model_payload(model, {"name": "x"}, epoch=3))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import haltingvt
-from haltingvt.engine.checkpoint import model_payload
+from haltingvt.models.weights import model_payload
 from haltingvt.engine.evaluate import evaluate, format_metrics
 from haltingvt.engine.metrics import average_precision, classification_metrics, mean_average_precision
 

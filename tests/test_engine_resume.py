@@ -12,7 +12,7 @@ import torch
 
 import haltingvt
 import haltingvt.engine.train as train_mod
-from haltingvt.engine.checkpoint import read_checkpoint
+from haltingvt.models.weights import read_checkpoint
 from haltingvt.engine.train import NonFiniteLossError, train
 
 from engine_helpers import datasets, one_thread, subprocess_env, tiny_config

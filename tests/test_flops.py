@@ -80,7 +80,7 @@ def test_token_bookkeeping_matches_model(keep, fuse):
 
 
 def test_clip_gflops_shapes_and_errors():
-    arch = haltingvt.models.haltingvt.arch_from("minik_g03_b10")
+    arch = haltingvt.config.resolve_arch("minik_g03_b10")
     M = tokens_after_glimpser(arch)
     full = torch.full((3, 10), float(M))
     exited = full.clone()

@@ -12,7 +12,7 @@ from PIL import Image
 import haltingvt
 from haltingvt.cli import main
 from haltingvt.config import ConfigError, load_config
-from haltingvt.engine.checkpoint import CheckpointError, model_payload
+from haltingvt.models.weights import CheckpointError, model_payload
 
 TINY = [
     "model.img_size=32", "model.patch_size=8", "model.num_frames=4", "model.embed_dim=48", "model.num_heads=3",

@@ -29,7 +29,7 @@ def test_release_outputs(official_model, official_clips, official_expected, exec
 
 def test_release_checkpoint_loads_without_mmengine():
     assert "mmengine" not in sys.modules and "mmcv" not in sys.modules
-    obj = haltingvt.engine.checkpoint.read_checkpoint(OFFICIAL / "checkpoint.pth")
+    obj = haltingvt.models.weights.read_checkpoint(OFFICIAL / "checkpoint.pth")
     assert set(obj) >= {"meta", "state_dict", "message_hub"}
     # mmengine's HistoryBuffer became an inert placeholder instead of being imported.
     assert "mmengine" not in sys.modules
@@ -47,9 +47,9 @@ def test_restricted_unpickler_runs_no_code(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"backbone.model.x": torch.zeros(1)}, "evil": Evil()}, path, pickle_module=pickle)
-    obj = haltingvt.engine.checkpoint.read_checkpoint(path)
+    obj = haltingvt.models.weights.read_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
-    assert isinstance(obj["evil"], haltingvt.engine.checkpoint.Placeholder)
+    assert isinstance(obj["evil"], haltingvt.models.weights.Placeholder)
 
 
 def test_mismatch_lists_keys_and_shapes(official_arch):

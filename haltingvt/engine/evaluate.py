@@ -276,7 +276,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..engine.checkpoint import load_checkpoint
+    from ..models.weights import load_checkpoint
     from ..models import create_model
 
     cfg = load_config(args.config, args.set)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ..config import ConfigError, load_config
 from ..models import HaltingVTLoss, create_model
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint, model_payload, read_checkpoint, save_checkpoint
+from ..models.weights import CheckpointError, load_checkpoint, model_payload, read_checkpoint, save_checkpoint
 from .evaluate import autocast, evaluate, format_metrics, gflops_fn
 
 #: Parameters never weight-decayed (the release's paramwise setting).
@@ -266,12 +266,11 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
         total_steps, int(round(float(tc.get("warmup_epochs", 0)) * steps_per_epoch)),
         float(tc.get("warmup_start_factor", 1.0))))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.get("amp", "none") == "fp16")
-    loss_fn = HaltingVTLoss(**cfg["loss"])
+    loss_fn = HaltingVTLoss.from_config(cfg["loss"])
     # Ponder schedule (both 0 by default: the release's constant weight): weight 0 for the first
     # loss.ponder_start_epoch epochs, then a linear ramp to ponder_token_scale over loss.ponder_warmup_epochs.
     # For runs from scratch, where tokens learn to halt before the action loss carries any signal. With Adam a
     # small weight already moves the halting channel at nearly full speed, so a ramp alone delays little.
-    ponder_scale = loss_fn.ponder_token_scale
     ponder_start = float(cfg["loss"].get("ponder_start_epoch", 0) or 0) * steps_per_epoch
     ponder_ramp = float(cfg["loss"].get("ponder_warmup_epochs", 0) or 0) * steps_per_epoch
     clip_gflops = gflops_fn()
@@ -358,11 +357,9 @@ def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None
                 last_micro = (micro + 1) % accum == 0
                 # Gradients are all-reduced only on the last micro-batch of an accumulation.
                 with model.no_sync() if ddp.enabled and not last_micro else nullcontext():
-                    if ponder_start or ponder_ramp:
-                        loss_fn.ponder_token_scale = ponder_scale * ponder_weight(step, ponder_start, ponder_ramp)
                     with autocast(device, tc.get("amp", "none")):
                         out = model(clips, execution="masked")  # the release trains with masked halting
-                        terms = loss_fn(out, labels, motion)
+                        terms = loss_fn(out, labels, motion, ponder_factor=ponder_weight(step, ponder_start, ponder_ramp))
                     _check_finite(terms, epoch, micro, step, work_dir, resume_from)
                     scaler.scale(terms.total * (weight / accum)).backward()
                 micro += 1

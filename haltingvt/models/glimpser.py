@@ -10,6 +10,14 @@ from einops import rearrange
 from .layers import Attention, Block
 
 
+def num_kept(keep_rate: float, tokens_per_frame: int) -> int:
+    """Tokens a Glimpser layer keeps per frame: k = ceil(keep_rate * tokens per frame); all when keep_rate == 1.
+    The one rule, used by the layer and by the FLOP counts."""
+    if keep_rate >= 1.0:
+        return tokens_per_frame
+    return math.ceil(keep_rate * tokens_per_frame)
+
+
 class GlimpserBlock(Block):
     """TimeSformer divided space-time block with optional per-frame token selection.
 
@@ -37,10 +45,8 @@ class GlimpserBlock(Block):
         self.temporal_fc = nn.Linear(dim, dim)
 
     def num_kept(self, tokens_per_frame: int) -> int:
-        """k = ceil(keep_rate * tokens per frame); all tokens when keep_rate == 1."""
-        if self.keep_rate >= 1.0:
-            return tokens_per_frame
-        return math.ceil(self.keep_rate * tokens_per_frame)
+        """Tokens this layer keeps per frame (:func:`num_kept`)."""
+        return num_kept(self.keep_rate, tokens_per_frame)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, 1 + S*T, C) -> (B, 1 + S'*T, C), and the kept slot indices (B*T, S') or None.

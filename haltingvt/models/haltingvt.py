@@ -2,8 +2,7 @@
 space-time layers with adaptive token halting, and the action/motion heads. SPEC section 1."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -16,28 +15,61 @@ from .glimpser import GlimpserBlock
 from .halting import AdaptiveHalting, halting_depth
 from .heads import ActionMotionHead
 from .layers import Block
+from .weights import resize_pos_embed, resize_time_embed
 
-#: Architecture settings and their defaults (DeiT-S, 8 frames, 224x224, G03/b10).
-ARCH_DEFAULTS: dict[str, Any] = {
-    "img_size": 224,
-    "patch_size": 16,
-    "num_frames": 8,
-    "embed_dim": 384,
-    "num_heads": 6,
-    "depth": 12,
-    "divid_depth": 2,
-    "keep_rate": [1.0, 0.3],
-    "halting": True,
-    "halt_scale": 10.0,
-    "halt_center": 10.0,
-    "eps": 0.01,
-    "fuse_token": False,
-    "num_classes": 200,
-    "drop_path_rate": 0.0,
-    "head_dropout": 0.0,
-    "mlp_ratio": 4.0,
-    "init_scheme": "default",
-}
+INIT_SCHEMES = ("default", "scratch")
+
+
+class ArchError(ValueError):
+    """An architecture setting is unknown or has a wrong value; the message names the key."""
+
+
+@dataclass
+class HaltingVTConfig:
+    """Architecture settings and their defaults (DeiT-S, 8 frames, 224x224, G03/b10): the ONE source of
+    model defaults (the YAML configs and ``haltingvt.config`` read them from here)."""
+
+    img_size: int = 224
+    patch_size: int = 16
+    num_frames: int = 8
+    embed_dim: int = 384
+    num_heads: int = 6
+    depth: int = 12
+    divid_depth: int = 2  # Glimpser layers
+    keep_rate: list = field(default_factory=lambda: [1.0, 0.3])  # one per Glimpser layer; "G03" = 0.3 in the second
+    halting: bool = True  # false: plain joint layers (the dense baseline)
+    halt_scale: float = 10.0
+    halt_center: float = 10.0  # "Beta" in the release's config names (b5, b10, b20)
+    eps: float = 0.01
+    fuse_token: bool = False
+    num_classes: int = 200
+    drop_path_rate: float = 0.0
+    head_dropout: float = 0.0
+    mlp_ratio: float = 4.0
+    init_scheme: str = "default"  # default (trunc-normal, as the release) | scratch (sin-cos embeddings, Xavier)
+
+    @classmethod
+    def from_mapping(cls, arch: Mapping[str, Any] | "HaltingVTConfig", **overrides: Any) -> "HaltingVTConfig":
+        """Settings from a dict (keys of this class) plus overrides (None values ignored).
+        Unknown keys raise ArchError naming them. Without an explicit keep_rate, a divid_depth other than
+        the default's gets keep rate 1 (no selection) in every Glimpser layer."""
+        spec = asdict(arch) if isinstance(arch, HaltingVTConfig) else dict(arch)
+        spec.update({k: v for k, v in overrides.items() if v is not None})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(spec) - set(known))
+        if unknown:
+            raise ArchError(f"unknown model setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        if "keep_rate" not in spec and spec.get("divid_depth", cls.divid_depth) != len(cls().keep_rate):
+            spec["keep_rate"] = [1.0] * int(spec["divid_depth"])
+        spec["keep_rate"] = [float(r) for r in spec.get("keep_rate", cls().keep_rate)]
+        return cls(**spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: The defaults as a dict (``HaltingVTConfig`` is the source).
+ARCH_DEFAULTS: dict[str, Any] = HaltingVTConfig().to_dict()
 
 
 @dataclass
@@ -71,34 +103,6 @@ class HaltingVTOutput:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _resize_embedding(embed: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Nearest-neighbour resize of a (1, L, C) embedding laid out on a 1-D or 2-D grid of ``size``."""
-    _, L, C = embed.shape
-    if len(size) == 1:
-        return F.interpolate(embed.transpose(1, 2), size=size[0], mode="nearest").transpose(1, 2)
-    side = int(round(math.sqrt(L)))
-    grid = embed.reshape(1, side, side, C).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(size), mode="nearest")
-    return grid.permute(0, 2, 3, 1).reshape(1, -1, C)
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """(1, 1 + S, C) -> (1, 1 + gh*gw, C); the cls position is kept as it is."""
-    if pos_embed.shape[1] == 1 + grid[0] * grid[1]:
-        return pos_embed
-    return torch.cat([pos_embed[:, :1], _resize_embedding(pos_embed[:, 1:], grid)], dim=1)
-
-
-def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(1, T, C) -> (1, num_frames, C)."""
-    if time_embed.shape[1] == num_frames:
-        return time_embed
-    return _resize_embedding(time_embed, [num_frames])
-
-
-INIT_SCHEMES = ("default", "scratch")
-
-
 def sincos_1d(positions: torch.Tensor, dim: int, period: float) -> torch.Tensor:
     """(L,) positions -> (L, dim) sin/cos features; frequencies from 1 down to 1/period radians per step."""
     n = dim // 2
@@ -119,40 +123,25 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
 class HaltingVT(nn.Module):
     """HaltingVT backbone + heads. Input clips: float (B, 3, T, H, W), normalised (x - 127.5) / 127.5."""
 
-    def __init__(
-        self,
-        img_size: int = 224,
-        patch_size: int = 16,
-        num_frames: int = 8,
-        embed_dim: int = 384,
-        num_heads: int = 6,
-        depth: int = 12,
-        divid_depth: int = 2,
-        keep_rate: Sequence[float] = (1.0, 0.3),
-        halting: bool = True,
-        halt_scale: float = 10.0,
-        halt_center: float = 10.0,
-        eps: float = 0.01,
-        fuse_token: bool = False,
-        num_classes: int = 200,
-        drop_path_rate: float = 0.0,
-        head_dropout: float = 0.0,
-        mlp_ratio: float = 4.0,
-        init_scheme: str = "default",
-    ) -> None:
+    def __init__(self, cfg: HaltingVTConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """cfg: the architecture (a HaltingVTConfig or a dict of its keys); keyword arguments override it."""
         super().__init__()
+        cfg = HaltingVTConfig.from_mapping(cfg if cfg is not None else {}, **kwargs)
+        self.cfg = cfg
+        img_size, patch_size, num_frames, embed_dim = cfg.img_size, cfg.patch_size, cfg.num_frames, cfg.embed_dim
+        num_heads, depth, divid_depth, keep_rate = cfg.num_heads, cfg.depth, cfg.divid_depth, cfg.keep_rate
+        mlp_ratio, num_classes, init_scheme = cfg.mlp_ratio, cfg.num_classes, cfg.init_scheme
         if init_scheme not in INIT_SCHEMES:
-            raise ValueError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}")
-        keep_rate = list(keep_rate)
+            raise ArchError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}")
         if len(keep_rate) != divid_depth:
-            raise ValueError(f"keep_rate needs one value per Glimpser layer ({divid_depth}), got {keep_rate}")
+            raise ArchError(f"keep_rate needs one value per Glimpser layer ({divid_depth}), got {keep_rate}")
         if not 0 <= divid_depth < depth:
-            raise ValueError(f"divid_depth must be in [0, depth), got {divid_depth} with depth {depth}")
+            raise ArchError(f"divid_depth must be in [0, depth), got {divid_depth} with depth {depth}")
         if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+            raise ArchError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
         self.img_size, self.patch_size, self.num_frames = img_size, patch_size, num_frames
         self.embed_dim, self.depth, self.divid_depth = embed_dim, depth, divid_depth
-        self.keep_rate, self.halting = keep_rate, halting
+        self.keep_rate, self.halting = keep_rate, cfg.halting
         self.num_classes = num_classes
         grid = img_size // patch_size
 
@@ -162,17 +151,17 @@ class HaltingVT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
         self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
 
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = torch.linspace(0, cfg.drop_path_rate, depth).tolist()
         glimpser = [
-            GlimpserBlock(embed_dim, num_heads, keep_rate[i], fuse_token, mlp_ratio, drop_path=dpr[i])
+            GlimpserBlock(embed_dim, num_heads, keep_rate[i], cfg.fuse_token, mlp_ratio, drop_path=dpr[i])
             for i in range(divid_depth)
         ]
         joint = [Block(embed_dim, num_heads, mlp_ratio, drop_path=dpr[i]) for i in range(divid_depth, depth)]
         # One list in release order so that checkpoint keys blocks.{i} line up.
         self.blocks = nn.ModuleList(glimpser + joint)
-        self.adaptive_halting = AdaptiveHalting(halt_scale, halt_center, eps)
+        self.adaptive_halting = AdaptiveHalting(cfg.halt_scale, cfg.halt_center, cfg.eps)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.head = ActionMotionHead(embed_dim, num_classes, head_dropout)
+        self.head = ActionMotionHead(embed_dim, num_classes, cfg.head_dropout)
         self._init_weights()
         if init_scheme == "scratch":
             self._init_scratch()
@@ -249,12 +238,13 @@ class HaltingVT(nn.Module):
         x = rearrange(x, "(b s) t c -> b (s t) c", b=B)
         return torch.cat([cls.expand(B, -1, -1), x], dim=1)
 
-    def forward(
+    def forward_features(
         self, clips: torch.Tensor, execution: str | None = None, early_exit: bool = False
-    ) -> HaltingVTOutput:
-        """clips: (B, 3, T, H, W) normalised. execution: 'masked' (release, training) or 'compact'
-        (halted tokens removed; default in eval mode). early_exit: stop a clip once its cls halted
-        (compact only; its later token counts are 0 and ``exit_layer`` says where it stopped)."""
+    ) -> dict[str, Any]:
+        """Embedding, Glimpser, halting (or dense joint) layers and the final norm.
+
+        clips: (B, 3, T, H, W) normalised -> the fields of :class:`HaltingVTOutput` except the logits:
+        ``features`` (B, C) is the normalised final cls feature that :meth:`forward_head` classifies."""
         if clips.dim() != 5 or clips.shape[1] != 3:
             raise ValueError(f"clips must be (B, 3, T, H, W), got {tuple(clips.shape)}")
         if execution is None:
@@ -268,30 +258,41 @@ class HaltingVT(nn.Module):
             if kept is not None:
                 kept_slots.append(kept)
             left_tokens.append(x.shape[1] - 1)
-        kept_patches = self._compose_kept(kept_slots, B, T)
-
+        out: dict[str, Any] = {
+            "left_tokens": left_tokens, "kept_patches": self._compose_kept(kept_slots, B, T), "execution": execution,
+        }
+        joint = self.blocks[self.divid_depth :]
         if self.halting:
-            res = self.adaptive_halting(self.blocks[self.divid_depth :], x, execution=execution, early_exit=early_exit)
+            res = self.adaptive_halting(joint, x, execution=execution, early_exit=early_exit)
             cls_output = res.cls_output
-            token_counts, rho, counter, masks = res.token_counts, res.rho, res.counter, res.halting_masks
-            exit_layer, layer_scores = res.exit_layer, res.layer_scores
+            out.update(token_counts=res.token_counts, rho=res.rho, counter=res.counter,
+                       halting_masks=res.halting_masks, exit_layer=res.exit_layer, layer_scores=res.layer_scores)
         else:
-            for block in self.blocks[self.divid_depth :]:
+            for block in joint:
                 x = block(x)
             cls_output = x[:, 0]
             n, M = self.num_halting_layers, x.shape[1]
-            token_counts = x.new_full((B, n), float(M))
-            rho, counter = x.new_zeros(B, M), x.new_full((B, M), float(n))
-            masks = torch.ones(B, n, M, dtype=torch.bool, device=x.device)
-            exit_layer = torch.full((B,), -1, dtype=torch.long, device=x.device)
-            layer_scores = x.new_zeros(n)
+            out.update(
+                token_counts=x.new_full((B, n), float(M)), rho=x.new_zeros(B, M), counter=x.new_full((B, M), float(n)),
+                halting_masks=torch.ones(B, n, M, dtype=torch.bool, device=x.device),
+                exit_layer=torch.full((B,), -1, dtype=torch.long, device=x.device), layer_scores=x.new_zeros(n),
+            )
+        out["features"] = self.norm(cls_output)
+        return out
 
-        features = self.norm(cls_output)
-        logits, motion_logits = self.head(features)
-        return HaltingVTOutput(
-            features, logits, motion_logits, token_counts, rho, counter, masks,
-            left_tokens, kept_patches, exit_layer, layer_scores, execution,
-        )
+    def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, C) -> action logits (B, num_classes), motion logits (B, 2)."""
+        return self.head(features)
+
+    def forward(
+        self, clips: torch.Tensor, execution: str | None = None, early_exit: bool = False
+    ) -> HaltingVTOutput:
+        """clips: (B, 3, T, H, W) normalised. execution: 'masked' (release, training) or 'compact'
+        (halted tokens removed; default in eval mode). early_exit: stop a clip once its cls halted
+        (compact only; its later token counts are 0 and ``exit_layer`` says where it stopped)."""
+        feats = self.forward_features(clips, execution, early_exit)
+        logits, motion_logits = self.forward_head(feats["features"])
+        return HaltingVTOutput(logits=logits, motion_logits=motion_logits, **feats)
 
     @staticmethod
     def _compose_kept(kept: list[torch.Tensor], B: int, T: int) -> list[torch.Tensor]:
@@ -309,30 +310,10 @@ class HaltingVT(nn.Module):
         return out
 
 
-def arch_from(arch: str | Mapping[str, Any] | None, **overrides: Any) -> dict[str, Any]:
-    """Architecture dict from a config name/path, a full config (with a ``model`` section) or a dict.
-    Unknown keys are an error naming the key."""
-    from ..config import ConfigError, load_config
-
-    if arch is None:
-        spec: dict[str, Any] = {}
-    elif isinstance(arch, Mapping):
-        spec = dict(arch.get("model", arch)) if "model" in arch else dict(arch)
-    else:
-        spec = dict(load_config(arch)["model"])
-    spec.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(spec) - set(ARCH_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown model setting(s): {', '.join(unknown)} (known: {', '.join(ARCH_DEFAULTS)})")
-    full = {**ARCH_DEFAULTS, **spec}
-    if "keep_rate" not in spec and full["divid_depth"] != len(ARCH_DEFAULTS["keep_rate"]):
-        full["keep_rate"] = [1.0] * full["divid_depth"]
-    return full
-
-
-def create_model(arch: str | Mapping[str, Any] | None = None, num_classes: int | None = None, **overrides: Any) -> HaltingVT:
-    """Build a HaltingVT from a config name/path or an architecture dict (keys of ``ARCH_DEFAULTS``)."""
-    full = arch_from(arch, num_classes=num_classes, **overrides)
-    model = HaltingVT(**full)
-    model.arch = full  # kept so checkpoints and FLOP counts can record the architecture
+def create_model(arch: Mapping[str, Any] | HaltingVTConfig | None = None, **overrides: Any) -> HaltingVT:
+    """Build a HaltingVT from an architecture (a HaltingVTConfig or a dict of its keys) plus overrides
+    (None values ignored). Unknown keys raise ArchError (a ValueError) naming them."""
+    cfg = HaltingVTConfig.from_mapping(arch if arch is not None else {}, **overrides)
+    model = HaltingVT(cfg)
+    model.arch = cfg.to_dict()  # kept so checkpoints and FLOP counts can record the architecture
     return model

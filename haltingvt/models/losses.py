@@ -1,7 +1,8 @@
 """Training objective (SPEC section 2): action CE + ponder loss + motion CE (+ optional A-ViT prior)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -37,6 +38,26 @@ def distribution_prior(layer_scores: torch.Tensor, target_depth: float, std: flo
 
 
 @dataclass
+class LossConfig:
+    """The ``loss`` section and its defaults (the release's recipe): the ONE source of loss defaults."""
+
+    multi_label: bool = False  # multi-hot targets (ActivityNet): soft-label CE, metric mAP
+    label_smoothing: float = 0.0
+    ponder_token_scale: float = 5.0e-4
+    ponder_start_epoch: float = 0.0  # ponder weight 0 for this many epochs (training from scratch; 0: as the release)
+    ponder_warmup_epochs: float = 0.0  # then a linear ramp over this many epochs (0: constant, as the release)
+    motion_loss: bool = True
+    motion_loss_weight: float = 1.0  # the release names motion_loss_beta=0.001 but applies weight 1
+    distr_prior: bool = False  # A-ViT distribution prior: named in the release, not implemented there
+    distr_prior_weight: float = 0.1
+    distr_target_depth: float = 7.0
+
+
+#: Keys of LossConfig that configure the trainer (targets, ponder schedule), not the loss module.
+TRAINER_LOSS_KEYS = ("multi_label", "ponder_start_epoch", "ponder_warmup_epochs")
+
+
+@dataclass
 class LossTerms:
     total: torch.Tensor
     action: torch.Tensor
@@ -57,7 +78,6 @@ class HaltingVTLoss(nn.Module):
         distr_prior: bool = False,
         distr_prior_weight: float = 0.1,
         distr_target_depth: float = 7.0,
-        **_ignored: object,
     ) -> None:
         super().__init__()
         self.ponder_token_scale = ponder_token_scale
@@ -68,8 +88,20 @@ class HaltingVTLoss(nn.Module):
         self.distr_prior_weight = distr_prior_weight
         self.distr_target_depth = distr_target_depth
 
-    def forward(self, out, target: torch.Tensor, motion_target: torch.Tensor | None = None) -> LossTerms:
-        """out: HaltingVTOutput for 2b clips; target (2b,) or (2b, K); motion_target (2b,) long."""
+    @classmethod
+    def from_config(cls, cfg: LossConfig | Mapping[str, Any]) -> "HaltingVTLoss":
+        """The loss of a ``loss`` section (a LossConfig or a dict of its keys; unknown keys: ValueError)."""
+        values = asdict(cfg) if isinstance(cfg, LossConfig) else dict(cfg)
+        known = {f.name for f in fields(LossConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown loss setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**{k: v for k, v in values.items() if k not in TRAINER_LOSS_KEYS})
+
+    def forward(self, out, target: torch.Tensor, motion_target: torch.Tensor | None = None,
+                ponder_factor: float = 1.0) -> LossTerms:
+        """out: HaltingVTOutput for 2b clips; target (2b,) or (2b, K); motion_target (2b,) long.
+        ponder_factor scales ponder_token_scale (the trainer's ponder start/ramp schedule)."""
         zero = out.logits.new_zeros(())
         action = action_loss(out.logits, target, self.label_smoothing)
         ponder = out.rho.mean() if out.rho is not None else zero
@@ -79,9 +111,9 @@ class HaltingVTLoss(nn.Module):
         prior = zero
         if self.distr_prior and out.layer_scores is not None:
             prior = distribution_prior(out.layer_scores, self.distr_target_depth)
-        total = action + self.ponder_token_scale * ponder + self.motion_weight * motion
+        total = action + self.ponder_token_scale * ponder_factor * ponder + self.motion_weight * motion
         total = total + self.distr_prior_weight * prior
-        return LossTerms(total, action, ponder, motion, prior)
+        return LossTerms(total=total, action=action, ponder=ponder, motion=motion, prior=prior)
 
 
-__all__ = ["HaltingVTLoss", "LossTerms", "action_loss", "distribution_prior"]
+__all__ = ["HaltingVTLoss", "LossConfig", "LossTerms", "action_loss", "distribution_prior"]

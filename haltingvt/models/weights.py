@@ -1,4 +1,4 @@
-"""Reading and writing checkpoints.
+"""Everything about model weights: reading, format detection, key conversion, resizing, writing.
 
 Three kinds are read into a :class:`~haltingvt.models.HaltingVT`:
 
@@ -8,19 +8,29 @@ Three kinds are read into a :class:`~haltingvt.models.HaltingVT`:
 * DeiT/ViT ImageNet weights (``{'model': {...}}``, a plain timm state dict, a ``.safetensors`` file, or
   a timm model name for users online) used as initialisation (SPEC section 1);
 * our own checkpoints (``{'format': 'haltingvt', ...}``), written atomically by :func:`save_checkpoint`.
+
+:func:`detect_format` is the one place that tells the kinds apart; :func:`arch_from_weights` reads the
+architecture settings that the weight shapes reveal. Training state (optimizer, RNG, resumption) is
+``haltingvt.engine.checkpoint``'s business.
 """
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import tempfile
 import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import timm
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file as load_safetensors
+from timm.layers import resample_abs_pos_embed
 
-from ..models.haltingvt import HaltingVT, resize_pos_embed, resize_time_embed
+if TYPE_CHECKING:  # the model imports the resize functions below, so only a type hint goes the other way
+    from .haltingvt import HaltingVT
 
 FORMAT = "haltingvt"
 FORMAT_VERSION = 1
@@ -67,7 +77,7 @@ def _inert_getattr(obj: Any, name: str, *default: Any) -> Any:
 
 
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
@@ -109,9 +119,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
+        return load_safetensors(str(path))
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
     except Exception as err:  # noqa: BLE001 - any reader failure is reported with the path
@@ -119,8 +127,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
 
 
 # ----------------------------------------------------------------------------- key conversion
-def detect_format(obj: Any) -> str:
-    """'haltingvt', 'release' or 'imagenet' (DeiT/ViT)."""
+def detect_format(obj: Any, path: str | os.PathLike | None = None) -> str:
+    """'haltingvt', 'release' or 'imagenet' (DeiT/ViT); otherwise CheckpointError (naming ``path``)."""
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         return "haltingvt"
     sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
@@ -129,7 +137,41 @@ def detect_format(obj: Any) -> str:
     sd = obj.get("model", obj) if isinstance(obj, Mapping) else None
     if isinstance(sd, Mapping) and "patch_embed.proj.weight" in sd:
         return "imagenet"
-    raise CheckpointError("not a HaltingVT, release (MMEngine) or DeiT/ViT checkpoint")
+    where = f"{path}: " if path is not None else ""
+    raise CheckpointError(f"{where}not a HaltingVT, release (MMEngine) or DeiT/ViT checkpoint")
+
+
+def state_dict_of(obj: Any, kind: str) -> Mapping[str, Any]:
+    """The weights inside a checkpoint object of ``kind`` (keys as stored in the file)."""
+    if kind == "haltingvt":
+        return obj.get("model", {})
+    if kind == "release":
+        return obj.get("state_dict", obj)
+    return obj.get("model", obj)
+
+
+def arch_from_weights(obj: Any, kind: str | None = None) -> dict[str, Any]:
+    """Architecture settings readable from the weights' shapes: embed_dim, patch_size, depth, divid_depth,
+    mlp_ratio, num_classes (num_heads is not). Release keys are converted first."""
+    kind = kind or detect_format(obj)
+    sd = state_dict_of(obj, kind)
+    if kind == "release":
+        sd = from_release(sd)
+    arch: dict[str, Any] = {}
+    patch = sd.get("patch_embed.proj.weight")
+    if hasattr(patch, "shape"):
+        arch["embed_dim"], arch["patch_size"] = int(patch.shape[0]), int(patch.shape[-1])
+    blocks = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.")}
+    if blocks:
+        arch["depth"] = max(blocks) + 1
+        arch["divid_depth"] = len({k for k in sd if k.startswith("blocks.") and ".temporal_attn.qkv.weight" in k})
+    fc1 = sd.get("blocks.0.mlp.fc1.weight")
+    if hasattr(fc1, "shape"):
+        arch["mlp_ratio"] = fc1.shape[0] / fc1.shape[1]
+    head = sd.get("head.fc_cls.weight")
+    if hasattr(head, "shape"):
+        arch["num_classes"] = int(head.shape[0])
+    return arch
 
 
 def from_release(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -146,7 +188,7 @@ def from_release(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def from_imagenet(
-    state_dict: Mapping[str, torch.Tensor], model: HaltingVT, report: dict[str, list[str]] | None = None
+    state_dict: Mapping[str, torch.Tensor], model: "HaltingVT", report: dict[str, list[str]] | None = None
 ) -> dict[str, torch.Tensor]:
     """DeiT/ViT ImageNet weights -> HaltingVT initialisation (SPEC section 1).
 
@@ -179,7 +221,23 @@ def from_imagenet(
     return sd
 
 
-def _fit_embeddings(sd: dict[str, torch.Tensor], model: HaltingVT) -> list[str]:
+def resize_pos_embed(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """(1, 1 + S, C) -> (1, 1 + gh*gw, C), nearest neighbour on the square patch grid; the cls position is
+    kept as it is. timm's resampler with mode 'nearest' gives exactly the release's result."""
+    if pos_embed.shape[1] == 1 + grid[0] * grid[1]:
+        return pos_embed
+    return resample_abs_pos_embed(pos_embed, list(grid), num_prefix_tokens=1, interpolation="nearest",
+                                  antialias=False)
+
+
+def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(1, T, C) -> (1, num_frames, C), nearest neighbour (timm has no 1-D resampler)."""
+    if time_embed.shape[1] == num_frames:
+        return time_embed
+    return F.interpolate(time_embed.transpose(1, 2), size=num_frames, mode="nearest").transpose(1, 2)
+
+
+def _fit_embeddings(sd: dict[str, torch.Tensor], model: "HaltingVT") -> list[str]:
     """Nearest-neighbour resize of pos/time embeddings when input size or frame count differ; returns
     the keys resized."""
     resized = []
@@ -193,7 +251,7 @@ def _fit_embeddings(sd: dict[str, torch.Tensor], model: HaltingVT) -> list[str]:
     return resized
 
 
-def _check_and_load(model: HaltingVT, sd: Mapping[str, torch.Tensor], source: str) -> None:
+def _check_and_load(model: "HaltingVT", sd: Mapping[str, torch.Tensor], source: str) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -214,7 +272,7 @@ def _check_and_load(model: HaltingVT, sd: Mapping[str, torch.Tensor], source: st
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
 
 
-def load_checkpoint(model: HaltingVT, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
+def load_checkpoint(model: "HaltingVT", path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
     """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint (or a timm name).
 
     Returns the checkpoint's metadata (``format`` plus, for ours, ``arch``/``config``/``epoch``...; for
@@ -225,10 +283,7 @@ def load_checkpoint(model: HaltingVT, path: str | os.PathLike, strict: bool = Tr
         obj = _timm_state_dict(path)
     else:
         obj = read_checkpoint(path)
-    try:
-        kind = detect_format(obj)
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    kind = detect_format(obj, path)
     if kind == "haltingvt":
         sd = dict(obj["model"])
         meta = {k: v for k, v in obj.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
@@ -253,8 +308,6 @@ def load_checkpoint(model: HaltingVT, path: str | os.PathLike, strict: bool = Tr
 
 def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     """ImageNet weights of a timm model by name (downloads; for users online)."""
-    import timm
-
     try:
         return timm.create_model(name, pretrained=True).state_dict()
     except Exception as err:  # noqa: BLE001
@@ -283,7 +336,7 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     return path
 
 
-def model_payload(model: HaltingVT, config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The model part of one of our checkpoints: weights, architecture and (optionally) the config."""
-    net = model.module if hasattr(model, "module") else model
-    return {"model": net.state_dict(), "arch": dict(getattr(net, "arch", {})), "config": dict(config or {}), **extra}
+def model_payload(model: torch.nn.Module, config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The model part of one of our checkpoints: weights, architecture and (optionally) the config.
+    ``model`` is the bare model (``haltingvt.engine.distributed.unwrap`` a DDP wrapper first)."""
+    return {"model": model.state_dict(), "arch": dict(getattr(model, "arch", {})), "config": dict(config or {}), **extra}
