@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from haltingvt.data import normalize
 import haltingvt
 from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops, halting_layer_macs
 
@@ -120,7 +121,7 @@ def main() -> int:
     T, size = arch["num_frames"], arch["img_size"]
     gen = torch.Generator().manual_seed(args.seed + 1)
     max_b = max(args.batch_sizes)
-    clips_all = (torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen).float() - 127.5) / 127.5
+    clips_all = normalize(torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen))
     clips_all = clips_all.to(device)
 
     if args.halt_bias is None:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from haltingvt.config import load_config
 from haltingvt.data import build_dataset, collate_train
+from haltingvt.data.encode import write_mp4
 
 
 def make_frame(i: int, width: int, height: int, seed: int, rng: np.random.Generator) -> np.ndarray:
@@ -49,8 +50,6 @@ def make_frame(i: int, width: int, height: int, seed: int, rng: np.random.Genera
 def generate(root: Path, num_videos: int, num_frames: int, width: int, height: int, codec: str, gop: int,
              fps: int) -> tuple[Path, Path]:
     """Write ``num_videos`` videos and frame folders under ``root`` -> (video list, arnet frame list)."""
-    import av
-
     video_lines, frame_lines = [], []
     rng = np.random.default_rng(0)
     for v in tqdm(range(num_videos), desc="generating videos + frames", unit="video"):
@@ -59,19 +58,11 @@ def generate(root: Path, num_videos: int, num_frames: int, width: int, height: i
         folder.mkdir(parents=True)
         path = root / "videos" / f"{name}.mp4"
         path.parent.mkdir(exist_ok=True)
-        with av.open(str(path), "w") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.gop_size = gop
-            if codec in ("libx264", "h264"):
-                stream.options = {"preset": "veryfast", "crf": "23"}
-            for i in range(num_frames):
-                arr = make_frame(i, width, height, v, rng)
-                Image.fromarray(arr).save(folder / f"img_{i + 1:05d}.jpg", quality=90)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
+        frames = [make_frame(i, width, height, v, rng) for i in range(num_frames)]
+        for i, arr in enumerate(frames):
+            Image.fromarray(arr).save(folder / f"img_{i + 1:05d}.jpg", quality=90)
+        options = {"preset": "veryfast", "crf": "23"} if codec in ("libx264", "h264") else {}
+        write_mp4(path, frames, fps=fps, codec=codec, pix_fmt="yuv420p", options=options, gop=gop)
         video_lines.append(f"videos/{name}.mp4;{v % 10}")
         frame_lines.append(f"frames/{name} {num_frames} {v % 10}")
     (root / "videos.txt").write_text("\n".join(video_lines) + "\n")

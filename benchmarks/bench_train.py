@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from haltingvt.data import normalize
 import haltingvt
-from haltingvt.engine.evaluate import autocast
+from haltingvt.engine.amp import autocast
 from haltingvt.engine.train import build_optimizer
 from haltingvt.flops import clip_gflops, dense_gflops
 
@@ -48,7 +49,7 @@ def bench_variant(name: str, args: argparse.Namespace, device: torch.device) -> 
     clips_u8, labels, motion = clips_u8.to(device), labels.to(device), motion.to(device)
 
     def step() -> torch.Tensor:
-        clips = (clips_u8.float() - 127.5) / 127.5
+        clips = normalize(clips_u8)
         with autocast(device, args.amp):
             out = model(clips, execution="masked")
             loss = loss_fn(out, labels, motion).total

@@ -339,6 +339,13 @@ def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = (
     return validate(apply_overrides(cfg, overrides)) if overrides else cfg
 
 
+def check_split(split: str) -> str:
+    """``split`` if it is one of train/val/test, else ConfigError (a ValueError)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return split
+
+
 def require(cfg: Mapping, dotted: str) -> Any:
     """Read ``section.key``; a missing key raises ConfigError naming it."""
     node: Any = cfg

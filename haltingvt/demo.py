@@ -20,26 +20,27 @@ at which every kept token halted (``OUT/tokens.png``, ``OUT/tokens.gif``). The t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
-#: Overrides of ``--quick``: a smoke run that exercises every step (not a result).
-QUICK_OVERRIDES = [
-    "data.synthetic_num_train=192", "data.synthetic_num_val=48", "data.synthetic_num_test=48",
-    "train.epochs=1", "train.warmup_epochs=0", "train.log_interval=8",
-]
-
+from .config import ConfigError
+from .data import build_dataset, normalize
+from .data.synthetic import synthetic_settings
+from .engine.evaluate import evaluate
+from .engine.train import train
+from .flops import dense_gflops, glimpser_only_gflops, tokens_after_glimpser
+from .models import create_model, load_checkpoint
+from .visualize import save_token_gif, save_token_grid, tokens_of
 
 def _pregenerate(datasets: Mapping[str, Dataset], progress: bool) -> float:
     """Render every clip once (the synthetic datasets cache them); returns the seconds it took."""
-    from tqdm import tqdm
-
     start = time.time()
     total = sum(len(d) for d in datasets.values())
     with tqdm(total=total, desc="generating clips", unit="clip", disable=not progress, dynamic_ncols=True) as bar:
@@ -54,8 +55,6 @@ def _pregenerate(datasets: Mapping[str, Dataset], progress: bool) -> float:
 def motion_and_static_accuracy(model: torch.nn.Module, dataset: Dataset, batch_size: int = 100) -> dict[str, float]:
     """On the real clips of an eval dataset and on their static versions (middle frame repeated):
     action top-1 on static clips, and the motion head's accuracy (real -> moving, static -> static)."""
-    from .data import normalize
-
     model.eval()
     device = next(model.parameters()).device
     static_hits = motion_hits = n = 0
@@ -78,11 +77,6 @@ def save_pictures(model: torch.nn.Module, dataset: Dataset, class_names: list[st
                   per_class: int = 1, max_clips: int = 4) -> dict[str, str]:
     """Token pictures of a few validation clips of different classes, stacked into ``tokens.png``, and
     an animated ``tokens.gif`` of the first. Uses :mod:`haltingvt.visualize`."""
-    from PIL import Image
-
-    from .data import normalize
-    from .visualize import save_token_gif, save_token_grid, tokens_of
-
     model.eval()
     # One clip each of classes spread over the class list (travel, scaling, ... rather than four directions).
     wanted = sorted({round(j * len(class_names) / max_clips) for j in range(max_clips)} & set(range(len(class_names))))
@@ -122,15 +116,6 @@ def save_pictures(model: torch.nn.Module, dataset: Dataset, class_names: list[st
 def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool = True,
              quick: bool = False) -> dict[str, Any]:
     """Generate data, train, evaluate, draw; returns the summary (also ``out_dir/summary.json``)."""
-    from .config import ConfigError
-    from .data import build_dataset
-    from .data.synthetic import synthetic_settings
-    from .models.weights import load_checkpoint
-    from .engine.evaluate import evaluate
-    from .engine.train import train
-    from .flops import dense_gflops, glimpser_only_gflops, tokens_after_glimpser
-    from .models import create_model
-
     start = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,25 +204,6 @@ def format_report(s: Mapping[str, Any]) -> str:
         f"  summary: {Path(s['picture']).parent / 'summary.json'}   model: {s['checkpoint']}",
     ]
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute (not a result)")
-    parser.add_argument("--config", default="demo_synthetic", help="config name or YAML (default: demo_synthetic)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .config import load_config
-
-    overrides = (QUICK_OVERRIDES if args.quick else []) + list(args.set)
-    cfg = load_config(args.config, overrides)
-    summary = run_demo(cfg, args.out, device=args.device, progress=not args.no_progress, quick=args.quick)
-    print(format_report(summary))
-    return 0
 
 
 __all__ = ["run_demo", "format_report", "motion_and_static_accuracy", "save_pictures"]

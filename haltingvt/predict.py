@@ -20,8 +20,6 @@ over the views.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import warnings
@@ -29,11 +27,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from .config import ConfigError, load_config
-from .config import resolve_arch
+from .config import ConfigError, load_config, resolve_arch
+from .data import DataError, build_transform, load_views, normalize, read_class_names
+from .flops import clip_gflops
 from .models import create_model
 from .models.weights import CheckpointError, arch_from_weights, detect_format, load_checkpoint, read_checkpoint
+from .visualize import save_token_gif, save_token_grid, tokens_of
 
 # Architecture settings that must match between a checkpoint and the config: a difference gives wrong
 # results (num_heads) or weights that do not fit. The others change behaviour only and give a warning.
@@ -45,7 +47,7 @@ RESULT_KEYS = (
     "glimpser_tokens", "motion_prob", "vis",
 )
 
-__all__ = ["Predictor", "parse_views", "add_arguments", "run"]
+__all__ = ["Predictor", "parse_views"]
 
 
 def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
@@ -165,8 +167,6 @@ class Predictor:
             cfg["data"]["test_num_clips"], cfg["data"]["test_num_crops"] = parse_views(views)
         if "model" not in cfg:
             raise ConfigError(f"config '{cfg.get('name', config)}' has no model section")
-        from .data import build_transform
-
         build_transform(cfg, "test")  # test-pipeline settings (e.g. crop count) fail here, once, not per input
         arch = resolve_arch(cfg)
         _check_fit(self.checkpoint, cfg, arch, stored_arch, arch_from_weights(obj, kind))
@@ -198,8 +198,6 @@ class Predictor:
         if source is None:
             return [f"class_{i}" for i in range(num)]
         if isinstance(source, (str, os.PathLike)):
-            from .data import DataError, read_class_names
-
             if not Path(source).is_file():
                 raise ConfigError(f"class-name file {source} not found")
             try:
@@ -233,8 +231,6 @@ class Predictor:
                 )
             name = None
         else:
-            from .data import load_views
-
             name = str(path_or_tensor)
             views = load_views(path_or_tensor, self.cfg)
         stems: dict[str, int] = {}
@@ -246,9 +242,6 @@ class Predictor:
         """Many files/folders, decoded in ``num_workers`` processes and run ``batch_size`` at a time.
         Results keep the input order; an input that cannot be read gives ``{"path": ..., "error": message}``
         (other fields None) and does not stop the others."""
-        from torch.utils.data import DataLoader
-        from tqdm import tqdm
-
         results: list[dict | None] = [None] * len(paths)
         loader = DataLoader(
             _ViewsDataset([str(p) for p in paths], self.cfg),
@@ -279,11 +272,9 @@ class Predictor:
         self, views: list[torch.Tensor], names: list[str | None], save_vis: str | os.PathLike | None, stems: dict[str, int]
     ) -> list[dict]:
         """views: b uint8 tensors (V, 3, T, H, W) of one shape -> b result dicts."""
-        from .flops import clip_gflops
-
         b, V = len(views), views[0].shape[0]
         clips = torch.stack(views).flatten(0, 1)  # (b*V, 3, T, H, W)
-        x = (clips.to(self.device).float() - 127.5) / 127.5  # = haltingvt.data.normalize
+        x = normalize(clips.to(self.device))
         out = self.model(x, execution=self.execution, early_exit=self.early_exit)
         T, H, W = clips.shape[2:]
         size = H if H == W else (H, W)
@@ -322,8 +313,6 @@ class Predictor:
         stems: dict[str, int],
     ) -> list[str]:
         """Picture of the first view of an input: <folder>/<stem>.png and .gif (stem made unique)."""
-        from .visualize import save_token_gif, save_token_grid, tokens_of
-
         stem = Path(name.rstrip("/\\")).stem if name else "clip"
         count = stems.get(stem, 0)
         stems[stem] = count + 1
@@ -338,7 +327,7 @@ class Predictor:
         return [str(png), str(gif)]
 
 
-class _ViewsDataset(torch.utils.data.Dataset):
+class _ViewsDataset(Dataset):
     """Decodes one input per item; a failure becomes an error item instead of an exception."""
 
     def __init__(self, paths: list[str], cfg: dict) -> None:
@@ -348,8 +337,6 @@ class _ViewsDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        from .data import DataError, load_views
-
         path = self.paths[index]
         try:
             return {"index": index, "path": path, "views": load_views(path, self.cfg)}
@@ -367,77 +354,3 @@ def _error_result(path: str, message: str) -> dict:
     return res
 
 
-# ---------------------------------------------------------------------------------------- command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="trained checkpoint (haltingvt format, or a release checkpoint with --config)")
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FRAME_FOLDER", help="video files and/or frame folders")
-    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. test.early_exit=true")
-    parser.add_argument("--classes", help="class-name file (default: the config's data.classes, else class_<i>)")
-    parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
-    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-    parser.add_argument("--save-vis", metavar="DIR", help="save per input a PNG grid and a GIF of the tokens kept and their halting layer, "
-                             "and all results as DIR/predictions.json")
-    parser.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
-    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
-
-
-def format_result(res: dict) -> str:
-    """Human-readable lines for one result."""
-    if res.get("error"):
-        return f"{res['path']}\n  error: {res['error']}"
-    lines = [f"{res['path'] or '<tensor>'}"]
-    width = max(len(t["label"]) for t in res["top"])
-    for rank, t in enumerate(res["top"], 1):
-        lines.append(f"  {rank}. {t['label']:<{width}}  {t['prob']:7.2%}")
-    layers = res["halting_layers"]
-    tokens = " ".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in res["tokens_per_layer"])
-    views = res["num_views"]
-    lines.append(
-        f"  GFLOPs {res['gflops']:.4g} ({views} view{'s' if views > 1 else ''}, {res['gflops_per_view']:.4g} each)"
-        f" | tokens entering layers {layers[0]}-{layers[-1]}: {tokens}"
-    )
-    if res.get("vis"):
-        lines.append(f"  saved {', '.join(res['vis'])}")
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        predictor = Predictor(
-            args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
-            views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
-        )
-    for warning in caught:
-        print(f"haltingvt predict: warning: {warning.message}", file=sys.stderr)
-    results = predictor.predict_many(args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size)
-    failed = [r for r in results if r["error"]]
-    clips, crops = predictor.views
-    doc = {
-        "checkpoint": str(predictor.checkpoint),
-        "config": predictor.cfg.get("name"),
-        "device": str(predictor.device),
-        "views": f"{clips}x{crops}",
-        "num_classes": predictor.arch["num_classes"],
-        "num_failed": len(failed),
-        "results": results,
-    }
-    if args.save_vis:
-        out = Path(args.save_vis) / "predictions.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=2))
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print(f"{doc['config']} on {doc['device']}, {clips} clip(s) x {crops} crop(s) per input")
-        for res in results:
-            print(format_result(res))
-    for res in failed:
-        print(f"haltingvt predict: error: {res['error']}", file=sys.stderr)
-    if failed:
-        print(f"haltingvt predict: {len(results) - len(failed)} of {len(results)} inputs classified", file=sys.stderr)
-    return 1 if failed else 0

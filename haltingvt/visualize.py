@@ -27,9 +27,10 @@ matplotlib.use("Agg")  # files only; never opens a window
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import BoundaryNorm, Colormap
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from PIL import Image, ImageDraw
 
 from .models.haltingvt import ARCH_DEFAULTS
 
@@ -189,8 +190,6 @@ def save_token_grid(
 
     clip: uint8 (3, T, H, W); kept_patches: (T, k) long or None; halt_depth: (M,) long. Returns the path.
     """
-    from matplotlib.colors import ListedColormap
-
     frames = _clip_hwc(clip)
     T, H, W, _ = frames.shape
     p = int(_arch_value(arch, "patch_size"))
@@ -244,8 +243,6 @@ def save_token_grid(
 
 
 def _legend_strip(arch: Mapping[str, Any], width: int, cmap: str | Colormap) -> "Image.Image":
-    from PIL import Image, ImageDraw
-
     first, last = int(_arch_value(arch, "divid_depth")), int(_arch_value(arch, "depth"))
     colors = layer_colors(arch, cmap)
     strip = Image.new("RGB", (width, 30), "white")
@@ -277,8 +274,6 @@ def save_token_gif(
 
     Same arguments as :func:`save_token_grid`. Returns the path.
     """
-    from PIL import Image, ImageDraw
-
     frames = _clip_hwc(clip)
     T, H, W, _ = frames.shape
     overlay = token_overlay(clip, kept_patches, halt_depth, arch, cmap=cmap)

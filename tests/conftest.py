@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import haltingvt
+from haltingvt.data import normalize
+
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL = FIXTURES / "official-tiny"
 
@@ -20,8 +23,6 @@ def official_expected() -> dict:
 
 @pytest.fixture()
 def official_model(official_arch):
-    import haltingvt
-
     model = haltingvt.create_model(official_arch, num_classes=7).eval()
     haltingvt.load_checkpoint(model, OFFICIAL / "checkpoint.pth")
     return model
@@ -29,4 +30,4 @@ def official_model(official_arch):
 
 @pytest.fixture(scope="session")
 def official_clips(official_expected) -> torch.Tensor:
-    return (official_expected["input_uint8"].float() - 127.5) / 127.5
+    return normalize(official_expected["input_uint8"])

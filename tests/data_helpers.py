@@ -13,6 +13,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from haltingvt.config import load_config
+from haltingvt.data.encode import write_mp4
+
 BASE, STEP = 10, 5
 
 
@@ -45,27 +48,9 @@ def write_video(
     quality: int | None = 2,
 ) -> Path:
     """Encode RGB uint8 frames with PyAV (container from the file extension)."""
-    import av
-
-    path = Path(path)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.gop_size = gop
-        if quality is not None and codec == "mpeg4":
-            from av.codec.context import Flags
-
-            stream.codec_context.qscale = quality  # near-lossless mpeg4
-            stream.codec_context.flags |= int(Flags.qscale)
-        elif codec in ("libx264", "h264"):
-            stream.options = {"crf": "10", "bf": "3"}  # B-frames: decode order != display order
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    options = {"crf": "10", "bf": "3"} if codec in ("libx264", "h264") else {}  # B-frames: decode order != display order
+    qscale = quality if codec == "mpeg4" else None  # near-lossless mpeg4
+    return write_mp4(path, frames, fps=fps, codec=codec, pix_fmt="yuv420p", options=options, gop=gop, qscale=qscale)
 
 
 def write_numbered_video(path: str | os.PathLike, num_frames: int = 40, codec: str = "mpeg4", **kw) -> Path:
@@ -106,8 +91,6 @@ def write_lines(path: str | os.PathLike, lines: Sequence[str]) -> Path:
 
 def small_config(tmp_path: str | os.PathLike, fmt: str, train_list: str, val_list: str | None = None, **data) -> dict:
     """A full config (the Mini-Kinetics base) shrunk to tiny inputs: 4 frames of 32x32."""
-    from haltingvt.config import load_config
-
     cfg = load_config("minik_g03_b10")
     cfg["model"]["num_classes"] = data.pop("num_classes", 5)
     cfg["loss"]["multi_label"] = data.pop("multi_label", False)

@@ -8,6 +8,7 @@ Also a script, so subprocess tests (torchrun, SIGKILL) can run the engine on the
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,12 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+import haltingvt
+from haltingvt.config import load_config
+from haltingvt.engine import distributed
+from haltingvt.engine.evaluate import evaluate
+from haltingvt.engine.train import train
 
 NUM_CLASSES = 3
 TINY_MODEL = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=4, divid_depth=2,
@@ -98,8 +105,6 @@ class one_thread:
 
 
 def subprocess_env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
@@ -108,8 +113,6 @@ def subprocess_env() -> dict[str, str]:
 
 def tiny_config(work_dir: str | Path, **train: Any) -> dict[str, Any]:
     """A complete config for the tiny model (keys as in haltingvt/configs/_minik_base.yaml)."""
-    from haltingvt.config import load_config
-
     cfg = load_config("minik_g03_b10")
     cfg["name"] = "tiny"
     cfg["model"] = dict(TINY_MODEL)
@@ -131,11 +134,7 @@ def datasets(train_n: int = 24, val_n: int = 9, bad: tuple[int, ...] = (), delay
 
 
 def main(argv: list[str]) -> int:
-    from haltingvt.engine import distributed
-
     if argv[0] == "train":
-        from haltingvt.engine.train import train
-
         cfg = json.loads(Path(argv[1]).read_text())
         extra = cfg.pop("_test", {})
         summary = train(cfg, resume="--resume" in argv, device="cpu", progress=False,
@@ -144,9 +143,6 @@ def main(argv: list[str]) -> int:
         print("SUMMARY " + json.dumps({"optimizer_steps": summary["optimizer_steps"]}))
         return 0
     if argv[0] == "eval":
-        import haltingvt
-        from haltingvt.engine.evaluate import evaluate
-
         cfg = json.loads(Path(argv[1]).read_text())
         info = distributed.setup("cpu")
         model = haltingvt.create_model(cfg["model"])

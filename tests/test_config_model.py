@@ -2,10 +2,12 @@
 import math
 
 import pytest
+import timm
 import torch
 
 import haltingvt
 from haltingvt.config import ConfigError, apply_overrides, load_config
+from haltingvt.models.weights import model_payload
 
 RELEASED = ["minik_g03_b5", "minik_g03_b10", "minik_g05_b20", "minik_g07_b20",
             "anet_g03_b10", "anet_g05_b10", "anet_g05_b20", "anet_g07_b20"]
@@ -113,8 +115,6 @@ def test_losses_hard_soft_and_backward():
 
 def test_imagenet_init_from_local_deit_file(tmp_path):
     """A DeiT-S state dict built locally with timm initialises an 8-frame model (SPEC section 1)."""
-    import timm
-
     deit = timm.create_model("deit_small_patch16_224", pretrained=False)
     path = tmp_path / "deit_s.pth"
     torch.save({"model": deit.state_dict()}, path)
@@ -153,8 +153,6 @@ def test_imagenet_init_from_local_deit_file(tmp_path):
 
 
 def test_own_checkpoint_roundtrip(tmp_path):
-    from haltingvt.models.weights import model_payload
-
     model = _tiny()
     path = haltingvt.save_checkpoint(tmp_path / "ckpt.pth", model_payload(model, {"name": "x"}, epoch=3))
     other = _tiny()

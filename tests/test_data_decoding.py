@@ -8,7 +8,9 @@ from data_helpers import (
     frame_number, textured_frame, truncate_file, write_frame_folder, write_numbered_folder,
     write_numbered_video, write_video,
 )
+from data_helpers import small_config
 from haltingvt.data import DataError, FrameFolderReader, VideoReader
+from haltingvt.data import load_views
 
 SPARSE = [3, 17, 18, 31, 39, 5, 17]  # unsorted, repeated, backwards: all must come back in order
 
@@ -94,9 +96,6 @@ def test_missing_and_corrupt_frames(tmp_path):
 
 
 def test_video_and_frames_give_close_pixels(tmp_path):
-    from haltingvt.data import load_views
-
-    from data_helpers import small_config
 
     frames = [textured_frame(i, 96, 128) for i in range(24)]
     video = write_video(tmp_path / "v.mp4", frames)

@@ -1,9 +1,7 @@
 """Annotation lists, class-name files and build_dataset's config handling."""
-import sys
-import types
-
 import pytest
 
+import haltingvt.data.datasets
 from data_helpers import small_config, write_lines
 from haltingvt.config import ConfigError, load_config
 from haltingvt.data import ListFormatError, build_dataset, read_class_names, read_list
@@ -115,11 +113,9 @@ def test_build_dataset_config_errors(tmp_path, monkeypatch):
         build_dataset(cfg, "train")
 
 
-def test_synthetic_dispatch_is_lazy(tmp_path, monkeypatch):
+def test_synthetic_dispatch(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("haltingvt.data.synthetic")
-    fake.build_synthetic = lambda cfg, split: calls.append(split) or "synthetic-dataset"
-    monkeypatch.setitem(sys.modules, "haltingvt.data.synthetic", fake)
+    monkeypatch.setattr(haltingvt.data.datasets, "build_synthetic", lambda cfg, split: calls.append(split) or "synthetic-dataset")
     cfg = small_config(tmp_path, "synthetic", "unused.txt")
     assert build_dataset(cfg, "val") == "synthetic-dataset" and calls == ["val"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from haltingvt.data import normalize
 import haltingvt
 from haltingvt.models.weights import model_payload
 from haltingvt.engine.evaluate import evaluate, format_metrics
@@ -58,7 +59,7 @@ def test_evaluate_multiview_unreadable_and_dump(tmp_path):
     # Reference: softmax averaged over the 3 views of each video (the release's "prob" averaging).
     good = [data[i] for i in range(7) if i != 2]
     with torch.no_grad():
-        probs = torch.stack([model((s["clips"].float() - 127.5) / 127.5).logits.softmax(1).mean(0) for s in good])
+        probs = torch.stack([model(normalize(s["clips"])).logits.softmax(1).mean(0) for s in good])
     labels = torch.stack([s["label"] for s in good])
     assert m["top1"] == pytest.approx((probs.argmax(1) == labels).float().mean().item())
     assert len(m["tokens_per_layer"]) == 2 and m["gflops_per_clip"] > 0 and m["clips_per_second"] > 0

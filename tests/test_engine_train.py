@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-import torch
 
 import haltingvt
 from haltingvt.engine.train import build_optimizer, effective_lr, ponder_weight, train, warmup_cosine

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import haltingvt
 from haltingvt import cli
+from haltingvt.data import normalize
 from haltingvt.flops import (
     clip_gflops, dense_gflops, glimpser_only_gflops, layer_breakdown, tokens_after_glimpser, torch_counted_gflops,
 )
@@ -19,7 +21,7 @@ OFFICIAL_SET = ["model.img_size=64", "model.num_frames=4", "model.embed_dim=96",
 
 def _clip(B, T=8, size=224, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randint(0, 256, (B, 3, T, size, size), generator=gen).float() - 127.5) / 127.5
+    return normalize(torch.randint(0, 256, (B, 3, T, size, size), generator=gen))
 
 
 def test_flop_counter_sees_attention():
@@ -126,8 +128,6 @@ def test_cli_errors(capsys):
 
 
 def test_cli_frame_folder_views(tmp_path, capsys):
-    from PIL import Image
-
     gen = torch.Generator().manual_seed(0)
     for i in range(1, 9):
         frame = torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8).numpy()

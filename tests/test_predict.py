@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -10,8 +9,12 @@ import yaml
 from PIL import Image
 
 import haltingvt
+from conftest import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import ConfigError, load_config
+from haltingvt.data import load_views, normalize
+from haltingvt.data.encode import write_mp4
+from haltingvt.flops import clip_gflops
 from haltingvt.models.weights import CheckpointError, model_payload
 
 TINY = [
@@ -30,15 +33,7 @@ def _frames(n: int, moving: bool, h: int = 40, w: int = 48) -> np.ndarray:
 
 
 def _write_mp4(path: Path, frames: np.ndarray) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=8)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_mp4(path, frames, fps=8, codec="mpeg4", pix_fmt="yuv420p")
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +75,6 @@ def _check_result(res, num_classes=5, views=1):
 
 
 def test_api_matches_model(setup):
-    from haltingvt.data import load_views
-    from haltingvt.flops import clip_gflops
-
     predictor = haltingvt.Predictor(setup["ckpt"], device="cpu")
     res = predictor.predict(setup["moving"])
     _check_result(res)
@@ -90,7 +82,7 @@ def test_api_matches_model(setup):
     views = load_views(setup["moving"], setup["cfg"])
     assert views.dtype == torch.uint8 and views.shape == (1, 3, 4, 32, 32)
     with torch.no_grad():
-        out = setup["model"]((views.float() - 127.5) / 127.5)
+        out = setup["model"](normalize(views))
     probs = out.logits.softmax(-1).mean(0)
     assert res["top"][0]["class_id"] == int(probs.argmax())
     assert res["top"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
@@ -107,12 +99,10 @@ def test_multi_view_averages_probabilities(setup):
     res = predictor.predict(setup["moving"])
     _check_result(res, views=3)
     assert sum(t["prob"] for t in res["top"]) == pytest.approx(1.0, abs=1e-5)  # topk clipped to 5 classes
-    from haltingvt.data import load_views
-
     views = load_views(setup["moving"], predictor.cfg)
     assert views.shape[0] == 3
     with torch.no_grad():
-        out = setup["model"]((views.float() - 127.5) / 127.5)
+        out = setup["model"](normalize(views))
     expected = out.logits.softmax(-1).mean(0)
     got = torch.zeros(5)
     for t in res["top"]:
@@ -215,8 +205,6 @@ def test_release_class_mismatch_and_class_names(setup, tmp_path):
 
 def test_release_fixture_through_predictor(official_arch, official_expected):
     """The release's own outputs on its tiny checkpoint, reproduced through Predictor (tensor input)."""
-    from conftest import OFFICIAL
-
     cfg = load_config("minik_g03_b10")
     cfg["model"].update(official_arch, num_classes=7)
     with pytest.raises(CheckpointError, match="architecture differs.*embed_dim 96 in checkpoint vs 384"):

@@ -1,4 +1,6 @@
 """The release's checkpoint must give the release's outputs (SPEC section 5)."""
+import os
+import pickle
 import sys
 
 import pytest
@@ -38,9 +40,6 @@ def test_release_checkpoint_loads_without_mmengine():
 
 
 def test_restricted_unpickler_runs_no_code(tmp_path):
-    import os
-    import pickle
-
     class Evil:
         def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from haltingvt.cli import main
 from haltingvt.config import load_config
 from haltingvt.data import build_dataset, collate_eval, collate_train, read_class_names
+from haltingvt.data.export import export
 from haltingvt.data.synthetic import (
-    CLASSES, SyntheticMotion, _background, build_synthetic, export, make_clip, sample_rng,
+    CLASSES, SyntheticMotion, _background, build_synthetic, make_clip, sample_rng,
 )
 
 
@@ -111,9 +113,6 @@ def test_export_round_trip_through_the_data_pipeline(tmp_path, fmt):
 
 
 def test_cli_export_uses_the_demo_classes(tmp_path, capsys):
-    from haltingvt.cli import main
-    from haltingvt.config import load_config
-
     assert main(["synthetic", str(tmp_path), "--splits", "val", "--num", "3"]) == 0
     classes = load_config("demo_synthetic")["data"]["synthetic_classes"]
     assert (tmp_path / "classes.txt").read_text().split() == classes

@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from haltingvt.data import normalize
 import haltingvt
 from haltingvt.visualize import (
     layer_colors, save_token_gif, save_token_grid, token_depth_map, token_overlay, tokens_of,
@@ -62,7 +63,7 @@ def test_grid_and_gif_from_model(tmp_path):
     model = haltingvt.create_model(ARCH, num_classes=5).eval()
     motion, static = _clips()
     with torch.no_grad():
-        out = model((torch.stack([motion, static]).float() - 127.5) / 127.5)
+        out = model(normalize(torch.stack([motion, static])))
     pictures = []
     for i, clip in enumerate((motion, static)):
         kept, depth = tokens_of(out, i)

@@ -24,14 +24,14 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..config import ConfigError, require
+from ..config import ConfigError, check_split, require
 from .decoding import DEFAULT_FILENAME_TMPL, FrameFolderReader, VideoReader, open_reader
 from .errors import DataError
 from .lists import LIST_FORMATS, VideoRecord, read_class_names, read_list
 from .sampling import SHORT_VIDEO_MODES, sample_frame_indices
+from .synthetic import build_synthetic
 from .transforms import EvalTransform, build_train_transform, frames_to_video, to_model_layout
 
-SPLITS = ("train", "val", "test")
 
 
 class ClipDataset(Dataset):
@@ -203,13 +203,10 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     Raises ConfigError for bad keys, FileNotFoundError for a missing list and
     ListFormatError (``file:line``) for a malformed one.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+    check_split(split)
     data = require(cfg, "data")
     fmt = require(cfg, "data.format")
     if fmt == "synthetic":
-        from .synthetic import build_synthetic
-
         return build_synthetic(cfg, split)
     if fmt not in LIST_FORMATS:
         raise ConfigError(f"data.format must be one of {', '.join(LIST_FORMATS + ('synthetic',))}, got '{fmt}'")

@@ -20,7 +20,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import av
 import numpy as np
+import torch
 from PIL import Image
 
 from .errors import DataError
@@ -153,8 +155,6 @@ class VideoReader:
 
     # -- container handling -------------------------------------------------------------
     def _open(self) -> None:
-        import av
-
         self.close()
         try:
             container = av.open(self.path, metadata_errors="ignore")
@@ -186,8 +186,6 @@ class VideoReader:
         self.close()
 
     def _estimate_frames(self) -> int:
-        import av
-
         stream, container = self._stream, self._container
         if stream.frames and stream.frames > 0:
             return int(stream.frames)
@@ -216,8 +214,6 @@ class VideoReader:
 
     def _decode_targets(self, targets: list[int], use_pts: bool) -> tuple[dict[int, np.ndarray], int | None]:
         """Decode the sorted unique ``targets`` -> ({index: frame}, frame count if the end was reached)."""
-        import av
-
         found: dict[int, np.ndarray] = {}
         frames_iter = None
         cur = -1  # index of the last decoded frame
@@ -310,8 +306,6 @@ class VideoReader:
 
 
 def _as_tensor(values: list[int]):
-    import torch
-
     return torch.tensor(values, dtype=torch.long)
 
 

@@ -24,27 +24,25 @@ Config keys (section ``data``): ``format: synthetic``, ``synthetic_num_train``,
 ``synthetic_num_val``, ``synthetic_num_test``, ``synthetic_seed``, ``synthetic_classes`` (null =
 all of :data:`CLASSES`); the frame size is ``model.img_size`` and the clip length ``data.clip_len``.
 
-:func:`export` writes a split to disk as frame folders or mp4 files with the list files the real
+:func:`haltingvt.data.export.export` writes a split to disk as frame folders or mp4 files with the list files the real
 data pipeline reads (rawframes: ``frame_dir total_frames label``; video: ``path label``).
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-if TYPE_CHECKING:
-    import argparse
+from ..config import SPLITS as CONFIG_SPLITS, check_split
 
 #: Class names, in label order.
 CLASSES: tuple[str, ...] = (
     "move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink",
 )
-SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+SPLITS: dict[str, int] = {split: i for i, split in enumerate(CONFIG_SPLITS)}  # split -> id in the sample seed
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "diamond", "cross", "ell")
 
 # Motion ranges, in units of the frame size (positions, sizes) and radians, per frame step.
@@ -60,7 +58,7 @@ PULSE = (0.18, 0.26)  # pulse amplitude, log-size either side
 _UNIT = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
 
 #: What each class moves: component -> fixed sense (+1/-1), or 0 for a random sense.
-_MOTIONS: dict[str, dict[str, float]] = {
+MOTIONS: dict[str, dict[str, float]] = {
     "move_right": {"travel_x": 1.0}, "move_left": {"travel_x": -1.0},
     "move_up": {"travel_y": -1.0}, "move_down": {"travel_y": 1.0},
     "rotate_cw": {"spin": 1.0}, "rotate_ccw": {"spin": -1.0},
@@ -72,7 +70,7 @@ _MOTIONS: dict[str, dict[str, float]] = {
 
 def _owned_components(name: str, rng: np.random.Generator) -> dict[str, float]:
     """The motion components that class ``name`` varies over the clip, with their sense (0 = as drawn)."""
-    owned = dict(_MOTIONS[name])
+    owned = dict(MOTIONS[name])
     if "travel" in owned:  # "slide": pick the axis; the sense stays as drawn
         del owned["travel"]
         owned["travel_x" if rng.integers(0, 2) == 0 else "travel_y"] = 0.0
@@ -83,9 +81,9 @@ def class_names(classes: Sequence[str] | None = None) -> list[str]:
     """The class-name list (``classes`` selects a subset, in that order; unknown names are an error)."""
     if classes is None:
         return list(CLASSES)
-    unknown = [c for c in classes if c not in _MOTIONS]
+    unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
-        raise ValueError(f"unknown synthetic class(es) {unknown}; known: {', '.join(_MOTIONS)}")
+        raise ValueError(f"unknown synthetic class(es) {unknown}; known: {', '.join(MOTIONS)}")
     return list(classes)
 
 
@@ -228,8 +226,7 @@ def render_clip(
 
 def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator of one sample: independent of access order, process and worker."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_split(split)
     return np.random.default_rng([int(seed), SPLITS[split], int(index)])
 
 
@@ -266,8 +263,7 @@ class SyntheticMotion(Dataset):
         classes: Sequence[str] | None = None,
         cache: bool = False,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        check_split(split)
         if num_samples < 1 or num_frames < 2 or size < 8:
             raise ValueError(f"need num_samples >= 1, num_frames >= 2, size >= 8; got {num_samples}, {num_frames}, {size}")
         self.split, self.num_samples = split, int(num_samples)
@@ -316,144 +312,26 @@ class SyntheticMotion(Dataset):
 
 
 def synthetic_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The synthetic dataset's settings read from a config (defaults for missing keys)."""
-    data, model = cfg.get("data", {}), cfg.get("model", {})
+    """The synthetic dataset's settings read from a loaded config (``haltingvt.config.load_config``)."""
+    data = cfg["data"]
     return {
-        "num": {
-            "train": int(data.get("synthetic_num_train", 2000)),
-            "val": int(data.get("synthetic_num_val", 400)),
-            "test": int(data.get("synthetic_num_test", 400)),
-        },
-        "seed": int(data.get("synthetic_seed", 0)),
-        "classes": class_names(data.get("synthetic_classes")),
-        "cache": bool(data.get("synthetic_cache", False)),
-        "num_frames": int(data.get("clip_len", model.get("num_frames", 8))),
-        "size": int(model.get("img_size", 32)),
+        "num": {split: data[f"synthetic_num_{split}"] for split in SPLITS},
+        "seed": data["synthetic_seed"],
+        "classes": class_names(data["synthetic_classes"]),
+        "cache": data["synthetic_cache"],
+        "num_frames": data["clip_len"],
+        "size": cfg["model"]["img_size"],
     }
 
 
 def build_synthetic(cfg: Mapping[str, Any], split: str) -> SyntheticMotion:
     """The synthetic dataset of a config (``data.format: synthetic``) for split train/val/test."""
     s = synthetic_settings(cfg)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_split(split)
     return SyntheticMotion(split, s["num"][split], s["num_frames"], s["size"], s["seed"], s["classes"], s["cache"])
 
 
-# -------------------------------------------------------------------------------------------- export
-def _write_mp4(path: Path, frames: np.ndarray, fps: int = 8) -> None:
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        # Full-resolution chroma and near-lossless quality: the clips are tiny and their objects saturated,
-        # so 4:2:0 subsampling would smear the colours over whole patches.
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"crf": "12", "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def export(
-    out_dir: str | Path,
-    split: str = "val",
-    fmt: str = "frames",
-    num_samples: int = 100,
-    num_frames: int = 8,
-    size: int = 32,
-    seed: int = 0,
-    classes: Sequence[str] | None = None,
-    filename_tmpl: str = "img_{:05}.jpg",
-    start_index: int = 1,
-    progress: bool = False,
-) -> Path:
-    """Write ``num_samples`` clips of ``split`` under ``out_dir`` and return the list file.
-
-    fmt="frames": ``out_dir/<split>/<name>/img_00001.jpg ...`` and ``out_dir/<split>_rawframes.txt``
-    with lines ``<split>/<name> <num_frames> <label>``. fmt="mp4": ``out_dir/<split>/<name>.mp4``
-    (H.264 through PyAV) and ``out_dir/<split>_videos.txt`` with lines ``<split>/<name>.mp4 <label>``.
-    Paths in the lists are relative to ``out_dir`` (use it as ``data.data_root``); ``classes.txt``
-    holds one class name per line. The clips are the same as those of :class:`SyntheticMotion`.
-    """
-    from PIL import Image
-
-    if fmt not in ("frames", "mp4"):
-        raise ValueError(f"fmt must be 'frames' or 'mp4', got {fmt!r}")
-    names = class_names(classes)
-    out_dir = Path(out_dir)
-    (out_dir / split).mkdir(parents=True, exist_ok=True)
-    (out_dir / "classes.txt").write_text("\n".join(names) + "\n")
-    lines = []
-    indices: Iterable[int] = range(num_samples)
-    if progress:
-        from tqdm import tqdm
-
-        indices = tqdm(indices, desc=f"export {split} ({fmt})", unit="clip")
-    for index in indices:
-        frames, label, _ = make_clip(index, split, seed, num_frames, size, names)
-        name = f"{names[label]}_{index:06d}"
-        if fmt == "frames":
-            folder = out_dir / split / name
-            folder.mkdir(exist_ok=True)
-            for t, frame in enumerate(frames):
-                Image.fromarray(frame).save(folder / filename_tmpl.format(t + start_index), quality=95, subsampling=0)
-            lines.append(f"{split}/{name} {num_frames} {label}")
-        else:
-            _write_mp4(out_dir / split / f"{name}.mp4", frames)
-            lines.append(f"{split}/{name}.mp4 {label}")
-    list_file = out_dir / f"{split}_{'rawframes' if fmt == 'frames' else 'videos'}.txt"
-    list_file.write_text("\n".join(lines) + "\n")
-    return list_file
-
-
-# ----------------------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output folder (use it as data.data_root)")
-    parser.add_argument("--format", choices=("frames", "mp4"), default="frames", help="JPEG frame folders or mp4 files")
-    parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
-    parser.add_argument("--num", type=int, nargs="+", default=None, metavar="N",
-                        help="clips per split, in the order of --splits (one number: the same for all; "
-                             "default: train 600, val 200, test 200)")
-    parser.add_argument("--config", default="demo_synthetic",
-                        help="config whose synthetic settings (classes, clip_len, img_size, seed) are the defaults")
-    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: the config's clip_len)")
-    parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default: the config's img_size)")
-    parser.add_argument("--seed", type=int, default=None, help="default: the config's data.synthetic_seed")
-    parser.add_argument("--classes", nargs="+", default=None,
-                        help=f"class names (default: the config's; known: {' '.join(_MOTIONS)})")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``haltingvt synthetic OUT``: write splits to disk with list files for the real data pipeline."""
-    from ..config import ConfigError, load_config
-
-    if args.num is None:
-        nums = [{"train": 600}.get(split, 200) for split in args.splits]
-    elif len(args.num) in (1, len(args.splits)):
-        nums = args.num if len(args.num) == len(args.splits) else args.num * len(args.splits)
-    else:
-        raise ConfigError(f"--num takes one number or one per split ({len(args.splits)}), got {len(args.num)}")
-    s = synthetic_settings(load_config(args.config))
-    frames = args.frames or s["num_frames"]
-    size = args.size or s["size"]
-    seed = s["seed"] if args.seed is None else args.seed
-    try:
-        classes = class_names(args.classes or s["classes"])
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    for split, num in zip(args.splits, nums):
-        list_file = export(args.out, split, args.format, num, frames, size, seed, classes, progress=True)
-        print(f"{split}: {num} clips, list {list_file}")
-    fmt = "rawframes" if args.format == "frames" else "video"
-    print(f"classes: {Path(args.out) / 'classes.txt'}; read with data.format={fmt} data.data_root={args.out}")
-    return 0
-
-
 __all__ = [
-    "CLASSES", "SyntheticMotion", "build_synthetic", "class_names", "export", "make_clip", "render_clip",
+    "CLASSES", "SyntheticMotion", "build_synthetic", "class_names", "make_clip", "render_clip",
     "synthetic_settings",
 ]

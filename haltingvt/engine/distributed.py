@@ -61,6 +61,11 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
     return DistInfo(rank, world_size, local_rank, device)
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper, or the model itself."""
+    return model.module if hasattr(model, "module") else model
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

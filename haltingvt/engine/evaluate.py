@@ -11,11 +11,9 @@ as (index, probabilities) and de-duplicated by index, so every video counts exac
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,38 +22,12 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .. import data
+from ..config import ConfigError, load_config
+from ..flops import clip_gflops
 from . import distributed
+from .amp import autocast
 from .metrics import classification_metrics
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device, amp: str):
-    """Autocast context for 'none' | 'bf16' | 'fp16' (fp16 only on CUDA)."""
-    from ..config import ConfigError
-
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
-    if AMP_DTYPES[amp] is None:
-        return nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("amp 'fp16' needs a CUDA device; use 'bf16' (or 'none') on the CPU")
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
-
-
-def gflops_fn():
-    """haltingvt.flops.clip_gflops, or None (with a warning) while that module is not installed."""
-    try:
-        from ..flops import clip_gflops
-    except ImportError as err:  # pragma: no cover - only before the FLOPs module exists
-        print(f"warning: GFLOPs not reported ({err})")
-        return None
-    return clip_gflops
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
 
 @torch.no_grad()
 def evaluate(
@@ -80,28 +52,24 @@ def evaluate(
     halting layer), early_exit_fraction, clips_per_second (view clips, all processes), views,
     num_evaluated, unreadable (paths) and unreadable_errors. ``dump`` writes per-video predictions as JSON.
     """
-    from .. import data
-
-    net = _unwrap(model)
-    test = cfg.get("test", {})
-    execution = execution or test.get("execution", "compact")
-    early_exit = bool(test.get("early_exit", False) if early_exit is None else early_exit)
+    cfg = load_config(cfg)  # a partial dict gets the defaults; a loaded config stays as it is
+    net = distributed.unwrap(model)
+    test = cfg["test"]
+    execution = execution or test["execution"]
+    early_exit = test["early_exit"] if early_exit is None else bool(early_exit)
     if early_exit and execution != "compact":
-        from ..config import ConfigError
-
         raise ConfigError("test.early_exit needs test.execution=compact")
     device = torch.device(device) if device is not None else next(net.parameters()).device
-    multi_label = bool(cfg.get("loss", {}).get("multi_label", False))
+    multi_label = cfg["loss"]["multi_label"]
     arch = getattr(net, "arch", None) or dict(cfg["model"])
-    clip_gflops = gflops_fn()
 
-    dataset = dataset if dataset is not None else data.build_dataset(dict(cfg), split)
+    dataset = dataset if dataset is not None else data.build_dataset(cfg, split)
     rank, world = distributed.rank(), distributed.world_size()
     loader = DataLoader(
         dataset,
-        batch_size=batch_size or int(test.get("batch_size", 8)),
+        batch_size=batch_size or test["batch_size"],
         sampler=distributed.ShardSampler(len(dataset), rank, world),
-        num_workers=int(cfg.get("data", {}).get("num_workers", 0) if num_workers is None else num_workers),
+        num_workers=cfg["data"]["num_workers"] if num_workers is None else num_workers,
         collate_fn=data.collate_eval,
         pin_memory=device.type == "cuda",
     )
@@ -120,7 +88,7 @@ def evaluate(
         clips = data.normalize(batch["clips"].to(device, non_blocking=True)).flatten(0, 1)  # (b*V, 3, T, H, W)
         _sync(device)
         start = time.perf_counter()
-        with autocast(device, test.get("amp", "none")):
+        with autocast(device, test["amp"]):
             out = net(clips, execution=execution, early_exit=early_exit)
         _sync(device)
         model_time += time.perf_counter() - start
@@ -129,9 +97,8 @@ def evaluate(
         probs.append(out.logits.float().softmax(dim=1).view(b, views, -1).mean(dim=1).cpu())
         counts = out.token_counts.float().cpu()
         tokens.append(counts.view(b, views, -1).mean(dim=1))
-        if clip_gflops is not None:
-            g = clip_gflops(arch, counts, num_frames=clips.shape[2], img_size=clips.shape[-1])
-            gflops.append(g.float().view(b, views).mean(dim=1))
+        g = clip_gflops(arch, counts, num_frames=clips.shape[2], img_size=clips.shape[-1])
+        gflops.append(g.float().view(b, views).mean(dim=1))
         exited.append(out.exit_layer.cpu().view(b, views).ge(0).float().mean(dim=1))
         indices.append(batch["index"].cpu().long())
         labels.append(batch["label"].cpu())
@@ -261,38 +228,3 @@ def format_metrics(m: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
-    parser.add_argument("checkpoint", help="checkpoint: ours (best.pth, epoch_N.pth) or a release .pth")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. test.execution=masked test.early_exit=true")
-    parser.add_argument("--split", default="test", choices=["val", "test"], help="data split (default: test)")
-    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    parser.add_argument("--dump", default=None, metavar="JSON", help="write per-video predictions to this file")
-    parser.add_argument("--out", default=None, metavar="JSON", help="write the metrics to this file")
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..models.weights import load_checkpoint
-    from ..models import create_model
-
-    cfg = load_config(args.config, args.set)
-    info = distributed.setup(args.device)
-    try:
-        model = create_model(cfg["model"])
-        load_checkpoint(model, args.checkpoint)
-        model.to(info.device)
-        metrics = evaluate(model, cfg, split=args.split, device=info.device, dump=args.dump)
-        metrics["checkpoint"] = str(args.checkpoint)
-        metrics["config"] = cfg.get("name")
-        if info.is_main:
-            if args.out:
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps(metrics, indent=1))
-            print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    finally:
-        distributed.cleanup()
-    return 0

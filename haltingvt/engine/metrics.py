@@ -10,6 +10,15 @@ from typing import Sequence
 import torch
 
 
+def top1_hits(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N,) float 1/0: the highest-scoring class is the label (single label, (N,) long) or one of the
+    labels (multi-label, (N, K) multi-hot)."""
+    top1 = scores.argmax(dim=1)
+    if labels.dim() == 2:
+        return (labels.float().gather(1, top1[:, None]).squeeze(1) > 0).float()
+    return (top1 == labels).float()
+
+
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
     """Fraction of rows whose label is among the k highest scores, for every k (capped at K)."""
     if len(labels) == 0:
@@ -65,11 +74,10 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, multi_lab
     """All metrics of a task: top1/top5/mean_class_acc (single label) or mAP and top1 hit (multi-label)."""
     scores = scores.float()
     if multi_label:
-        top1 = scores.argmax(dim=1)
-        hit = labels.float().gather(1, top1[:, None]).squeeze(1) > 0 if len(labels) else torch.zeros(0)
-        return {"mAP": mean_average_precision(scores, labels), "top1": hit.float().mean().item() if len(labels) else float("nan")}
+        top1 = top1_hits(scores, labels).mean().item() if len(labels) else float("nan")
+        return {"mAP": mean_average_precision(scores, labels), "top1": top1}
     acc = topk_accuracy(scores, labels.long(), (1, 5))
     return {"top1": acc[1], "top5": acc[5], "mean_class_acc": mean_class_accuracy(scores, labels.long())}
 
 
-__all__ = ["topk_accuracy", "mean_class_accuracy", "average_precision", "mean_average_precision", "classification_metrics"]
+__all__ = ["top1_hits", "topk_accuracy", "mean_class_accuracy", "average_precision", "mean_average_precision", "classification_metrics"]

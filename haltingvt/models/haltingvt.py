@@ -3,7 +3,7 @@ space-time layers with adaptive token halting, and the action/motion heads. SPEC
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn

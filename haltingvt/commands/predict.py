@@ -1,0 +1,86 @@
+"""``haltingvt predict CHECKPOINT INPUTS...``: classify video files or frame folders, optionally save pictures."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from ..predict import Predictor
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="trained checkpoint (haltingvt format, or a release checkpoint with --config)")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FRAME_FOLDER", help="video files and/or frame folders")
+    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. test.early_exit=true")
+    parser.add_argument("--classes", help="class-name file (default: the config's data.classes, else class_<i>)")
+    parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
+    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    parser.add_argument("--save-vis", metavar="DIR", help="save per input a PNG grid and a GIF of the tokens kept and their halting layer, "
+                             "and all results as DIR/predictions.json")
+    parser.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
+
+
+def format_result(res: dict) -> str:
+    """Human-readable lines for one result."""
+    if res.get("error"):
+        return f"{res['path']}\n  error: {res['error']}"
+    lines = [f"{res['path'] or '<tensor>'}"]
+    width = max(len(t["label"]) for t in res["top"])
+    for rank, t in enumerate(res["top"], 1):
+        lines.append(f"  {rank}. {t['label']:<{width}}  {t['prob']:7.2%}")
+    layers = res["halting_layers"]
+    tokens = " ".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in res["tokens_per_layer"])
+    views = res["num_views"]
+    lines.append(
+        f"  GFLOPs {res['gflops']:.4g} ({views} view{'s' if views > 1 else ''}, {res['gflops_per_view']:.4g} each)"
+        f" | tokens entering layers {layers[0]}-{layers[-1]}: {tokens}"
+    )
+    if res.get("vis"):
+        lines.append(f"  saved {', '.join(res['vis'])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = Predictor(
+            args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
+            views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
+        )
+    for warning in caught:
+        print(f"haltingvt predict: warning: {warning.message}", file=sys.stderr)
+    results = predictor.predict_many(args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size)
+    failed = [r for r in results if r["error"]]
+    clips, crops = predictor.views
+    doc = {
+        "checkpoint": str(predictor.checkpoint),
+        "config": predictor.cfg.get("name"),
+        "device": str(predictor.device),
+        "views": f"{clips}x{crops}",
+        "num_classes": predictor.arch["num_classes"],
+        "num_failed": len(failed),
+        "results": results,
+    }
+    if args.save_vis:
+        out = Path(args.save_vis) / "predictions.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{doc['config']} on {doc['device']}, {clips} clip(s) x {crops} crop(s) per input")
+        for res in results:
+            print(format_result(res))
+    for res in failed:
+        print(f"haltingvt predict: error: {res['error']}", file=sys.stderr)
+    if failed:
+        print(f"haltingvt predict: {len(results) - len(failed)} of {len(results)} inputs classified", file=sys.stderr)
+    return 1 if failed else 0

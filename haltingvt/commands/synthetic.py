@@ -1,0 +1,49 @@
+"""``haltingvt synthetic OUT``: write the built-in synthetic motion clips to disk (frames or mp4)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import SCHEMA, ConfigError, load_config
+from ..data.export import export
+from ..data.synthetic import MOTIONS, SPLITS, class_names, synthetic_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output folder (use it as data.data_root)")
+    parser.add_argument("--format", choices=("frames", "mp4"), default="frames", help="JPEG frame folders or mp4 files")
+    parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
+    parser.add_argument("--num", type=int, nargs="+", default=None, metavar="N",
+                        help="clips per split, in the order of --splits (one number: the same for all; "
+                             "default: data.synthetic_num_<split> of haltingvt.config.SCHEMA)")
+    parser.add_argument("--config", default="demo_synthetic",
+                        help="config whose synthetic settings (classes, clip_len, img_size, seed) are the defaults")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: the config's clip_len)")
+    parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default: the config's img_size)")
+    parser.add_argument("--seed", type=int, default=None, help="default: the config's data.synthetic_seed")
+    parser.add_argument("--classes", nargs="+", default=None,
+                        help=f"class names (default: the config's; known: {' '.join(MOTIONS)})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``haltingvt synthetic OUT``: write splits to disk with list files for the real data pipeline."""
+    if args.num is None:
+        nums = [SCHEMA["data"][f"synthetic_num_{split}"].default for split in args.splits]
+    elif len(args.num) in (1, len(args.splits)):
+        nums = args.num if len(args.num) == len(args.splits) else args.num * len(args.splits)
+    else:
+        raise ConfigError(f"--num takes one number or one per split ({len(args.splits)}), got {len(args.num)}")
+    s = synthetic_settings(load_config(args.config))
+    frames = args.frames or s["num_frames"]
+    size = args.size or s["size"]
+    seed = s["seed"] if args.seed is None else args.seed
+    try:
+        classes = class_names(args.classes or s["classes"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for split, num in zip(args.splits, nums):
+        list_file = export(args.out, split, args.format, num, frames, size, seed, classes, progress=True)
+        print(f"{split}: {num} clips, list {list_file}")
+    fmt = "rawframes" if args.format == "frames" else "video"
+    print(f"classes: {Path(args.out) / 'classes.txt'}; read with data.format={fmt} data.data_root={args.out}")
+    return 0
