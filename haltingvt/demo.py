@@ -30,7 +30,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .config import ConfigError
+from .config import ConfigError, load_config
 from .data import build_dataset, normalize
 from .data.synthetic import synthetic_settings
 from .engine.evaluate import evaluate
@@ -119,9 +119,9 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
     start = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = dict(cfg)
+    cfg = load_config(cfg)
     cfg["train"] = {**cfg["train"], "work_dir": str(out_dir / "work")}
-    if cfg["data"].get("format") != "synthetic":
+    if cfg["data"]["format"] != "synthetic":
         raise ConfigError("the demo runs on the built-in synthetic data: data.format must be 'synthetic'")
     classes = synthetic_settings(cfg)["classes"]
     if int(cfg["model"]["num_classes"]) != len(classes):

@@ -165,9 +165,8 @@ class Predictor:
         cfg, stored_arch = _resolve_config(self.checkpoint, obj, kind, config, overrides)
         if views is not None:
             cfg["data"]["test_num_clips"], cfg["data"]["test_num_crops"] = parse_views(views)
-        if "model" not in cfg:
-            raise ConfigError(f"config '{cfg.get('name', config)}' has no model section")
-        build_transform(cfg, "test")  # test-pipeline settings (e.g. crop count) fail here, once, not per input
+            cfg = load_config(cfg)  # checks the views against the schema
+        build_transform(cfg, "test")  # test-pipeline settings fail here, once, not per input
         arch = resolve_arch(cfg)
         _check_fit(self.checkpoint, cfg, arch, stored_arch, arch_from_weights(obj, kind))
         del obj
@@ -185,16 +184,14 @@ class Predictor:
         self.model.to(self.device).eval()
         self.class_names = self._class_names(classes)
         self.topk = max(1, min(int(topk), self.arch["num_classes"]))
-        self.batch_size = max(1, int(batch_size or cfg.get("test", {}).get("batch_size", 8)))
+        self.batch_size = max(1, int(batch_size or cfg["test"]["batch_size"]))
         self.num_workers = int(num_workers)
-        test = cfg.get("test", {})
-        self.execution = test.get("execution", "compact")
-        self.early_exit = bool(test.get("early_exit", False))
+        self.execution, self.early_exit = cfg["test"]["execution"], cfg["test"]["early_exit"]
 
     # ------------------------------------------------------------------ setup
     def _class_names(self, classes: str | os.PathLike | Sequence[str] | None) -> list[str]:
         num = self.arch["num_classes"]
-        source = classes if classes is not None else self.cfg.get("data", {}).get("classes")
+        source = classes if classes is not None else self.cfg["data"]["classes"]
         if source is None:
             return [f"class_{i}" for i in range(num)]
         if isinstance(source, (str, os.PathLike)):
@@ -214,8 +211,7 @@ class Predictor:
     @property
     def views(self) -> tuple[int, int]:
         """(clips, crops) per input."""
-        data = self.cfg.get("data", {})
-        return int(data.get("test_num_clips", 1)), int(data.get("test_num_crops", 1))
+        return self.cfg["data"]["test_num_clips"], self.cfg["data"]["test_num_crops"]
 
     # ------------------------------------------------------------------ prediction
     def predict(self, path_or_tensor: str | os.PathLike | torch.Tensor, save_vis: str | os.PathLike | None = None) -> dict:

@@ -23,6 +23,8 @@ from haltingvt.engine import distributed
 from haltingvt.engine.evaluate import evaluate
 from haltingvt.engine.train import train
 
+#: This file, run as a script by the subprocess tests.
+HELPERS = Path(__file__).resolve()
 NUM_CLASSES = 3
 TINY_MODEL = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=4, divid_depth=2,
                   keep_rate=[1.0, 0.5], halting=True, halt_scale=10.0, halt_center=3.0, eps=0.01,

@@ -1,20 +1,19 @@
 """MAC counts (haltingvt.flops) against torch's FlopCounterMode on the real model, and the CLI."""
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 import haltingvt
+from conftest import OFFICIAL
 from haltingvt import cli
 from haltingvt.data import normalize
 from haltingvt.flops import (
     clip_gflops, dense_gflops, glimpser_only_gflops, layer_breakdown, tokens_after_glimpser, torch_counted_gflops,
 )
 
-OFFICIAL = Path(__file__).parent / "fixtures" / "official-tiny"
 OFFICIAL_SET = ["model.img_size=64", "model.num_frames=4", "model.embed_dim=96", "model.num_heads=2",
                 "model.num_classes=7"]
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from haltingvt.data import normalize
 import haltingvt
+from haltingvt.data import normalize
 from haltingvt.visualize import (
     layer_colors, save_token_gif, save_token_grid, token_depth_map, token_overlay, tokens_of,
 )

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..config import ConfigError, check_split, require
+from ..config import ConfigError, check_split, load_config
 from .decoding import DEFAULT_FILENAME_TMPL, FrameFolderReader, VideoReader, open_reader
 from .errors import DataError
 from .lists import LIST_FORMATS, VideoRecord, read_class_names, read_list
@@ -178,21 +178,12 @@ def read_test_views(
     return to_model_layout(views)
 
 
-def _key(data: Mapping, key: str, default: Any = None) -> Any:
-    return data.get(key, default)
-
-
 def build_transform(cfg: Mapping, split: str):
     """The split's transform from ``cfg["data"]``: train random augmentation, val/test views."""
-    data = cfg["data"]
+    data = load_config(cfg)["data"]  # a partial dict gets the defaults
     if split == "train":
-        return build_train_transform(
-            require(cfg, "data.train_scale"), require(cfg, "data.crop_size"), _key(data, "randaugment")
-        )
-    scale = require(cfg, "data.test_scale")
-    if not isinstance(scale, int):
-        raise ConfigError(f"data.test_scale must be one integer (the short side), got {scale!r}")
-    return EvalTransform(scale, require(cfg, "data.crop_size"), int(_key(data, "test_num_crops", 1)))
+        return build_train_transform(data["train_scale"], data["crop_size"], data["randaugment"])
+    return EvalTransform(data["test_scale"], data["crop_size"], data["test_num_crops"])
 
 
 def build_dataset(cfg: Mapping, split: str) -> Dataset:
@@ -204,30 +195,31 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     ListFormatError (``file:line``) for a malformed one.
     """
     check_split(split)
-    data = require(cfg, "data")
-    fmt = require(cfg, "data.format")
+    cfg = load_config(cfg)  # a partial dict gets the defaults; a loaded config stays as it is
+    data = cfg["data"]
+    fmt = data["format"]
     if fmt == "synthetic":
         return build_synthetic(cfg, split)
     if fmt not in LIST_FORMATS:
         raise ConfigError(f"data.format must be one of {', '.join(LIST_FORMATS + ('synthetic',))}, got '{fmt}'")
     list_key = f"data.{split}_list"
-    list_path = require(cfg, list_key)
+    list_path = data[f"{split}_list"]
     if not list_path:
         raise ConfigError(f"config key '{list_key}' is not set")
     if not os.path.isfile(list_path):
         raise FileNotFoundError(f"annotation list not found: {list_path} ({list_key})")
-    num_classes = int(require(cfg, "model.num_classes"))
-    multi_label = bool(cfg.get("loss", {}).get("multi_label", False))
+    num_classes = cfg["model"]["num_classes"]
+    multi_label = cfg["loss"]["multi_label"]
     records = read_list(
         list_path,
         fmt,
-        _key(data, "data_root"),
-        with_offset=bool(_key(data, "with_offset", False)),
+        data["data_root"],
+        with_offset=data["with_offset"],
         num_classes=num_classes,
         multi_label=multi_label,
     )
     classes = None
-    if _key(data, "classes"):
+    if data["classes"]:
         classes = read_class_names(data["classes"])
         if len(classes) != num_classes:
             raise ConfigError(
@@ -238,15 +230,15 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
         records,
         build_transform(cfg, split),
         train=train,
-        clip_len=int(require(cfg, "data.clip_len")),
-        frame_interval=int(require(cfg, "data.frame_interval")),
-        num_clips=int(_key(data, "num_clips", 1)) if train else int(_key(data, "test_num_clips", 1)),
+        clip_len=data["clip_len"],
+        frame_interval=data["frame_interval"],
+        num_clips=data["num_clips"] if train else data["test_num_clips"],
         num_classes=num_classes,
         multi_label=multi_label,
-        filename_tmpl=_key(data, "filename_tmpl", DEFAULT_FILENAME_TMPL),
-        start_index=int(_key(data, "start_index", 1)),
-        short_video=_key(data, "short_video", "loop"),
-        static_from_other_video=bool(_key(data, "static_from_other_video", False)) and train,
+        filename_tmpl=data["filename_tmpl"],
+        start_index=data["start_index"],
+        short_video=data["short_video"],
+        static_from_other_video=data["static_from_other_video"] and train,
         classes=classes,
     )
 
@@ -260,20 +252,21 @@ def load_views(path: str | os.PathLike, cfg: Mapping) -> torch.Tensor:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such video file or frame folder")
+    cfg = load_config(cfg)
     data = cfg["data"]
     reader = open_reader(
         path,
         is_video=not os.path.isdir(path),
-        filename_tmpl=_key(data, "filename_tmpl", DEFAULT_FILENAME_TMPL),
-        start_index=int(_key(data, "start_index", 1)),
+        filename_tmpl=data["filename_tmpl"],
+        start_index=data["start_index"],
     )
     return read_test_views(
         reader,
         build_transform(cfg, "test"),
-        int(require(cfg, "data.clip_len")),
-        int(require(cfg, "data.frame_interval")),
-        int(_key(data, "test_num_clips", 1)),
-        _key(data, "short_video", "loop"),
+        data["clip_len"],
+        data["frame_interval"],
+        data["test_num_clips"],
+        data["short_video"],
     )
 
 

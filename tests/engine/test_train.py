@@ -6,9 +6,8 @@ import math
 import pytest
 
 import haltingvt
-from haltingvt.engine.train import build_optimizer, effective_lr, ponder_weight, train, warmup_cosine
-
 from engine_helpers import TINY_MODEL, datasets, one_thread, tiny_config
+from haltingvt.engine.train import build_optimizer, effective_lr, ponder_weight, train, warmup_cosine
 
 
 @pytest.fixture(autouse=True)

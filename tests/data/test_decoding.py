@@ -9,8 +9,8 @@ from data_helpers import (
     write_numbered_video, write_video,
 )
 from data_helpers import small_config
-from haltingvt.data import DataError, FrameFolderReader, VideoReader
 from haltingvt.data import load_views
+from haltingvt.data import DataError, FrameFolderReader, VideoReader
 
 SPARSE = [3, 17, 18, 31, 39, 5, 17]  # unsorted, repeated, backwards: all must come back in order
 

@@ -2,21 +2,18 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from haltingvt.data import normalize
 import haltingvt
-from haltingvt.models.weights import model_payload
+from conftest import OFFICIAL
+from engine_helpers import HELPERS, TINY_MODEL, TinyEvalSet, one_thread, subprocess_env, tiny_config
+from haltingvt.data import normalize
 from haltingvt.engine.evaluate import evaluate, format_metrics
 from haltingvt.engine.metrics import average_precision, classification_metrics, mean_average_precision
+from haltingvt.models.weights import model_payload
 
-from engine_helpers import TINY_MODEL, TinyEvalSet, one_thread, subprocess_env, tiny_config
-
-HELPERS = Path(__file__).with_name("engine_helpers.py")
-OFFICIAL = Path(__file__).parent / "fixtures" / "official-tiny"
 
 
 @pytest.fixture(autouse=True)

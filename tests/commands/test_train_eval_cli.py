@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import OFFICIAL
+from engine_helpers import one_thread
 from haltingvt.cli import main
 
-from engine_helpers import one_thread
-
-OFFICIAL = Path(__file__).parent / "fixtures" / "official-tiny"
 TINY = ["model.img_size=32", "model.patch_size=8", "model.num_frames=4", "model.embed_dim=48", "model.num_heads=3",
         "model.depth=4", "model.keep_rate=[1.0,0.5]", "model.halt_center=3", "model.num_classes=3"]
 

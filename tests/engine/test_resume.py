@@ -5,19 +5,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import haltingvt
 import haltingvt.engine.train as train_mod
-from haltingvt.models.weights import read_checkpoint
+from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
 from haltingvt.engine.train import NonFiniteLossError, train
+from haltingvt.models.weights import read_checkpoint
 
-from engine_helpers import datasets, one_thread, subprocess_env, tiny_config
-
-HELPERS = Path(__file__).with_name("engine_helpers.py")
 
 
 @pytest.fixture(autouse=True)
