@@ -346,16 +346,6 @@ def check_split(split: str) -> str:
     return split
 
 
-def require(cfg: Mapping, dotted: str) -> Any:
-    """Read ``section.key``; a missing key raises ConfigError naming it."""
-    node: Any = cfg
-    for key in dotted.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            raise ConfigError(f"config key '{dotted}' is missing")
-        node = node[key]
-    return node
-
-
 # ------------------------------------------------------------------------------------------ models
 def resolve_arch(source: str | Path | Mapping[str, Any] | HaltingVTConfig | None = None,
                  **overrides: Any) -> dict[str, Any]:

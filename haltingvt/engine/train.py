@@ -219,6 +219,7 @@ class Trainer:
         self.meters = Meters(self.model.num_halting_layers, self.device)
         self.history: list[dict[str, Any]] = []
         self.last_val: dict[str, Any] | None = None
+        self.tick = time.time()  # start of the current log interval (clips/s)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
