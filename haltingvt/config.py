@@ -15,6 +15,7 @@ the key, the value and what is allowed. YAML files hold only what differs from t
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -162,7 +163,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "distr_prior_weight": num(float, _L.distr_prior_weight, 0), "distr_target_depth": num(float, _L.distr_target_depth, 0),
     },
     "data": {
-        "format": choice("video", ("video", "rawframes", "arnet", "synthetic")),
+        "format": choice("video", ("video", "rawframes", "arnet", "folders", "synthetic")),
+        # data.format: folders (haltingvt.data.folders): data_root/<class>/<clip>, or data_root/{train,val,test}/...;
+        # without split folders each class is split by split_ratio ([train, val, test] or [train, val]) and split_seed
+        "split_ratio": number_list([0.8, 0.1, 0.1], float, 0, 1), "split_seed": num(int, 0, 0),
         "data_root": text(None), "train_list": text(None), "val_list": text(None), "test_list": text(None),
         "classes": text(None),  # optional class-name file
         "filename_tmpl": text("img_{:05}.jpg", optional=False), "start_index": num(int, 1, 0),
@@ -283,12 +287,24 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: invalid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    _check_top_level(data, path)
     # `_base_: other.yaml` inherits another file (path relative to this file, or a shipped name).
     base_name = data.pop("_base_", None)
     if base_name is None:
         return data
     base_path = (path.parent / base_name) if (path.parent / base_name).exists() else _resolve(base_name)
     return _merge(_read_yaml(base_path), data)
+
+
+def _check_top_level(data: Mapping[str, Any], path: Path) -> None:
+    """A top-level key that is neither a section, ``name`` nor ``_base_`` is named with the file (and the
+    nearest known key: ``base:`` is a typo of ``_base_:``)."""
+    known = ["_base_", "name", *SECTIONS]
+    for key in data:
+        if key not in known:
+            guess = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            raise ConfigError(f"unknown top-level key '{key}' in {path}; "
+                              + (f"did you mean '{guess[0]}'?" if guess else f"known: {', '.join(known)}"))
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:

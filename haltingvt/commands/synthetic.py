@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Mapping
 
 from ..config import SCHEMA, ConfigError, load_config
 from ..data.export import export
@@ -12,6 +13,9 @@ from ..data.synthetic import MOTIONS, SPLITS, class_names, synthetic_settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (use it as data.data_root)")
     parser.add_argument("--format", choices=("frames", "mp4"), default="frames", help="JPEG frame folders or mp4 files")
+    parser.add_argument("--layout", choices=("lists", "folders"), default="lists",
+                        help="lists: OUT/<split>/<clip> and list files (data.format=video|rawframes); "
+                             "folders: OUT/<split>/<class>/<clip> (data.format=folders)")
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     parser.add_argument("--num", type=int, nargs="+", default=None, metavar="N",
                         help="clips per split, in the order of --splits (one number: the same for all; "
@@ -41,9 +45,35 @@ def run(args: argparse.Namespace) -> int:
         classes = class_names(args.classes or s["classes"])
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    written = {}
     for split, num in zip(args.splits, nums):
-        list_file = export(args.out, split, args.format, num, frames, size, seed, classes, progress=True)
-        print(f"{split}: {num} clips, list {list_file}")
-    fmt = "rawframes" if args.format == "frames" else "video"
-    print(f"classes: {Path(args.out) / 'classes.txt'}; read with data.format={fmt} data.data_root={args.out}")
+        written[split] = export(args.out, split, args.format, num, frames, size, seed, classes, progress=True,
+                                layout=args.layout)
+        print(f"{split}: {num} clips in {written[split]}")
+    command = training_command(args.config, args.out, args.layout, args.format, written, len(classes),
+                               frames if frames != s["num_frames"] else None, size if size != s["size"] else None)
+    print("train on them with:\n  " + " ".join(command))
     return 0
+
+
+def training_command(config: str, out: str | Path, layout: str, fmt: str, written: Mapping[str, Path],
+                     num_classes: int, frames: int | None = None, size: int | None = None) -> list[str]:
+    """The ``haltingvt train`` command line that reads what was written: every key it needs
+    (``frames``/``size``: clip length and frame size when they differ from the config's)."""
+    sets = [f"model.num_classes={num_classes}"]
+    if frames:
+        sets += [f"model.num_frames={frames}", f"data.clip_len={frames}"]
+    if size:
+        sets += [f"model.img_size={size}", f"data.crop_size={size}", f"data.train_scale=[{size},{size}]",
+                 f"data.test_scale={size}"]
+    if layout == "folders":
+        sets += ["data.format=folders", f"data.data_root={out}"]
+    else:
+        sets += [f"data.format={'rawframes' if fmt == 'frames' else 'video'}", f"data.data_root={out}",
+                 f"data.classes={Path(out) / 'classes.txt'}"]
+        for split in SPLITS:
+            # A split not written reads val's list (Mini-Kinetics' test split is its val split too).
+            sets.append(f"data.{split}_list={written.get(split) or written.get('val') or written.get('train')}")
+    if "val" not in written:
+        sets.append("train.val_interval=0")
+    return ["haltingvt", "train", config, "--set", *sets]

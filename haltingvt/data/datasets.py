@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from ..config import ConfigError, check_split, load_config
 from .decoding import DEFAULT_FILENAME_TMPL, FrameFolderReader, VideoReader, open_reader
 from .errors import DataError
+from .folders import check_num_classes, scan_folders
 from .lists import LIST_FORMATS, VideoRecord, read_class_names, read_list
 from .sampling import SHORT_VIDEO_MODES, sample_frame_indices
 from .synthetic import build_synthetic
@@ -47,7 +48,7 @@ class ClipDataset(Dataset):
         filename_tmpl, start_index: frame-folder file names.
         short_video: "loop" or "clamp" for indices past the end of a short video.
         static_from_other_video: take the static frame from another random video.
-        classes: optional class names.
+        classes: optional class names in label order (folder names, or ``data.classes``).
         decode_threads: FFmpeg threads per video (1 is safe inside DataLoader workers).
 
     Items: train ``{"clips": uint8 (2, 3, T, h, w) [real, static], "label", "index", "path"}``,
@@ -190,9 +191,11 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     """Dataset of ``split`` ("train", "val", "test") as configured in ``cfg["data"]``.
 
     ``data.format``: ``video`` | ``rawframes`` | ``arnet`` (annotation lists, see
-    :mod:`.lists`) or ``synthetic`` (:func:`haltingvt.data.synthetic.build_synthetic`).
-    Raises ConfigError for bad keys, FileNotFoundError for a missing list and
-    ListFormatError (``file:line``) for a malformed one.
+    :mod:`.lists`), ``folders`` (class folders under ``data.data_root``, see :mod:`.folders`)
+    or ``synthetic`` (:func:`haltingvt.data.synthetic.build_synthetic`).
+    Raises ConfigError for bad keys, FileNotFoundError for a missing list,
+    ListFormatError (``file:line``) for a malformed one and FolderLayoutError for a bad folder tree.
+    The dataset's ``classes`` are the class names (folder names, ``data.classes``) or None.
     """
     check_split(split)
     cfg = load_config(cfg)  # a partial dict gets the defaults; a loaded config stays as it is
@@ -200,8 +203,10 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     fmt = data["format"]
     if fmt == "synthetic":
         return build_synthetic(cfg, split)
+    if fmt == "folders":
+        return _folder_dataset(cfg, split)
     if fmt not in LIST_FORMATS:
-        raise ConfigError(f"data.format must be one of {', '.join(LIST_FORMATS + ('synthetic',))}, got '{fmt}'")
+        raise ConfigError(f"data.format must be one of {', '.join(LIST_FORMATS + ('folders', 'synthetic'))}, got '{fmt}'")
     list_key = f"data.{split}_list"
     list_path = data[f"{split}_list"]
     if not list_path:
@@ -225,6 +230,27 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
             raise ConfigError(
                 f"data.classes: {data['classes']} names {len(classes)} classes but model.num_classes is {num_classes}"
             )
+    return _clip_dataset(cfg, split, records, classes)
+
+
+def _folder_dataset(cfg: Mapping, split: str) -> ClipDataset:
+    data = cfg["data"]
+    if not data["data_root"]:
+        raise ConfigError("config key 'data.data_root' is not set (data.format=folders reads ROOT/<class>/<clip>)")
+    if data["classes"]:
+        raise ConfigError("config key 'data.classes' is not used with data.format=folders (the class names are the "
+                          "folder names): set data.classes=null")
+    if cfg["loss"]["multi_label"]:
+        raise ConfigError("data.format=folders gives one label per clip: set loss.multi_label=false")
+    splits = scan_folders(data["data_root"], split_ratio=data["split_ratio"], split_seed=data["split_seed"],
+                          filename_tmpl=data["filename_tmpl"], start_index=data["start_index"])
+    check_num_classes(splits, cfg["model"]["num_classes"])
+    return _clip_dataset(cfg, split, splits.split(split), splits.class_names)
+
+
+def _clip_dataset(cfg: Mapping, split: str, records: Sequence[VideoRecord], classes: list[str] | None) -> ClipDataset:
+    """A ClipDataset of ``records`` with the sampling, transform and label settings of the (loaded) ``cfg``."""
+    data = cfg["data"]
     train = split == "train"
     return ClipDataset(
         records,
@@ -233,8 +259,8 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
         clip_len=data["clip_len"],
         frame_interval=data["frame_interval"],
         num_clips=data["num_clips"] if train else data["test_num_clips"],
-        num_classes=num_classes,
-        multi_label=multi_label,
+        num_classes=cfg["model"]["num_classes"],
+        multi_label=cfg["loss"]["multi_label"],
         filename_tmpl=data["filename_tmpl"],
         start_index=data["start_index"],
         short_video=data["short_video"],
