@@ -27,7 +27,7 @@ from ..config import ConfigError, load_config
 from ..flops import clip_gflops
 from . import distributed
 from .amp import autocast
-from .metrics import classification_metrics
+from .metrics import average_precision, classification_metrics
 
 @torch.no_grad()
 def evaluate(
@@ -42,6 +42,7 @@ def evaluate(
     batch_size: int | None = None,
     num_workers: int | None = None,
     dump: str | Path | None = None,
+    confusion: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``split`` of ``cfg``'s data (or on ``dataset``, samples as build_dataset's).
@@ -50,7 +51,10 @@ def evaluate(
     top1, top5, mean_class_acc (single label) or mAP and top1 (loss.multi_label); gflops_per_clip
     (mean over view clips), gflops_per_video, tokens_per_layer (mean active tokens entering each
     halting layer), early_exit_fraction, clips_per_second (view clips, all processes), views,
-    num_evaluated, unreadable (paths) and unreadable_errors. ``dump`` writes per-video predictions as JSON.
+    num_evaluated, unreadable (paths) and unreadable_errors; per_class: one entry per class
+    ``{"index", "name", "clips", "top1"}`` (``"ap"`` instead of top1 for multi-label; None for a class
+    without clips; names from the dataset's ``classes``). ``dump`` writes per-video predictions as JSON,
+    ``confusion`` the confusion matrix as a PNG (single label; :func:`haltingvt.plot.save_confusion`).
     """
     cfg = load_config(cfg)  # a partial dict gets the defaults; a loaded config stays as it is
     net = distributed.unwrap(model)
@@ -61,6 +65,8 @@ def evaluate(
         raise ConfigError("test.early_exit needs test.execution=compact")
     device = torch.device(device) if device is not None else next(net.parameters()).device
     multi_label = cfg["loss"]["multi_label"]
+    if confusion is not None and multi_label:
+        raise ConfigError("a confusion matrix needs single-label data (loss.multi_label=false)")
     arch = getattr(net, "arch", None) or dict(cfg["model"])
 
     dataset = dataset if dataset is not None else data.build_dataset(cfg, split)
@@ -118,9 +124,46 @@ def evaluate(
     results = _merge(distributed.all_gather_objects(local))
     metrics = _summarise(results, multi_label)
     metrics.update(split=split, execution=execution, early_exit=early_exit, world_size=world)
+    num_classes = net.num_classes
+    names = getattr(dataset, "classes", None)
+    metrics["per_class"] = per_class_metrics(results.get("probs"), results.get("label"), num_classes, names, multi_label)
     if dump is not None and rank == 0:
         write_predictions(dump, results, multi_label)
+    if confusion is not None and rank == 0:
+        from ..plot import save_confusion  # deferred: matplotlib only when a picture is asked for
+
+        matrix = confusion_matrix(results.get("probs"), results.get("label"), num_classes)
+        save_confusion(matrix, names, confusion, title=f"{cfg.get('name') or 'model'} on {split}")
     return metrics
+
+
+def confusion_matrix(scores: torch.Tensor | None, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """Counts (K, K) long: row = true class, column = top-1 prediction. scores (N, K), labels (N,) long."""
+    if scores is None or labels is None or len(labels) == 0:
+        return torch.zeros(num_classes, num_classes, dtype=torch.long)
+    flat = labels.long() * num_classes + scores.argmax(dim=1).long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_metrics(scores: torch.Tensor | None, labels: torch.Tensor | None, num_classes: int,
+                      class_names: list[str] | None = None, multi_label: bool = False) -> list[dict[str, Any]]:
+    """One dict per class: index, name (None when unknown), clips (videos of the class) and top1 (its
+    recall) or, multi-label, ap (average precision); None for a class without videos."""
+    empty = scores is None or labels is None or len(labels) == 0
+    if not multi_label:
+        matrix = confusion_matrix(scores, labels, num_classes)
+        counts = matrix.sum(dim=1)
+    rows = []
+    for k in range(num_classes):
+        row: dict[str, Any] = {"index": k, "name": class_names[k] if class_names and k < len(class_names) else None}
+        if multi_label:
+            n = 0 if empty else int(labels[:, k].sum())
+            row.update(clips=n, ap=round(average_precision(scores[:, k], labels[:, k]), 6) if n else None)
+        else:
+            n = int(counts[k])
+            row.update(clips=n, top1=round(int(matrix[k, k]) / n, 6) if n else None)
+        rows.append(row)
+    return rows
 
 
 def _sync(device: torch.device) -> None:
@@ -222,6 +265,12 @@ def format_metrics(m: Mapping[str, Any]) -> str:
         "tokens per halting layer: " + " ".join(f"{t:.1f}" for t in m["tokens_per_layer"]),
         f"throughput {m['clips_per_second']:.1f} clips/s",
     ]
+    key = "ap" if "mAP" in m else "top1"
+    scored = sorted((r for r in m.get("per_class", []) if r.get(key) is not None), key=lambda r: r[key])
+    if len(scored) > 1:
+        lines.append(f"lowest per-class {'AP' if key == 'ap' else 'top-1'}: " + ", ".join(
+            f"{r['name'] or r['index']} {100 * r[key]:.1f}% ({r['clips']})" for r in scored[:3])
+            + "  (every class: per_class in --json/--out)")
     if m["unreadable"]:
         lines.append(f"{len(m['unreadable'])} unreadable video(s) not evaluated:")
         lines += [f"  {msg}" for msg in m["unreadable_errors"]]
