@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file as load_safetensors
 from timm.layers import resample_abs_pos_embed
 
+from ..offline import pretrained_hint, timm_download_problem
+
 if TYPE_CHECKING:  # the model imports the resize functions below, so only a type hint goes the other way
     from .haltingvt import HaltingVT
 
@@ -308,6 +310,9 @@ def load_checkpoint(model: "HaltingVT", path: str | os.PathLike, strict: bool = 
 
 def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     """ImageNet weights of a timm model by name (downloads; for users online)."""
+    problem = timm_download_problem(name)  # offline: say so in seconds, not after a minute of retries
+    if problem:
+        raise CheckpointError(pretrained_hint(name, problem))
     try:
         return timm.create_model(name, pretrained=True).state_dict()
     except Exception as err:  # noqa: BLE001
