@@ -41,6 +41,7 @@ from .. import data
 from ..config import ConfigError, load_config
 from ..flops import clip_gflops
 from ..models import HaltingVTLoss, create_model, load_checkpoint
+from ..models.weights import describe_init
 from . import distributed
 from .amp import autocast
 from .checkpoint import Checkpointer, TrainState, resume_path
@@ -182,8 +183,9 @@ class Trainer:
         # ---- model, optimizer, schedule, loss
         self.model = create_model(cfg["model"])
         self.resume_from = resume_path(resume, self.work_dir)
+        self.init_meta = None  # how init.pretrained went in (logged once the run log is open)
         if self.resume_from is None and cfg["init"]["pretrained"]:
-            load_checkpoint(self.model, cfg["init"]["pretrained"])
+            self.init_meta = load_checkpoint(self.model, cfg["init"]["pretrained"], init=True)
         self.model.to(self.device)
         self.lr = effective_lr(tc, ddp.world_size)
         self.optimizer = build_optimizer(self.model, self.lr, tc["weight_decay"], tc["no_decay_bias_norm"],
@@ -201,7 +203,7 @@ class Trainer:
 
         # ---- resume: weights, optimizer, schedule, scaler, RNG, position in the epoch
         self.checkpointer = Checkpointer(self.work_dir, cfg, self.model, self.optimizer, self.scheduler, self.scaler,
-                                         ddp.world_size, self.master)
+                                         ddp.world_size, self.master, classes=getattr(self.train_set, "classes", None))
         self.state = TrainState()
         if self.resume_from is not None:
             self.state = self.checkpointer.restore(self.resume_from, ddp.rank)
@@ -233,6 +235,8 @@ class Trainer:
         if self.resume_from is not None:
             self.log.line(f"resumed from {self.resume_from}: epoch {state.epoch + 1}, iteration {state.iteration}, "
                           f"step {state.step}")
+        if self.init_meta is not None:
+            self.log.line(describe_init(self.cfg["init"]["pretrained"], self.init_meta))
         start_time = time.time()
         try:
             for epoch in range(state.epoch, self.epochs):
