@@ -6,14 +6,16 @@ the RNG states of every process and the position in the epoch, so a killed run r
 """
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ..config import ConfigError, load_config
 from ..models.weights import CheckpointError, model_payload, read_checkpoint, save_checkpoint
 from . import distributed
 
@@ -21,13 +23,50 @@ from . import distributed
 @dataclass
 class TrainState:
     """Where a run is: ``epoch`` (0-based, the one in progress), ``iteration`` (micro-batches done in it),
-    ``step`` (optimizer steps done), the best validation result so far and the bad samples skipped."""
+    ``step`` (optimizer steps done), the best validation result so far, the bad samples skipped, and the
+    last validation metrics and log row (so that a run resumed after its last checkpoint writes the same
+    summary)."""
 
     epoch: int = 0
     iteration: int = 0
     step: int = 0
     best: dict[str, Any] | None = None
     skipped_total: int = 0
+    last_val: dict[str, Any] | None = None
+    last_log: dict[str, Any] | None = None
+
+
+#: Settings a resumed run must share with its checkpoint: they make the model, the data and its order, and
+#: what one optimizer step is. Everything else may change and takes effect: train.lr (scale_lr,
+#: base_batch_size), the schedule's length (train.epochs, warmup_*), weight decay, gradient clipping, the
+#: log/checkpoint/validation intervals, data.num_workers, loss weights, test settings, the work dir.
+FIXED_ON_RESUME = ("model.", "data.", "train.batch_size", "train.accum_steps", "train.optimizer", "train.seed",
+                   "train.amp", "train.no_decay_bias_norm")
+CHANGEABLE_DATA = ("data.num_workers", "data.synthetic_cache")
+
+
+def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(changed settings that may change, changed settings that may not) between a checkpoint's config and
+    the new one, each as ``"key old -> new"``."""
+    a, b = _flatten(old), _flatten(new)
+    allowed, fixed = [], []
+    for key in sorted(set(a) | set(b)):
+        if key == "name" or a.get(key) == b.get(key):
+            continue
+        text = f"{key} {a.get(key)!r} -> {b.get(key)!r}"
+        is_fixed = key.startswith(FIXED_ON_RESUME) and key not in CHANGEABLE_DATA
+        (fixed if is_fixed else allowed).append(text)
+    return allowed, fixed
 
 
 def rng_state() -> dict[str, Any]:
@@ -57,6 +96,29 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (a kill leaves the old file or none);
+    an OSError names ``path``."""
+    tmp = path.with_name(f".{path.name}.p{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def _as_config(stored: Any) -> dict[str, Any]:
+    """A checkpoint's config with every key (older files may lack new keys); {} when it is not readable."""
+    try:
+        return load_config(dict(stored or {}))
+    except (ConfigError, TypeError, ValueError):
+        return {}
+
+
 def resume_path(resume: bool | str, work_dir: Path) -> Path | None:
     """The checkpoint to resume from: None for a fresh start (also when ``resume`` is True/'auto' and
     ``work_dir/latest.pth`` does not exist yet); a given path must exist."""
@@ -74,12 +136,13 @@ class Checkpointer:
     """Writes and restores the training bundle: weights + optimizer + scheduler + scaler + RNG + TrainState.
 
     Every process takes part in :meth:`save` (the RNG states of all processes are gathered); only the main
-    process writes.
+    process writes. ``classes``: the dataset's class names, stored as data so that predict shows them.
     """
 
     def __init__(self, work_dir: Path, cfg: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, scaler: torch.amp.GradScaler, world_size: int, is_main: bool) -> None:
-        self.work_dir, self.cfg, self.model = work_dir, cfg, model
+                 scheduler: Any, scaler: torch.amp.GradScaler, world_size: int, is_main: bool,
+                 classes: Sequence[str] | None = None) -> None:
+        self.work_dir, self.cfg, self.model, self.classes = work_dir, cfg, model, classes
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
         self.world_size, self.is_main = world_size, is_main
 
@@ -88,26 +151,60 @@ class Checkpointer:
         rngs = distributed.all_gather_objects(rng_state())
         if self.is_main:
             payload = model_payload(
-                self.model, self.cfg, **asdict(state), world_size=self.world_size,
+                self.model, self.cfg, classes=self.classes, **asdict(state), world_size=self.world_size,
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(), rng=rngs)
             for name in names:
                 save_checkpoint(self.work_dir / name, payload)
 
-    def restore(self, path: Path, rank: int) -> TrainState:
-        """Load everything from ``path`` into the model/optimizer/... and this process's RNG; returns the state."""
+    def restore(self, path: Path, rank: int, lr: float) -> tuple[TrainState, list[str]]:
+        """Load everything from ``path`` into the model/optimizer/... and this process's RNG.
+
+        The run's config is compared with the checkpoint's: a setting of :data:`FIXED_ON_RESUME` that differs,
+        or another number of processes, is a ConfigError naming the keys; the others take effect (``lr``,
+        the effective learning rate, and the schedule are applied to the restored optimizer). Returns the
+        state and the changed settings (``"key old -> new"``) for the log.
+        """
         ckpt = read_checkpoint(path)
         if ckpt.get("format") != "haltingvt" or "optimizer" not in ckpt:
             raise CheckpointError(f"{path}: not a training checkpoint of ours (use init.pretrained for weights)")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        state = TrainState(epoch=ckpt["epoch"], iteration=ckpt["iteration"], step=ckpt["step"],
-                           best=ckpt.get("best"), skipped_total=ckpt.get("skipped_total", 0))
+        stored = _as_config(ckpt.get("config"))
+        changed, fixed = config_changes(stored, self.cfg) if stored else (["(no readable config in the checkpoint: "
+                                                                           "settings not compared)"], [])
         if ckpt.get("world_size") != self.world_size:
-            print(f"warning: {path} was written by {ckpt.get('world_size')} process(es), now "
-                  f"{self.world_size}: the rest of epoch {state.epoch + 1} is an approximate resumption")
+            fixed.append(f"processes {ckpt.get('world_size')} -> {self.world_size}")
+        if fixed:
+            raise ConfigError(
+                f"--resume {path}: settings that a resumed run cannot change differ from the checkpoint's: "
+                f"{'; '.join(fixed)}. Use the checkpoint's values, or start a new run from its weights with "
+                f"--set init.pretrained={path}")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: cannot restore the training state: {' '.join(str(err).split())[:300]}") from None
+        self._apply_schedule(lr)
+        fields = {k: ckpt[k] for k in TrainState.__dataclass_fields__ if k in ckpt}
+        state = TrainState(**fields)
+        if state.epoch > self.cfg["train"]["epochs"]:
+            raise ConfigError(f"--resume {path}: the checkpoint has done {state.epoch} epochs, more than "
+                              f"train.epochs={self.cfg['train']['epochs']}")
         rngs = ckpt["rng"]
         set_rng_state(rngs[rank % len(rngs)])
-        return state
+        return state, changed
+
+    def _apply_schedule(self, lr: float) -> None:
+        """Give the restored optimizer this run's learning rate, weight decay and schedule.
+
+        LambdaLR keeps its base lrs in its state but not its function (that is rebuilt from this run's
+        config): the lr of the current step is recomputed as the scheduler itself would. With an unchanged
+        config this gives the very same numbers, so a plain resume stays bit-identical.
+        """
+        sched = self.scheduler
+        sched.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["initial_lr"] = base
+            group["lr"] = base * factor(sched.last_epoch)
+        self.optimizer.param_groups[0]["weight_decay"] = self.cfg["train"]["weight_decay"]  # the decayed group

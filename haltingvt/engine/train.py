@@ -44,7 +44,7 @@ from ..models import HaltingVTLoss, create_model, load_checkpoint
 from ..models.weights import describe_init
 from . import distributed
 from .amp import autocast
-from .checkpoint import Checkpointer, TrainState, resume_path
+from .checkpoint import Checkpointer, TrainState, atomic_write, resume_path
 from .evaluate import evaluate, format_metrics
 from .metrics import top1_hits
 from .runlog import RunLog
@@ -204,14 +204,18 @@ class Trainer:
         # ---- resume: weights, optimizer, schedule, scaler, RNG, position in the epoch
         self.checkpointer = Checkpointer(self.work_dir, cfg, self.model, self.optimizer, self.scheduler, self.scaler,
                                          ddp.world_size, self.master, classes=getattr(self.train_set, "classes", None))
-        self.state = TrainState()
+        self.state, changed = TrainState(), []
         if self.resume_from is not None:
-            self.state = self.checkpointer.restore(self.resume_from, ddp.rank)
-        self.log = RunLog(self.work_dir, self.master, self.state.step if self.resume_from is not None else None)
+            self.state, changed = self.checkpointer.restore(self.resume_from, ddp.rank, self.lr)
+        # Log rows after the checkpoint's step (all of them on a fresh start) are from a run that was cut
+        # short: they are redone.
+        self.log = RunLog(self.work_dir, self.master, self.state.step)
         if resume is not False and self.resume_from is None:
             self.log.line(f"no checkpoint in {self.work_dir} to resume from: starting from scratch")
+        if changed:
+            self.log.line(f"resuming with changed settings (they take effect): {'; '.join(changed)}")
         if self.master:
-            (self.work_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            atomic_write(self.work_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
 
         # The model the steps run: DDP-wrapped with several processes (fc_motion gets no gradient without motion loss).
         self.net: nn.Module = self.model
@@ -219,8 +223,7 @@ class Trainer:
             self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                            find_unused_parameters=not cfg["loss"]["motion_loss"])
         self.meters = Meters(self.model.num_halting_layers, self.device)
-        self.history: list[dict[str, Any]] = []
-        self.last_val: dict[str, Any] | None = None
+        self.last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.tick = time.time()  # start of the current log interval (clips/s)
 
     # ------------------------------------------------------------------ the loop
@@ -289,6 +292,7 @@ class Trainer:
             clips, labels, motion, weight = _dummy_batch(self.model, self.multi_label)
         clips = data.normalize(clips.to(self.device, non_blocking=True))
         labels, motion = labels.to(self.device, non_blocking=True), motion.to(self.device, non_blocking=True)
+        self.last_batch = (clips, labels, motion)  # for the check of the weights before each save
 
         last_micro = (state.iteration + 1) % self.accum == 0
         # Gradients are all-reduced only on the last micro-batch of an accumulation.
@@ -351,7 +355,7 @@ class Trainer:
                       f"{100 * row['motion_acc']:.1f}% tokens [{token_text}] GFLOPs {row['gflops_per_clip']:.2f} "
                       f"lr {row['lr']:.3g} {row['clips_per_s']:.1f} clips/s")
         self.log.row("train_log.csv", row, state.step)
-        self.history.append(row)
+        state.last_log = row
         self.tick = time.time()
         return row
 
@@ -362,11 +366,11 @@ class Trainer:
         state.skipped_total += len(all_skipped)
         self.log.line(f"epoch {epoch + 1} done: step {state.step}, {len(all_skipped)} bad sample(s) skipped"
                       + "".join(f"\n  skipped: {m}" for m in all_skipped))
-        names = ["latest.pth", f"epoch_{epoch + 1}.pth"]
+        names = [f"epoch_{epoch + 1}.pth"]
         if self.val_set is not None and ((epoch + 1) % self.tc["val_interval"] == 0 or epoch + 1 == self.epochs):
             val = evaluate(self.model, self.cfg, "val", self.device, dataset=self.val_set,
                            progress=self.master and self.progress)
-            self.last_val = val
+            state.last_val = val
             improved = state.best is None or val[self.val_key] > state.best["value"]
             if improved:
                 state.best = {"metric": self.val_key, "value": val[self.val_key], "epoch": epoch + 1}
@@ -377,14 +381,44 @@ class Trainer:
                 k: val.get(k) for k in ("top1", "top5", "mean_class_acc", "mAP", "gflops_per_clip",
                                         "clips_per_second") if k in val}}, state.step)
         state.epoch, state.iteration = epoch + 1, 0  # the checkpoint resumes at the next epoch
-        self.save(names)
+        # latest.pth last: until it is written, a resumed run redoes this epoch end and writes every file again.
+        self.save(names + ["latest.pth"])
 
     # ------------------------------------------------------------------ checkpoints, checks, summary
     def save(self, names: list[str]) -> None:
-        """Checkpoint the run (all processes take part); never with non-finite weights."""
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise NonFiniteLossError(self._bad_message("the weights are not finite"))
+        """Checkpoint the run (all processes take part); never with weights that are not good.
+
+        Finite weights can still be useless: after a diverging step they may be ~1e28 and give NaN at once.
+        So the weights must also give a finite loss on the last training batch; otherwise the run stops and
+        the previous checkpoints stay as they are.
+        """
+        problem = self._weights_problem()
+        bad = torch.tensor([0.0 if problem is None else 1.0], device=self.device)
+        if distributed.all_reduce(bad, "max").item() > 0:
+            raise NonFiniteLossError(self._bad_message(problem or "another process's weights are not good"))
         self.checkpointer.save(names, self.state)
+
+    def _weights_problem(self) -> str | None:
+        """None when the weights are finite and give a finite loss on the last batch, else what is wrong."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            return "the weights are not finite"
+        if self.last_batch is None:
+            return None
+        clips, labels, motion = self.last_batch
+        # Eval mode (no drop path) and a forked RNG: the check leaves the run's random streams untouched,
+        # so runs with and without an interruption stay identical.
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), autocast(self.device, self.tc["amp"]):
+            self.model.eval()
+            try:
+                out = self.model(clips, execution="masked")
+                loss = self.loss_fn(out, labels, motion).total
+            finally:
+                self.model.train()
+        if not (torch.isfinite(loss) and torch.isfinite(out.logits).all()):
+            largest = max(float(p.detach().abs().max()) for p in self.model.parameters())
+            return f"the weights give a loss of {float(loss)} on the last batch (largest weight {largest:.3g})"
+        return None
 
     def _check_finite(self, terms) -> None:
         """Stop every process together when any process's loss is NaN/inf."""
@@ -411,14 +445,14 @@ class Trainer:
             "config": self.cfg.get("name"), "work_dir": str(work_dir), "epochs": self.epochs,
             "optimizer_steps": state.step, "steps_per_epoch": self.steps_per_epoch, "world_size": self.ddp.world_size,
             "total_batch_size": self.batch_size * self.ddp.world_size * self.accum, "lr": self.lr,
-            "amp": self.tc["amp"], "best": state.best, "last_val": self.last_val,
-            "skipped_samples": state.skipped_total, "last_log": self.history[-1] if self.history else None,
+            "amp": self.tc["amp"], "best": state.best, "last_val": state.last_val,
+            "skipped_samples": state.skipped_total, "last_log": state.last_log,
             "wall_seconds": round(seconds, 2),
             "checkpoints": {"latest": str(work_dir / "latest.pth"),
                             "best": str(work_dir / "best.pth") if state.best else None},
         }
         if self.master:
-            (work_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            atomic_write(work_dir / "summary.json", json.dumps(summary, indent=1).encode())
             self.log.line(f"done: {state.step} optimizer steps; best {json.dumps(state.best)}; summary in "
                           f"{work_dir / 'summary.json'}")
             self.log.close()

@@ -15,117 +15,306 @@ architecture settings that the weight shapes reveal. Training state (optimizer, 
 """
 from __future__ import annotations
 
-import collections
+import hashlib
+import io
+import json
 import os
-import pickle
+import re
 import tempfile
-import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import timm
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file as load_safetensors
+from safetensors import safe_open
+from safetensors.torch import save as save_safetensors_bytes
 from timm.layers import resample_abs_pos_embed
 
 from ..offline import pretrained_hint, timm_download_problem
+from .archive import ArchiveError, Placeholder, find_placeholder, read_torch_zip
 
 if TYPE_CHECKING:  # the model imports the resize functions below, so only a type hint goes the other way
     from .haltingvt import HaltingVT
 
 FORMAT = "haltingvt"
 FORMAT_VERSION = 1
+#: A folder written by ``save_pretrained``: these two files (the Hub's names).
+PRETRAINED_WEIGHTS, PRETRAINED_CONFIG = "model.safetensors", "config.json"
+#: Limits on what a file may ask for: architectures above MAX_PARAMS parameters are refused before
+#: anything is allocated; an embedded config holds at most MAX_CONFIG_VALUES values.
+MAX_PARAMS = 2_000_000_000
+MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_JSON_BYTES = 16 << 20
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model; the message says which file and keys."""
 
 
-# ----------------------------------------------------------------------------- restricted unpickling
-class Placeholder:
-    """Stands in for a class the unpickler will not import (e.g. mmengine's HistoryBuffer).
-
-    It accepts any constructor arguments and pickled state and does nothing with them.
-    """
-
-    _qualname = "Placeholder"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
-        obj = object.__new__(cls)
-        obj.__dict__["_args"] = args
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["_state"] = state
-
-    def __call__(self, *args: Any, **kwargs: Any) -> "Placeholder":
-        return Placeholder()
-
-    def __repr__(self) -> str:
-        return f"<placeholder for {type(self)._qualname}>"
-
-
-def _placeholder_class(module: str, name: str) -> type:
-    return type(name, (Placeholder,), {"__module__": f"haltingvt.placeholder.{module}", "_qualname": f"{module}.{name}"})
-
-
-def _inert_getattr(obj: Any, name: str, *default: Any) -> Any:
-    """``getattr`` as pickles use it (e.g. numpy's ``getattr(dtype, 'min')``) must not reach real objects."""
-    return Placeholder()
-
-
-_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch", "Size"): torch.Size,
-    ("torch", "device"): torch.device,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex,
-    ("builtins", "getattr"): _inert_getattr,
-    ("__builtin__", "getattr"): _inert_getattr,
-    ("__builtin__", "set"): set,
-}
-for _dtype in ("float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool"):
-    _SAFE_GLOBALS[("torch", _dtype)] = getattr(torch, _dtype)
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that imports only tensor/container rebuilders; any other class becomes a Placeholder."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        safe = _SAFE_GLOBALS.get((module, name))
-        if safe is not None:
-            return safe
-        return _placeholder_class(module, name)
-
-
-#: Passed as ``pickle_module`` to torch.load; torch subclasses our Unpickler for storages.
-restricted_pickle = types.SimpleNamespace(
-    Unpickler=RestrictedUnpickler,
-    load=lambda f, **kw: RestrictedUnpickler(f, **kw).load(),
-    __name__="haltingvt_restricted_pickle",
-)
-
-
+# ----------------------------------------------------------------------------- reading
 def read_checkpoint(path: str | os.PathLike) -> Any:
-    """Load a checkpoint file on the CPU without executing code from it."""
+    """Read a checkpoint on the CPU without running code from it, and check its structure.
+
+    ``.pth``/``.pt``: a ``torch.save`` zip archive, read by :func:`haltingvt.models.archive.read_torch_zip`
+    (never ``torch.load``); ``.safetensors``: ours carry a sha256 of their tensors, checked here; a
+    folder: ``model.safetensors`` + ``config.json`` as :func:`save_pretrained` writes them. Whatever is
+    returned passed :func:`check_structure`; anything else is a one-line CheckpointError naming the file.
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        obj = read_pretrained(path)
+    elif not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    if path.suffix == ".safetensors":
-        return load_safetensors(str(path))
+    elif path.suffix == ".safetensors":
+        obj = _read_safetensors(path)
+    else:
+        try:
+            obj = read_torch_zip(path)
+        except ArchiveError as err:
+            raise CheckpointError(f"{path}: {err}") from None
+        except OSError as err:
+            raise CheckpointError(f"{path}: cannot read: {err.strerror or err}") from None
+    obj = _bare_haltingvt(obj)
+    check_structure(obj, path)
+    return obj
+
+
+def _bare_haltingvt(obj: Any) -> Any:
+    """A bare HaltingVT state dict (no format metadata: e.g. written by ``safetensors.torch.save_model``) is
+    a full model's weights, never an ImageNet backbone: it is read as one of ours (weights only)."""
+    if not isinstance(obj, Mapping) or "format" in obj:
+        return obj
+    sd = obj.get("model", obj)
+    if isinstance(sd, Mapping) and "head.fc_motion.weight" in sd and not any(
+            isinstance(k, str) and k.startswith("backbone.model.") for k in sd):
+        return {"format": FORMAT, "model": sd}
+    return obj
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_structure(obj: Any, path: str | os.PathLike) -> str:
+    """The checkpoint's kind ('haltingvt', 'release', 'imagenet') after checking what the loaders use:
+    the weights map names to tensors, nothing used refers to code (an unpickled placeholder), and our
+    own metadata (format_version, arch, classes, config, counters) has the right types and sane sizes."""
+    if isinstance(obj, Placeholder):
+        raise CheckpointError(f"{path}: the top level refers to code ({obj.refers_to}): refused")
+    kind = detect_format(obj, path)
+    if kind != "haltingvt":
+        sd = state_dict_of(obj, kind)
+        _check_weights(sd, path, "state_dict" if kind == "release" and "state_dict" in obj else "model")
+        return kind
+    hit = find_placeholder(obj)
+    if hit is not None:
+        raise CheckpointError(f"{path}: {hit[0]} refers to code ({hit[1]}): refused")
+    version = obj.get("format_version", FORMAT_VERSION)
+    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r:.40} is not one this haltingvt reads "
+                              f"(1 to {FORMAT_VERSION}; a newer haltingvt wrote it?)")
+    _check_weights(obj.get("model"), path, "model")
+    ints = [k for k, v in obj["model"].items() if not v.is_floating_point()]
+    if ints:  # a HaltingVT has floating-point weights only; an integer one would be cast silently
+        raise CheckpointError(f"{path}: weight {ints[0]} has dtype {obj['model'][ints[0]].dtype}, "
+                              "a HaltingVT's weights are floating point")
+    arch = check_arch(obj["arch"], path) if obj.get("arch") is not None else None
+    for key in ("epoch", "iteration", "step"):
+        if key in obj and not (_is_int(obj[key]) and obj[key] >= 0):
+            raise CheckpointError(f"{path}: '{key}' must be a count (an integer >= 0), got {obj[key]!r:.40}")
+    if obj.get("config") is not None:
+        _check_plain(obj["config"], path, "config")
+        if not isinstance(obj["config"], Mapping):
+            raise CheckpointError(f"{path}: 'config' must be a mapping, got {type(obj['config']).__name__}")
+    if obj.get("classes") is not None:
+        head = obj["model"].get("head.fc_cls.weight")
+        num = arch["num_classes"] if arch else head.shape[0] if isinstance(head, torch.Tensor) else None
+        check_class_names(obj["classes"], num, f"{path}: 'classes'")
+    return kind
+
+
+def _check_weights(sd: Any, path: str | os.PathLike, where: str) -> None:
+    if isinstance(sd, Placeholder):
+        raise CheckpointError(f"{path}: '{where}' refers to code ({sd.refers_to}): refused")
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"{path}: '{where}' must map weight names to tensors, got {type(sd).__name__}")
+    for key, value in sd.items():
+        for item in (key, value):
+            if isinstance(item, Placeholder):
+                raise CheckpointError(f"{path}: {where}.{key!s:.80} refers to code ({item.refers_to}): refused")
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: '{where}' must map weight names to tensors; "
+                                  f"{key!r:.80} holds {type(value).__name__}")
+
+
+def _check_plain(value: Any, path: str | os.PathLike, where: str) -> None:
+    """YAML-like data only (mappings with string keys, lists, strings, numbers, booleans, null), at most
+    MAX_CONFIG_VALUES values counted as written out: a pickle that repeats one list by reference
+    (a "billion laughs") is refused instead of being expanded by whoever copies or prints it."""
+    stack, count = [value], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise CheckpointError(f"{path}: '{where}' is too large (over {MAX_CONFIG_VALUES} values): refused")
+        if isinstance(item, Mapping):
+            if not all(isinstance(k, str) for k in item):
+                raise CheckpointError(f"{path}: '{where}' must have string keys")
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif not (item is None or isinstance(item, (str, int, float, bool))):
+            raise CheckpointError(f"{path}: '{where}' must be plain data, holds {type(item).__name__}")
+
+
+def check_class_names(names: Any, num_classes: int | None, where: str) -> list[str]:
+    """Class names travel as data: a list of ``num_classes`` strings (never a path to be opened)."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and len(n) <= 1000 for n in names):
+        raise CheckpointError(f"{where} must be a list of class names (strings), got {type(names).__name__}"
+                              + (f" {names!r:.60}" if isinstance(names, str) else ""))
+    if num_classes is not None and len(names) != num_classes:
+        raise CheckpointError(f"{where} has {len(names)} class names but the model has {num_classes} classes")
+    return list(names)
+
+
+#: Architecture settings that size the model: integers, at least 1 (divid_depth at least 0).
+SIZE_KEYS = ("img_size", "patch_size", "num_frames", "embed_dim", "num_heads", "depth", "divid_depth", "num_classes")
+
+
+def check_arch(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """An architecture read from a file, checked before anything is allocated: known keys, the settings
+    that size the model positive integers that fit together, and at most MAX_PARAMS parameters.
+    (The other settings' types and ranges are checked where a config is built from it: haltingvt.config.)"""
+    from .haltingvt import ArchError, HaltingVTConfig  # deferred: haltingvt.py imports this module
+
+    if not isinstance(arch, Mapping):
+        raise CheckpointError(f"{path}: 'arch' must be a mapping of model settings, got {type(arch).__name__}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
-    except Exception as err:  # noqa: BLE001 - any reader failure is reported with the path
-        raise CheckpointError(f"{path}: cannot read checkpoint: {err}") from err
+        full = HaltingVTConfig.from_mapping(arch).to_dict()
+    except (ArchError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: stored architecture: {' '.join(str(err).split())[:200]}") from None
+    for key in SIZE_KEYS:
+        lowest = 0 if key == "divid_depth" else 1
+        if not _is_int(full[key]) or full[key] < lowest:
+            raise CheckpointError(f"{path}: stored architecture: {key} {full[key]!r:.40} is not allowed "
+                                  f"(an integer >= {lowest})")
+    if isinstance(full["mlp_ratio"], bool) or not isinstance(full["mlp_ratio"], (int, float)) or not full["mlp_ratio"] > 0:
+        raise CheckpointError(f"{path}: stored architecture: mlp_ratio {full['mlp_ratio']!r:.40} is not a positive number")
+    for a, b in (("embed_dim", "num_heads"), ("img_size", "patch_size")):
+        if full[a] % full[b]:
+            raise CheckpointError(f"{path}: stored architecture: {a} {full[a]} is not a multiple of {b} {full[b]}")
+    if full["divid_depth"] >= full["depth"] or len(full["keep_rate"]) != full["divid_depth"]:
+        raise CheckpointError(f"{path}: stored architecture: divid_depth {full['divid_depth']} must be below depth "
+                              f"{full['depth']}, with one keep rate per Glimpser layer (got {full['keep_rate']})")
+    params = estimate_params(full)
+    if params > MAX_PARAMS:
+        raise CheckpointError(
+            f"{path}: stored architecture (embed_dim {full['embed_dim']}, depth {full['depth']}, img_size "
+            f"{full['img_size']}, num_classes {full['num_classes']}) has about {params / 1e9:.3g} billion "
+            f"parameters, over the limit of {MAX_PARAMS / 1e9:g} billion: refused")
+    return full
+
+
+def estimate_params(arch: Mapping[str, Any]) -> int:
+    """Parameters of a HaltingVT of ``arch`` (keys of HaltingVTConfig), from the shapes alone."""
+    C, p, r = int(arch["embed_dim"]), int(arch["patch_size"]), float(arch["mlp_ratio"])
+    hidden = int(C * r)
+    block = 4 * C * C + 4 * C + 2 * C * hidden + hidden + C + 4 * C  # attention, MLP, two LayerNorms
+    glimpser = 4 * C * C + 4 * C + C * C + C + 2 * C  # temporal attention, temporal_fc, temporal_norm1
+    grid = (int(arch["img_size"]) // p) ** 2
+    embed = 3 * p * p * C + C + (grid + 1) * C + int(arch["num_frames"]) * C + C
+    head = (int(arch["num_classes"]) + 2) * (C + 1) + 2 * C
+    return int(arch["depth"]) * block + int(arch["divid_depth"]) * glimpser + embed + head
+
+
+# ----------------------------------------------------------------------------- safetensors
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor],
+                     metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write weights as ``.safetensors`` in our format: metadata ``format: haltingvt``, the sha256 of the
+    tensors, and each ``metadata`` entry as JSON (arch, classes ...). Written atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    meta = {key: json.dumps(value) for key, value in (metadata or {}).items()}
+    meta.update(format=FORMAT, format_version=str(FORMAT_VERSION), sha256=tensor_digest(tensors))
+    raw = save_safetensors_bytes(tensors, metadata=meta)
+    return atomic_write(path, lambda f: f.write(raw))
+
+
+def _read_safetensors(path: Path) -> Any:
+    """Someone else's ``.safetensors``: its tensors (a plain state dict). Ours: a dict in our checkpoint
+    layout (format, model, arch, classes ...) once the sha256 of its tensors matched."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # noqa: BLE001 - the native reader's errors vary; each is reported with the path
+        message = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"{path}: not a readable .safetensors file (damaged or truncated?): {message}") from None
+    if meta.get("format") != FORMAT:
+        return tensors
+    if "sha256" not in meta:
+        raise CheckpointError(f"{path}: haltingvt .safetensors without its sha256 digest (damaged or edited): refused")
+    if tensor_digest(tensors) != meta["sha256"]:
+        raise CheckpointError(f"{path}: the tensors do not match their sha256 digest (the file is damaged): refused")
+    obj: dict[str, Any] = {"format": FORMAT, "model": tensors}
+    key = "format_version"
+    try:
+        obj["format_version"] = int(meta.get("format_version", FORMAT_VERSION))
+        for key in ("arch", "classes", "config"):
+            if key in meta:
+                obj[key] = json.loads(meta[key])
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path}: metadata '{key}' is not valid ({err})") from None
+    return obj
+
+
+def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
+    """A folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``) as a checkpoint
+    dict of ours: format, model, arch, classes and config (name, model, data, test sections)."""
+    folder = Path(folder)
+    weights, config_file = folder / PRETRAINED_WEIGHTS, folder / PRETRAINED_CONFIG
+    if not weights.is_file() or not config_file.is_file():
+        raise CheckpointError(f"{folder}: not a haltingvt model folder (it needs {PRETRAINED_WEIGHTS} and "
+                              f"{PRETRAINED_CONFIG}, as save_pretrained writes them)")
+    try:
+        if config_file.stat().st_size > MAX_CONFIG_JSON_BYTES:
+            raise CheckpointError(f"{config_file}: larger than {MAX_CONFIG_JSON_BYTES >> 20} MB: refused")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{config_file}: not valid JSON text ({type(err).__name__})") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_file}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except OSError as err:
+        raise CheckpointError(f"{config_file}: cannot read: {err.strerror or err}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{config_file}: not a haltingvt config.json (no \"format\": \"{FORMAT}\")")
+    obj = _read_safetensors(weights)
+    if obj.get("format") != FORMAT:
+        raise CheckpointError(f"{weights}: not written by haltingvt (no format metadata): refused")
+    for key in ("model", "data", "test"):
+        if not isinstance(config.get(key), dict):
+            raise CheckpointError(f"{config_file}: \"{key}\" must be a mapping")
+    _check_plain(config, config_file, "config.json")
+    arch = check_arch(config["model"], config_file)
+    if obj.get("arch") is not None and check_arch(obj["arch"], weights) != arch:
+        raise CheckpointError(f"{folder}: the architecture in {PRETRAINED_CONFIG} differs from the one stored "
+                              f"with the weights in {PRETRAINED_WEIGHTS}")
+    classes = config.get("classes", obj.get("classes"))
+    if classes is not None:
+        classes = check_class_names(classes, arch["num_classes"], f"{config_file}: \"classes\"")
+    obj.update(arch=arch, classes=classes, config={
+        "name": str(config.get("name") or folder.name), "model": arch, "data": config["data"], "test": config["test"]})
+    return obj
 
 
 # ----------------------------------------------------------------------------- key conversion
@@ -257,31 +446,39 @@ def _check_and_load(model: "HaltingVT", sd: Mapping[str, torch.Tensor], source: 
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(sd)
-        if sd[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-        lines = [f"{source}: checkpoint does not fit the model"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
-        if shapes:
-            lines.append(f"  shape differences ({len(shapes)}): " + "; ".join(shapes[:20]))
-        raise CheckpointError("\n".join(lines))
+    common = sorted(set(own) & set(sd))
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in common if sd[k].shape != own[k].shape]
+    dtypes = [f"{k}: checkpoint {sd[k].dtype} vs model {own[k].dtype}"
+              for k in common if sd[k].is_floating_point() != own[k].is_floating_point()]
+    if missing or unexpected or shapes or dtypes:
+        parts = [f"{source}: checkpoint does not fit the model"]
+        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected)):
+            if keys:
+                parts.append(f"{what} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}")
+        for what, diffs in (("shape differences", shapes), ("floating/integer dtype differences", dtypes)):
+            if diffs:
+                parts.append(f"{what} ({len(diffs)}): " + "; ".join(diffs[:20]))
+        raise CheckpointError(" | ".join(parts))
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
 
 
-def load_checkpoint(model: "HaltingVT", path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
-    """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint (or a timm name).
+def load_checkpoint(model: "HaltingVT", path: str | os.PathLike, strict: bool = True,
+                    init: bool = False) -> dict[str, Any]:
+    """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint, a folder written
+    by ``save_pretrained``, or a timm name.
 
-    Returns the checkpoint's metadata (``format`` plus, for ours, ``arch``/``config``/``epoch``...; for
-    ImageNet weights ``init``: the keys copied, copied into temporal layers, resized, left new, dropped).
-    Raises CheckpointError listing missing/unexpected keys and shape differences on a mismatch.
+    Returns the checkpoint's metadata (``format`` plus, for ours, ``arch``/``config``/``classes``/``epoch``...;
+    for ImageNet weights ``init``: the keys copied, copied into temporal layers, resized, left new, dropped).
+    Raises CheckpointError (one line) listing missing/unexpected keys, shape and dtype differences.
+
+    ``init=True`` is for ``init.pretrained``: full-model weights (ours or the release's) are then loaded as
+    a whole (never as an ImageNet backbone), except a classifier of another class count, which keeps the
+    model's initialisation; ``meta["init"]`` says so ({"kind": "haltingvt", "new": [keys left at init]}),
+    and :func:`describe_init` puts it in one log line.
     """
-    if not Path(path).exists() and isinstance(path, str) and "/" not in path and not path.endswith((".pth", ".pt")):
+    if not Path(path).exists() and isinstance(path, str) and "/" not in path and not path.endswith(
+            (".pth", ".pt", ".safetensors")):
         obj = _timm_state_dict(path)
     else:
         obj = read_checkpoint(path)
@@ -290,15 +487,22 @@ def load_checkpoint(model: "HaltingVT", path: str | os.PathLike, strict: bool = 
         sd = dict(obj["model"])
         meta = {k: v for k, v in obj.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
     elif kind == "release":
-        sd = from_release(obj.get("state_dict", obj))
+        sd = from_release(state_dict_of(obj, kind))
         meta = {"format": "release"}
     else:
         report: dict[str, list[str]] = {}
-        sd = from_imagenet(obj.get("model", obj), model, report)
+        sd = from_imagenet(state_dict_of(obj, kind), model, report)
         meta = {"format": "imagenet", "init": report}
     resized = _fit_embeddings(sd, model)
     if kind == "imagenet":
         meta["init"]["resized"] = resized
+    elif init:  # our own or the release's full-model weights
+        own = model.state_dict()
+        head = [k for k in ("head.fc_cls.weight", "head.fc_cls.bias")
+                if k in sd and k in own and sd[k].shape != own[k].shape]
+        for key in head:
+            sd[key] = own[key]
+        meta["init"] = {"kind": kind, "new": head, "resized": resized}
     if not strict:
         own = model.state_dict()
         sd = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
@@ -306,6 +510,19 @@ def load_checkpoint(model: "HaltingVT", path: str | os.PathLike, strict: bool = 
     else:
         _check_and_load(model, sd, str(path))
     return meta
+
+
+def describe_init(source: str | os.PathLike, meta: Mapping[str, Any]) -> str:
+    """One log line saying how ``init.pretrained`` (``source``) went into the model."""
+    init = meta.get("init") or {}
+    resized = f"; resized {', '.join(init['resized'])}" if init.get("resized") else ""
+    if meta.get("format") == "imagenet":
+        return (f"init.pretrained {source}: ImageNet backbone weights: {len(init['copied'])} tensors copied, "
+                f"{len(init['temporal_copies'])} copied into temporal layers, {len(init['new'])} left new "
+                f"(time_embed, temporal_fc, heads), {len(init['dropped'])} not used{resized}")
+    what = "HaltingVT weights of ours" if meta.get("format") == FORMAT else "the release's HaltingVT weights"
+    new = f"; {', '.join(init['new'])} left new (another class count)" if init.get("new") else ""
+    return f"init.pretrained {source}: full {what}, loaded as a whole model (heads included){new}{resized}"
 
 
 def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
@@ -320,28 +537,105 @@ def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- writing
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` atomically: to a temporary file in the same folder, fsync, then rename.
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (full disk, read-only folder ...); the previous file is intact.
+    An OSError too: ``errno`` (e.g. ``errno.ENOSPC``), ``strerror`` and ``filename`` (the final path)."""
 
-    A crash while writing leaves the previous file intact.
+    def __init__(self, path: str | os.PathLike, err: BaseException) -> None:
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:200] or type(err).__name__
+        super().__init__(f"{path}: cannot write: {reason} (the previous file, if any, is kept)")
+        self.errno, self.strerror, self.filename = getattr(err, "errno", None), reason, str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# mkstemp names of atomic_write: ".<target name>.p<writer's process id>.<random>.tmp"
+_TMP_NAME = re.compile(r"^\.(?P<target>.+)\.p(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp$")
+_writing: set[str] = set()  # temporary files this process is writing now
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files that an interrupted :func:`atomic_write` left in ``folder``: those of our
+    naming pattern whose writer process is gone (or is this process, not writing it now)."""
+    removed = []
+    for tmp in folder.glob(".*.tmp"):
+        match = _TMP_NAME.match(tmp.name)
+        if match is None or str(tmp) in _writing:
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue  # its writer is still running
+            except ProcessLookupError:
+                pass
+            except OSError:  # PermissionError: alive, someone else's
+                continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], Any]) -> Path:
+    """Write ``path`` atomically: ``write(f)`` to a temporary file in the same folder, fsync, then rename.
+
+    A crash leaves the previous file intact; the next write in that folder removes the temporary file an
+    interrupted one left behind. The file gets the mode other tools give (0o666 minus the umask), not
+    mkstemp's 0o600. A failure (e.g. a full disk) raises CheckpointWriteError naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointWriteError(path, err) from None
+    _writing.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CheckpointWriteError(path, err) from None
         raise
+    finally:
+        _writing.discard(tmp)
     return path
 
 
-def model_payload(model: torch.nn.Module, config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The model part of one of our checkpoints: weights, architecture and (optionally) the config.
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` (``model_payload`` plus any training state) as one of our checkpoints, atomically
+    (see :func:`atomic_write`)."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    # Serialised in memory first: torch.save reports a failing file write (a full disk) as an unrelated
+    # "unexpected pos" error, a plain file write gives the operating system's errno.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def model_payload(model: torch.nn.Module, config: Mapping[str, Any] | None = None,
+                  classes: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """The model part of one of our checkpoints: weights, architecture, (optionally) the config and the
+    class names -- as a list of strings, so that a checkpoint never makes a reader open a path.
     ``model`` is the bare model (``haltingvt.engine.distributed.unwrap`` a DDP wrapper first)."""
-    return {"model": model.state_dict(), "arch": dict(getattr(model, "arch", {})), "config": dict(config or {}), **extra}
+    arch = dict(getattr(model, "arch", {}))
+    payload = {"model": model.state_dict(), "arch": arch, "config": dict(config or {}), **extra}
+    if classes is not None:
+        payload["classes"] = check_class_names(list(classes), arch.get("num_classes"), "classes")
+    return payload
