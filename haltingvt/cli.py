@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
+from . import __version__
 from .config import ConfigError
+from .data.errors import DataError
 from .models.weights import CheckpointError
 
 #: Subcommand -> help line; the code is in haltingvt.commands.<name>.
@@ -15,10 +19,23 @@ SUBCOMMANDS = {
     "eval": "evaluate a checkpoint: accuracy/mAP, GFLOPs, tokens per layer",
     "flops": "per-layer tokens and GFLOPs of a config, dense and with halting",
     "predict": "classify video files or frame folders, optionally save pictures",
+    "convert": "write a checkpoint (e.g. the release's) as a Hub-format folder: model.safetensors + config.json",
     "demo": "train and evaluate a small model on the built-in synthetic dataset",
     "synthetic": "write the built-in synthetic motion clips to disk (frames or mp4)",
+    "plot": "draw a run's training curves (loss terms, top-1, GFLOPs, tokens, lr) as a PNG",
+    "config": "print a config as it resolves (after _base_ and --set), as YAML",
     "configs": "list the shipped configs",
 }
+
+DESCRIPTION = ("haltingvt: train, evaluate and run HaltingVT video transformers (Glimpser token dropping and "
+               "adaptive token halting) on your own videos or the built-in demo data.")
+EPILOG = """examples:
+  haltingvt demo                                   train + evaluate a small model on synthetic clips (CPU, minutes)
+  haltingvt train my.yaml --work-dir runs/mine     train (a config that sets data.format=folders, ...)
+  haltingvt eval my.yaml runs/mine/best.pth --confusion confusion.png
+  haltingvt predict runs/mine/best.pth clip.mp4    top-5 classes, GFLOPs and tokens of a clip
+  haltingvt COMMAND --help                         the options of one command
+"""
 
 
 def _command(name: str):
@@ -29,7 +46,9 @@ def _command(name: str):
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser with the subcommands ``names`` (default: all)."""
-    parser = argparse.ArgumentParser(prog="haltingvt", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="haltingvt", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"haltingvt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in names or SUBCOMMANDS:
         p = sub.add_parser(name, help=SUBCOMMANDS[name], description=SUBCOMMANDS[name])
@@ -43,10 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser([argv[0]] if argv and argv[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        return int(_command(args.command).run(args) or 0)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        code = int(_command(args.command).run(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, inside the try
+        return code
+    except BrokenPipeError:
+        # The output was piped into a reader that stopped (`| head`): end quietly, as other tools do, with the
+        # status of a SIGPIPE death; stdout goes to /dev/null so that the exit-time flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"haltingvt {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only folder, a full disk ...: one line naming the file
+        where = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
+        print(f"haltingvt {args.command}: error: {where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -33,12 +33,15 @@ from tqdm import tqdm
 from .config import ConfigError, load_config, resolve_arch
 from .data import DataError, build_transform, load_views, normalize, read_class_names
 from .flops import clip_gflops
+from .hub import pipeline_config, resolve_pretrained
 from .models import create_model
 from .models.weights import CheckpointError, arch_from_weights, detect_format, load_checkpoint, read_checkpoint
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
 # Architecture settings that must match between a checkpoint and the config: a difference gives wrong
 # results (num_heads) or weights that do not fit. The others change behaviour only and give a warning.
+#: data keys naming files; never taken from a checkpoint's stored config.
+PATH_KEYS = ("classes", "data_root", "train_list", "val_list", "test_list")
 STRUCTURAL_KEYS = ("patch_size", "embed_dim", "num_heads", "depth", "divid_depth", "mlp_ratio", "num_classes")
 BEHAVIOUR_KEYS = ("keep_rate", "halting", "halt_scale", "halt_center", "eps", "fuse_token", "img_size", "num_frames")
 
@@ -69,15 +72,9 @@ def _one_line(err: Exception) -> str:
 
 
 def _config_from_arch(arch: Mapping[str, Any], name: str) -> dict:
-    """A full config for a checkpoint that stores only its architecture: defaults + a test pipeline that
-    fits the architecture (short side img_size*256/224, centre crop img_size, clip_len num_frames)."""
-    cfg = load_config("_minik_base")
-    cfg["name"] = name
-    cfg["model"] = dict(arch)
-    cfg["data"]["clip_len"] = int(arch["num_frames"])
-    cfg["data"]["crop_size"] = int(arch["img_size"])
-    cfg["data"]["test_scale"] = int(round(arch["img_size"] * 256 / 224))
-    return cfg
+    """A full config for a checkpoint that stores only its architecture: defaults + the test pipeline that
+    fits the architecture (``haltingvt.hub.pipeline_config``)."""
+    return {"name": name, "model": dict(arch), **pipeline_config(arch, None)}
 
 
 def _resolve_config(
@@ -88,9 +85,15 @@ def _resolve_config(
     if config is not None:
         return load_config(config, overrides), stored_arch
     if kind == "haltingvt":
-        stored = obj.get("config") or {}
+        stored = dict(obj.get("config") or {})
         if stored.get("model"):
-            cfg = load_config(stored, overrides)
+            # Paths in a stored config are the training machine's: a checkpoint must not make predict open
+            # files (data.classes=/etc/passwd). Class names travel as data, in the checkpoint's "classes".
+            stored["data"] = {k: v for k, v in (stored.get("data") or {}).items() if k not in PATH_KEYS}
+            try:
+                cfg = load_config(stored, overrides)
+            except ConfigError as err:
+                raise ConfigError(f"{path}: stored config: {err}") from None
             cfg.setdefault("name", path.stem)
             return cfg, stored_arch
         if stored_arch:
@@ -169,6 +172,7 @@ class Predictor:
         build_transform(cfg, "test")  # test-pipeline settings fail here, once, not per input
         arch = resolve_arch(cfg)
         _check_fit(self.checkpoint, cfg, arch, stored_arch, arch_from_weights(obj, kind))
+        stored_classes = obj.get("classes") if kind == "haltingvt" else None
         del obj
 
         self.cfg = cfg
@@ -182,18 +186,30 @@ class Predictor:
         self.arch = self.model.arch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.class_names = self._class_names(classes)
+        #: the class names given, stored in the checkpoint or in the config's data.classes file (None: unknown)
+        self.classes = self._class_names(classes if classes is not None else stored_classes)
+        self.class_names = self.classes or [f"class_{i}" for i in range(self.arch["num_classes"])]
         self.topk = max(1, min(int(topk), self.arch["num_classes"]))
         self.batch_size = max(1, int(batch_size or cfg["test"]["batch_size"]))
         self.num_workers = int(num_workers)
         self.execution, self.early_exit = cfg["test"]["execution"], cfg["test"]["early_exit"]
 
     # ------------------------------------------------------------------ setup
-    def _class_names(self, classes: str | os.PathLike | Sequence[str] | None) -> list[str]:
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                        token: str | bool | None = None, **kwargs: Any) -> "Predictor":
+        """A Predictor for a folder written by ``save_pretrained`` (offline) or a Hub id (downloaded once
+        into the Hub cache); ``kwargs`` as for the constructor."""
+        folder = resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
+                                    local_files_only=local_files_only, token=token)
+        return cls(folder, **kwargs)
+
+    def _class_names(self, classes: str | os.PathLike | Sequence[str] | None) -> list[str] | None:
         num = self.arch["num_classes"]
         source = classes if classes is not None else self.cfg["data"]["classes"]
         if source is None:
-            return [f"class_{i}" for i in range(num)]
+            return None
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
                 raise ConfigError(f"class-name file {source} not found")

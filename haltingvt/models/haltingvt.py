@@ -14,6 +14,7 @@ from timm.layers import trunc_normal_
 from .glimpser import GlimpserBlock
 from .halting import AdaptiveHalting, halting_depth
 from .heads import ActionMotionHead
+from ..hub import HubMixin
 from .layers import Block
 from .weights import resize_pos_embed, resize_time_embed
 
@@ -120,7 +121,7 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     return torch.cat([sincos_1d(yy.flatten(), half, period), sincos_1d(xx.flatten(), dim - half, period)], dim=1)
 
 
-class HaltingVT(nn.Module):
+class HaltingVT(HubMixin, nn.Module):
     """HaltingVT backbone + heads. Input clips: float (B, 3, T, H, W), normalised (x - 127.5) / 127.5."""
 
     def __init__(self, cfg: HaltingVTConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:

@@ -1,0 +1,33 @@
+"""``haltingvt convert``: a checkpoint (the release's MMEngine .pth, or one of ours) -> a folder in the Hub's
+format (model.safetensors + config.json + README.md) that ``from_pretrained`` and ``haltingvt predict`` read.
+
+    haltingvt convert minik_g03_b10.pth hub/minik_g03_b10 --config minik_g03_b10 --classes classes.txt
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="release checkpoint (.pth, needs --config) or one of ours")
+    parser.add_argument("out_dir", help="folder to write (created; files in it are replaced)")
+    parser.add_argument("--config", help="config name or YAML path: the architecture and test pipeline "
+                                         "(default: the ones stored in one of our checkpoints)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. data.test_num_clips=2")
+    parser.add_argument("--classes", help="class-name file, one name per line (default: the names stored in "
+                                          "the checkpoint, else the config's data.classes file)")
+    parser.add_argument("--name", help="model name in config.json and the model card (default: the config's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..hub import convert_checkpoint
+
+    folder, predictor = convert_checkpoint(args.checkpoint, args.out_dir, config=args.config, overrides=args.set,
+                                           classes=args.classes, name=args.name)
+    arch = predictor.arch
+    names = "class names stored" if predictor.classes else "no class names (pass --classes FILE to store them)"
+    print(f"wrote {folder}/model.safetensors, config.json, README.md: {predictor.cfg.get('name')}, "
+          f"{arch['num_classes']} classes, {arch['num_frames']} frames of {arch['img_size']}px; {names}")
+    print(f"try: haltingvt predict {folder} CLIP.mp4")
+    return 0
