@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,11 @@ SPLITS = ("train", "val", "test")
 
 
 class ConfigError(ValueError):
-    """A config file, key or value is wrong; the message names it."""
+    """A config file, key or value is wrong; the message names it. ``key``: the dotted key at fault, if any."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 # ----------------------------------------------------------------------------------------- schema
@@ -50,7 +55,8 @@ class Key:
 def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
             hi_open: bool = False) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (kind is int and not float(value).is_integer()):
             raise _Bad
         value = kind(value)
         if lo is not None and (value < lo or (lo_open and value == lo)):
@@ -228,7 +234,8 @@ def check_section(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
         try:
             out[name] = key.check(value)
         except _Bad:
-            raise ConfigError(f"config key '{section}.{name}': {value!r} is not allowed (allowed: {key.allowed})") from None
+            raise ConfigError(f"config key '{section}.{name}': {value!r} is not allowed (allowed: {key.allowed})",
+                              f"{section}.{name}") from None
     return out
 
 
@@ -249,6 +256,15 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if model["divid_depth"] >= model["depth"]:
         raise ConfigError(f"config key 'model.divid_depth': {model['divid_depth']} must be below model.depth "
                           f"({model['depth']})")
+    if model["embed_dim"] % model["num_heads"]:
+        raise ConfigError(f"config key 'model.num_heads': {model['num_heads']} must divide model.embed_dim "
+                          f"({model['embed_dim']})")
+    if model["img_size"] % model["patch_size"]:
+        raise ConfigError(f"config key 'model.img_size': {model['img_size']} must be a multiple of model.patch_size "
+                          f"({model['patch_size']})")
+    scale = out["data"]["train_scale"]
+    if isinstance(scale, list) and scale[0] > scale[1]:
+        raise ConfigError(f"config key 'data.train_scale': {scale} must be [smallest, largest] short side")
     return out
 
 
@@ -260,8 +276,10 @@ def available_configs() -> list[str]:
 
 def _resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
+    if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
+    if len(path.parts) > 1:  # a path, not a name: never fall back to the shipped file of the same name
+        raise ConfigError(f"config file {path} not found")
     shipped = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.yaml"
     if path.suffix in ("", ".yaml", ".yml") and shipped.exists():
         return shipped
@@ -281,10 +299,14 @@ def _merge(base: dict, update: Mapping) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(raw.decode("utf-8-sig")) or {}
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     _check_top_level(data, path)
@@ -292,7 +314,10 @@ def _read_yaml(path: Path) -> dict:
     base_name = data.pop("_base_", None)
     if base_name is None:
         return data
-    base_path = (path.parent / base_name) if (path.parent / base_name).exists() else _resolve(base_name)
+    try:
+        base_path = (path.parent / base_name) if (path.parent / base_name).is_file() else _resolve(base_name)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: _base_: {err}") from None
     return _merge(_read_yaml(base_path), data)
 
 
@@ -327,7 +352,7 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
         try:
             node[keys[-1]] = _number_or_self(yaml.safe_load(raw))
         except yaml.YAMLError as err:
-            raise ConfigError(f"override '{item}': cannot parse value: {err}") from err
+            raise ConfigError(f"override '{item}': cannot parse value: {' '.join(str(err).split())}") from None
     return cfg
 
 
@@ -344,13 +369,19 @@ def _number_or_self(value: Any) -> Any:
 def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = ()) -> dict:
     """Load a config by shipped name, YAML path or an already-built dict, fill in the defaults, apply the
     overrides and check every value. The result has every key of :data:`SCHEMA`."""
+    path = None
     if isinstance(name_or_path, Mapping):
         cfg = copy.deepcopy(dict(name_or_path))
     else:
         path = _resolve(name_or_path)
         cfg = _read_yaml(path)
         cfg.setdefault("name", path.stem)
-    cfg = validate(cfg)  # defaults first, so that every key can be overridden
+    try:
+        cfg = validate(cfg)  # defaults first, so that every key can be overridden
+    except ConfigError as err:
+        if path is None:
+            raise
+        raise ConfigError(f"{path}: {err}", err.key) from None
     overrides = list(overrides or ())
     return validate(apply_overrides(cfg, overrides)) if overrides else cfg
 

@@ -53,6 +53,11 @@ def _arch_value(arch: Mapping[str, Any], key: str) -> Any:
     return arch.get(key, ARCH_DEFAULTS[key])
 
 
+def _printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name (surrogate escapes) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def tokens_of(out: Any, index: int) -> tuple[Any, Any]:
     """``(kept_patches (T, k) or None, halt_depth (M,))`` of clip ``index`` of a HaltingVTOutput."""
     kept = out.kept_patches[-1][index] if out.kept_patches else None
@@ -235,7 +240,9 @@ def save_token_grid(
         handles=[Patch(facecolor=(0.25, 0.25, 0.25), label="dropped by the Glimpser")],
         loc="outside lower left", fontsize=8, frameon=False,
     )
-    fig.suptitle((title + "\n" if title else "") + _summary(kept_patches, halt_depth, arch, (H // p, W // p), T), fontsize=9)
+    # Titles hold file names: no mathtext ("$...$" is text here), no undecodable bytes.
+    fig.suptitle((_printable(title) + "\n" if title else "") + _summary(kept_patches, halt_depth, arch, (H // p, W // p), T),
+                 fontsize=9, parse_math=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -287,7 +294,7 @@ def save_token_gif(
         canvas = Image.new("RGB", (width, header + H * scale + 14 + legend.height), "white")
         draw = ImageDraw.Draw(canvas)
         if title:
-            draw.text((4, 2), title, fill="black")
+            draw.text((4, 2), _printable(title), fill="black")
         for i, image in enumerate((frames[t], overlay[t])):
             big = Image.fromarray(image).resize((W * scale, H * scale), Image.NEAREST)
             canvas.paste(big, (i * (W * scale + gap), header))

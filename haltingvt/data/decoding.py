@@ -17,8 +17,10 @@ are opened and closed inside each read, never kept across a fork.
 from __future__ import annotations
 
 import os
+import re
+import string
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import av
 import numpy as np
@@ -36,6 +38,18 @@ def frame_filename(filename_tmpl: str, number: int) -> str:
         return filename_tmpl.format(number)
     except (IndexError, KeyError, ValueError) as err:
         raise DataError(f"bad data.filename_tmpl '{filename_tmpl}': {err}") from None
+
+
+def _frame_numbers(filename_tmpl: str, names: Iterable[str]) -> list[int]:
+    """The frame numbers of the file names that ``filename_tmpl`` (one ``{}`` field) would give."""
+    parts = [(literal, field is not None) for literal, field, _, _ in string.Formatter().parse(filename_tmpl)]
+    pattern = re.compile("".join(re.escape(literal) + (r"(\d+)" if has_field else "") for literal, has_field in parts))
+    numbers = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match and match.groups():
+            numbers.append(int(match.group(1)))
+    return numbers
 
 
 class FrameFolderReader:
@@ -71,6 +85,12 @@ class FrameFolderReader:
             raise DataError(
                 f"{self.path}: no frame named '{frame_filename(self.filename_tmpl, self.first)}' "
                 f"(data.filename_tmpl='{self.filename_tmpl}', data.start_index={self.first})"
+            )
+        later = sorted(k for k in _frame_numbers(self.filename_tmpl, names) if k > self.first + n)
+        if later:  # frames after a gap: using only those before it would silently shorten the video
+            raise DataError(
+                f"{self.path}: frame {frame_filename(self.filename_tmpl, self.first + n)} is missing "
+                f"(frames {self.first}..{self.first + n - 1} and {len(later)} more from {later[0]} on are present)"
             )
         return n
 

@@ -122,6 +122,20 @@ def parse_list_line(line: str, fmt: str, where: str, with_offset: bool = False) 
     return path, labels, total, offset
 
 
+def read_text_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped; any line ending).
+
+    Bytes that are not UTF-8 are a :class:`ListFormatError` naming ``file:line``.
+    """
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ListFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8") from None
+    return text.split("\n")  # not splitlines(): line numbers as editors count them (\\n only)
+
+
 def read_list(
     list_file: str | os.PathLike,
     fmt: str,
@@ -141,24 +155,23 @@ def read_list(
     if not list_file.is_file():
         raise FileNotFoundError(f"annotation list not found: {list_file}")
     records: list[VideoRecord] = []
-    with open(list_file, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            where = f"{list_file}:{lineno}"
-            rel, labels, total, offset = parse_list_line(line, fmt, where, with_offset=with_offset)
-            if len(labels) > 1 and not multi_label:
-                raise ListFormatError(
-                    f"{where}: {len(labels)} labels on one line but the dataset is single-label "
-                    "(set loss.multi_label=true for multi-label lists)"
-                )
-            for lab in labels:
-                if lab < 0 or (num_classes is not None and lab >= num_classes):
-                    raise ListFormatError(f"{where}: label {lab} outside [0, {num_classes}) (model.num_classes)")
-            path = _join(data_root, rel)
-            video = fmt == "video" or is_video_path(rel)
-            records.append(VideoRecord(path, labels, total, offset, where, video))
+    for lineno, raw in enumerate(read_text_lines(list_file), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{list_file}:{lineno}"
+        rel, labels, total, offset = parse_list_line(line, fmt, where, with_offset=with_offset)
+        if len(labels) > 1 and not multi_label:
+            raise ListFormatError(
+                f"{where}: {len(labels)} labels on one line but the dataset is single-label "
+                "(set loss.multi_label=true for multi-label lists)"
+            )
+        for lab in labels:
+            if lab < 0 or (num_classes is not None and lab >= num_classes):
+                raise ListFormatError(f"{where}: label {lab} outside [0, {num_classes}) (model.num_classes)")
+        path = _join(data_root, rel)
+        video = fmt == "video" or is_video_path(rel)
+        records.append(VideoRecord(path, labels, total, offset, where, video))
     if not records:
         raise ListFormatError(f"{list_file}: the annotation list has no samples")
     return records
@@ -178,7 +191,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class-name file not found: {path}")
-    lines = [(i, raw.strip()) for i, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)]
+    lines = [(i, raw.strip()) for i, raw in enumerate(read_text_lines(path), start=1)]
     lines = [(i, s) for i, s in lines if s and not s.startswith("#")]
     if not lines:
         raise ListFormatError(f"{path}: the class-name file is empty")

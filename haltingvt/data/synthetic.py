@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import SPLITS as CONFIG_SPLITS, check_split
+from ..config import SPLITS as CONFIG_SPLITS, ConfigError, check_split
 
 #: Class names, in label order.
 CLASSES: tuple[str, ...] = (
@@ -83,7 +83,8 @@ def class_names(classes: Sequence[str] | None = None) -> list[str]:
         return list(CLASSES)
     unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
-        raise ValueError(f"unknown synthetic class(es) {unknown}; known: {', '.join(MOTIONS)}")
+        raise ConfigError(f"unknown synthetic class(es) {unknown} in data.synthetic_classes (or --classes); known: "
+                          f"{', '.join(MOTIONS)}", "data.synthetic_classes")
     return list(classes)
 
 

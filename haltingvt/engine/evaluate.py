@@ -122,6 +122,9 @@ def evaluate(
         "clips": n_clips, "time": model_time, "views": views,
     }
     results = _merge(distributed.all_gather_objects(local))
+    if len(results["index"]) == 0 and results["errors"]:  # every process sees the same merged results
+        raise data.DataError(f"{split}: 0 of {len(dataset)} videos could be read, nothing to evaluate "
+                             f"(first error: {results['errors'][0][2]})")
     metrics = _summarise(results, multi_label)
     metrics.update(split=split, execution=execution, early_exit=early_exit, world_size=world)
     num_classes = net.num_classes

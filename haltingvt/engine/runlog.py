@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from tqdm import tqdm
 
@@ -32,15 +33,16 @@ class RunLog:
     def line(self, text: str) -> None:
         if self.active:
             tqdm.write(text)
-            self.file.write(text + "\n")
-            self.file.flush()
+            with _naming(self.work_dir / "train.log"):
+                self.file.write(text + "\n")
+                self.file.flush()
 
     def row(self, name: str, values: Mapping[str, Any], step: int) -> None:
         if not self.active:
             return
         path = self.work_dir / name
         new = not path.exists()
-        with open(path, "a", newline="") as f:
+        with _naming(path), open(path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(values))
             if new:
                 writer.writeheader()
@@ -56,6 +58,17 @@ class RunLog:
             if self.tb is not None:
                 self.tb.close()
             self.file.close()
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError while writing (a full disk reports no file name) names ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def _truncate_csv(path: Path, max_step: int) -> None:
