@@ -7,12 +7,15 @@ import sys
 from ..config import load_config
 from ..engine import distributed
 from ..engine.train import NonFiniteLossError, train
+from .options import add_overrides, add_run_options, run_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. train.batch_size=8 train.work_dir=runs/x")
+    add_overrides(parser, "train.batch_size=8 train.epochs=4")
+    add_run_options(parser, work_dir_help="checkpoints and logs go here (train.work_dir; default work_dirs/<config>)",
+                    seed_help="random seed (train.seed)",
+                    amp_help="mixed precision (train.amp); bare --amp: fp16 on CUDA, bf16 on the CPU")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
                         help="continue from PATH, or from <work_dir>/latest.pth when no PATH is given")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
@@ -20,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, run_overrides(args, work_dir_key="train.work_dir", seed_key="train.seed",
+                                                 amp_key="train.amp"))
     try:
         train(cfg, resume=args.resume, device=args.device, progress=not args.no_progress)
     except NonFiniteLossError as err:

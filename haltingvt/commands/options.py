@@ -1,0 +1,50 @@
+"""Options shared by several subcommands, named as MMAction2 users know them.
+
+``--set`` / ``--cfg-options`` (one option, repeatable: every use adds to the same list of overrides),
+``--work-dir``, ``--seed`` and ``--amp``. The last three are short for config overrides and are applied
+after ``--set``, so they win over it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+AMP_CHOICES = ("none", "bf16", "fp16")
+
+
+def add_overrides(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE ...`` with its MMAction2 name ``--cfg-options`` (same list; repeatable)."""
+    parser.add_argument("--set", "--cfg-options", dest="set", nargs="+", action="extend", default=[],
+                        metavar="KEY=VALUE", help=f"config overrides, e.g. {example} (repeatable; "
+                                                  "--cfg-options is the same option)")
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, work_dir_help: str, seed_help: str, amp_help: str) -> None:
+    """``--work-dir DIR``, ``--seed N`` and ``--amp [none|bf16|fp16]`` (bare ``--amp``: fp16 on CUDA, else bf16)."""
+    parser.add_argument("--work-dir", default=None, metavar="DIR", help=work_dir_help)
+    parser.add_argument("--seed", type=int, default=None, metavar="N", help=seed_help)
+    parser.add_argument("--amp", nargs="?", const="auto", default=None, choices=AMP_CHOICES + ("auto",),
+                        metavar="{none,bf16,fp16}", help=amp_help)
+
+
+def amp_mode(amp: str, device: str | None) -> str:
+    """``--amp``'s value; bare ``--amp`` ("auto") is fp16 on a CUDA device and bf16 on the CPU."""
+    if amp != "auto":
+        return amp
+    cuda = device.startswith("cuda") if device else torch.cuda.is_available()
+    return "fp16" if cuda else "bf16"
+
+
+def run_overrides(args: argparse.Namespace, *, work_dir_key: str | None, seed_key: str | None,
+                  amp_key: str) -> list[str]:
+    """``--set`` followed by the overrides that ``--work-dir``/``--seed``/``--amp`` stand for."""
+    out = list(args.set)
+    if args.work_dir is not None and work_dir_key:
+        out.append(f"{work_dir_key}={json.dumps(str(args.work_dir))}")  # quoted: the value is read as YAML
+    if args.seed is not None and seed_key:
+        out.append(f"{seed_key}={args.seed}")
+    if args.amp is not None:
+        out.append(f"{amp_key}={amp_mode(args.amp, args.device)}")
+    return out
