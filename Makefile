@@ -1,9 +1,12 @@
-# Quick start: `make demo` and `make test`. Both create .venv on first use.
+# Quick start: `make` (install into .venv and say how to use it), `make demo`, `make test`.
+# Every target creates .venv on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: all demo test install path clean
+
+all: install path
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,6 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+path: $(STAMP)
+	@echo "haltingvt is installed in $(VENV). To run the haltingvt command from any folder:"
+	@echo "  source $(abspath $(VENV))/bin/activate          # this shell only; or add it to PATH for good:"
+	@echo "  export PATH=\"$(abspath $(VENV))/bin:\$$PATH\""
+	@echo "then: haltingvt --help"
+
 demo: $(STAMP)
 	$(VENV)/bin/haltingvt demo --out demo_out
 
@@ -21,4 +30,4 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out demo_quick

@@ -1,7 +1,7 @@
 """``haltingvt demo``: HaltingVT end to end in a few minutes on a CPU, with no data set or weights to fetch.
 
-    haltingvt demo --out demo_out            # make demo
-    haltingvt demo --out /tmp/d --quick      # a smoke run of well under a minute (accuracy not meaningful)
+    haltingvt demo                           # make demo: writes demo_out/
+    haltingvt demo --quick                   # a smoke run of well under a minute into demo_quick/ (not a result)
 
 It generates the built-in synthetic motion clips (:mod:`haltingvt.data.synthetic`: the class is how the
 object moves, a single frame tells nothing), trains a small HaltingVT from scratch with the real trainer
@@ -193,9 +193,9 @@ def format_report(s: Mapping[str, Any]) -> str:
         f"  val top-1            {pct(s['val_top1'])}   (test {pct(s['test_top1'])})",
         f"  static clips top-1   {pct(s['static_top1'])}   one frame repeated: only motion tells the classes apart",
         f"  motion head accuracy {pct(s['motion_acc'])}   real clip vs static clip",
-        f"  GFLOPs per clip      {s['gflops_per_clip'] * 1e3:.2f} MMAC = {pct(s['gflops_fraction_of_dense'])} of the "
-        f"dense backbone ({s['dense_gflops_per_clip'] * 1e3:.2f} MMAC; Glimpser alone "
-        f"{s['glimpser_only_gflops_per_clip'] * 1e3:.2f})",
+        f"  MMAC per clip        {s['gflops_per_clip'] * 1e3:.2f} = {pct(s['gflops_fraction_of_dense'])} of the dense "
+        f"backbone's {s['dense_gflops_per_clip'] * 1e3:.2f} (Glimpser alone {s['glimpser_only_gflops_per_clip'] * 1e3:.2f})"
+        "   (millions of multiply-accumulates)",
         f"  tokens per halting layer {tokens}   (dense {s['dense_tokens_per_layer']:.0f}, after the Glimpser "
         f"{s['tokens_after_glimpser']})",
         f"  training {s['train_seconds']:.0f} s ({s['optimizer_steps']} steps on {s['device']}), whole demo "
