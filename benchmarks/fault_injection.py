@@ -291,6 +291,7 @@ class Bench:
             if mount is not None:
                 subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
             result = self.finish(run_dir, [f"ENOSPC ({tag}): {last[:160]}"])
+            result["work"] = work.name
             result["problems"] = problems + result["problems"]
             result["ok"] = not result["problems"]
             return result
@@ -346,7 +347,7 @@ def can_mount() -> bool:
 
 
 def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kills_per_chain: int = 2,
-            disk_full: bool = True, seed: int = 0, log=print) -> dict:
+            disk_full: int = 3, seed: int = 0, log=print) -> dict:
     """Run the trials; returns the report (also printed line by line through ``log``)."""
     bench = Bench(tmp)
     log(f"uninterrupted run: {bench.seconds:.1f} s, {len(bench.events)} file events")
@@ -369,13 +370,14 @@ def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kill
     if disk_full:
         if can_mount():
             ckpt = (bench.ref / "latest.pth").stat().st_size // 1024 + 1
-            # room for: the epoch-1 files, then fewer and fewer: the disk fills at different writes
-            for size in (int(ckpt * 2.5), int(ckpt * 4.5), int(ckpt * 6.5)):
+            # Room for 3.5, 1.5 and 4.5 checkpoints: the disk fills while writing latest.pth at the end of
+            # epoch 1 (after epoch_1.pth and best.pth), at the second mid-epoch latest.pth, at the end of epoch 2.
+            for size in [int(ckpt * f) for f in (3.5, 1.5, 4.5)][:disk_full]:
                 full.append(bench.disk_full(size))
                 log(_line(full[-1]))
         else:
             replaces = [n for n, (_, kind, name) in enumerate(bench.events, start=1) if kind == "fsync"]
-            for n in replaces[len(replaces) // 2:len(replaces) // 2 + 2]:
+            for n in replaces[len(replaces) // 2:len(replaces) // 2 + disk_full]:
                 full.append(bench.disk_full(None, enospc_at=n))
                 log(_line(full[-1]))
     kills = sum(len(r["kills"]) for r in results)
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-chain", type=int, default=2, help="kills in a row before the final resume")
     parser.add_argument("--sweep", default="epoch-end",
                         help="'epoch-end' (every write of every epoch end), '' (none) or event numbers 3,7,...")
-    parser.add_argument("--no-disk-full", action="store_true")
+    parser.add_argument("--disk-full", type=int, default=3, help="full-disk trials (0-3, default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="keep the run folders here")
     parser.add_argument("--json", help="write the report to this file")
@@ -418,12 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "child":
         return child(args)
     if args.quick:
-        args.random, args.sweep = 0, "quick"
+        args.random, args.sweep, args.disk_full = 0, "quick", 1
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="haltingvt_faults_"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         report = run_all(tmp, sweep=args.sweep, random_kills=args.random, kills_per_chain=args.per_chain,
-                         disk_full=not args.no_disk_full, seed=args.seed)
+                         disk_full=args.disk_full, seed=args.seed)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -6,7 +6,6 @@ the RNG states of every process and the position in the epoch, so a killed run r
 """
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,21 +93,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (a kill leaves the old file or none);
-    an OSError names ``path``."""
-    tmp = path.with_name(f".{path.name}.p{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def _as_config(stored: Any) -> dict[str, Any]:

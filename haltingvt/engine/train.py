@@ -41,10 +41,10 @@ from .. import data
 from ..config import ConfigError, load_config
 from ..flops import clip_gflops
 from ..models import HaltingVTLoss, create_model, load_checkpoint
-from ..models.weights import describe_init
+from ..models.weights import atomic_write, describe_init
 from . import distributed
 from .amp import autocast
-from .checkpoint import Checkpointer, TrainState, atomic_write, resume_path
+from .checkpoint import Checkpointer, TrainState, resume_path
 from .evaluate import evaluate, format_metrics
 from .metrics import top1_hits
 from .runlog import RunLog
@@ -215,7 +215,8 @@ class Trainer:
         if changed:
             self.log.line(f"resuming with changed settings (they take effect): {'; '.join(changed)}")
         if self.master:
-            atomic_write(self.work_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
+            text = yaml.safe_dump(cfg, sort_keys=False)
+            atomic_write(self.work_dir / "config.yaml", lambda f: f.write(text.encode()))
 
         # The model the steps run: DDP-wrapped with several processes (fc_motion gets no gradient without motion loss).
         self.net: nn.Module = self.model
@@ -452,7 +453,7 @@ class Trainer:
                             "best": str(work_dir / "best.pth") if state.best else None},
         }
         if self.master:
-            atomic_write(work_dir / "summary.json", json.dumps(summary, indent=1).encode())
+            atomic_write(work_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
             self.log.line(f"done: {state.step} optimizer steps; best {json.dumps(state.best)}; summary in "
                           f"{work_dir / 'summary.json'}")
             self.log.close()
