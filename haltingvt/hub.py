@@ -74,7 +74,7 @@ class HubMixin:
                                      check_class_names, save_safetensors)
 
         folder = Path(save_directory)
-        arch = dict(self.arch)
+        arch = dict(getattr(self, "arch", None) or self.cfg.to_dict())  # HaltingVT(cfg) built directly has no .arch
         classes = classes if classes is not None else getattr(self, "classes", None)
         if classes is not None:
             classes = check_class_names(list(classes), arch["num_classes"], "classes")

@@ -46,6 +46,15 @@ def test_folder_layout(saved):
     assert "library_name: haltingvt" in (folder / "README.md").read_text()
 
 
+def test_model_built_directly_saves(tmp_path):
+    model = haltingvt.HaltingVT(dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, num_heads=2, depth=3,
+                                     num_classes=3))
+    loaded = haltingvt.HaltingVT.from_pretrained(model.save_pretrained(tmp_path / "direct"))
+    assert loaded.arch == model.cfg.to_dict() and loaded.classes is None
+    doc = json.loads((tmp_path / "direct" / "config.json").read_text())
+    assert doc["data"]["clip_len"] == 2 and doc["data"]["crop_size"] == 32 and doc["data"]["test_scale"] == 37
+
+
 def test_round_trip_same_logits(saved):
     loaded = haltingvt.HaltingVT.from_pretrained(saved["folder"])
     assert not loaded.training and loaded.classes == CLASSES and loaded.arch == saved["model"].arch
