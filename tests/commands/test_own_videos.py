@@ -98,3 +98,29 @@ def test_synthetic_prints_a_train_command_that_works(tmp_path, capsys, monkeypat
     assert main(command[1:] + ["--no-progress", "--work-dir", "run", "--set", "train.epochs=1",
                                "train.batch_size=4", "train.log_interval=1"]) == 0
     assert Path("run/best.pth").is_file()
+
+
+def test_the_same_path_from_python(tmp_path):
+    import haltingvt
+    from haltingvt.data import build_dataset
+    from haltingvt.engine.evaluate import evaluate
+    from haltingvt.engine.train import train
+    from haltingvt.plot import plot_run
+
+    clips = tmp_path / "my_clips"
+    write_clips(clips, {"train": 9, "val": 3, "test": 3})
+    config = tmp_path / "my.yaml"
+    config.write_text(MY_YAML.format(root=clips))
+    run = tmp_path / "runs" / "mine"
+    cfg = haltingvt.load_config(config, [f"train.work_dir={run}", "train.val_interval=0"])
+    assert build_dataset(cfg, "train").classes == sorted(CLASSES)
+    summary = train(cfg, progress=False)
+    assert summary["optimizer_steps"] == 3 and (run / "curves.png").is_file()
+    assert plot_run(run) == run / "curves.png"
+    model = haltingvt.create_model(cfg["model"])
+    haltingvt.load_checkpoint(model, run / "latest.pth")
+    metrics = evaluate(model, cfg, "test", confusion=run / "confusion.png", progress=False)
+    assert metrics["num_evaluated"] == 3 and [r["clips"] for r in metrics["per_class"]] == [1, 1, 1]
+    clip = next((clips / "test").glob("*/*.mp4"))
+    top = haltingvt.Predictor(run / "latest.pth").predict(clip)["top"][0]
+    assert top["label"] in CLASSES
