@@ -119,7 +119,7 @@ def check_structure(obj: Any, path: str | os.PathLike) -> str:
     if ints:  # a HaltingVT has floating-point weights only; an integer one would be cast silently
         raise CheckpointError(f"{path}: weight {ints[0]} has dtype {obj['model'][ints[0]].dtype}, "
                               "a HaltingVT's weights are floating point")
-    arch = check_arch(obj["arch"], path) if obj.get("arch") is not None else None
+    arch = check_arch(obj["arch"], path) if obj.get("arch") else None  # {}: written without one
     for key in ("epoch", "iteration", "step"):
         if key in obj and not (_is_int(obj[key]) and obj[key] >= 0):
             raise CheckpointError(f"{path}: '{key}' must be a count (an integer >= 0), got {obj[key]!r:.40}")
@@ -634,7 +634,7 @@ def model_payload(model: torch.nn.Module, config: Mapping[str, Any] | None = Non
     """The model part of one of our checkpoints: weights, architecture, (optionally) the config and the
     class names -- as a list of strings, so that a checkpoint never makes a reader open a path.
     ``model`` is the bare model (``haltingvt.engine.distributed.unwrap`` a DDP wrapper first)."""
-    arch = dict(getattr(model, "arch", {}))
+    arch = dict(getattr(model, "arch", None) or (model.cfg.to_dict() if hasattr(model, "cfg") else {}))
     payload = {"model": model.state_dict(), "arch": arch, "config": dict(config or {}), **extra}
     if classes is not None:
         payload["classes"] = check_class_names(list(classes), arch.get("num_classes"), "classes")
