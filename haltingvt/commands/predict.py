@@ -12,12 +12,14 @@ from ..predict import Predictor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="trained checkpoint (haltingvt format, or a release checkpoint with --config)")
+    parser.add_argument("checkpoint", help="trained checkpoint (ours: .pth, .safetensors or a save_pretrained folder; "
+                                           "or a release checkpoint with --config)")
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FRAME_FOLDER", help="video files and/or frame folders")
     parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. test.early_exit=true")
-    parser.add_argument("--classes", help="class-name file (default: the config's data.classes, else class_<i>)")
+    parser.add_argument("--classes", help="class-name file (default: the names stored in the checkpoint, else the "
+                                          "data.classes file of --config, else class_<i>)")
     parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
     parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
