@@ -8,7 +8,8 @@ Command line::
 
 Python::
 
-    predictor = haltingvt.Predictor("best.pth")              # config from the checkpoint
+    predictor = haltingvt.Predictor("best.pth")              # config and class names from the checkpoint
+    predictor = haltingvt.Predictor.from_pretrained("my-model")  # a save_pretrained folder or a Hub id
     result = predictor.predict("clip.mp4")                   # or a uint8 (3,T,H,W) / (V,3,T,H,W) tensor
     result["top"][0]["label"], result["gflops"]
     results = predictor.predict_many(paths)                  # batched; bad files become {"error": ...}
@@ -132,10 +133,13 @@ class Predictor:
     """Top-k classes, GFLOPs spent and tokens per halting layer for videos, frame folders or clips.
 
     Args:
-        checkpoint: our checkpoint (config stored inside) or a release checkpoint (needs ``config``).
+        checkpoint: ours (``.pth``, ``.safetensors`` or a ``save_pretrained`` folder: config and class names
+            stored inside) or a release checkpoint (needs ``config``).
         config: config name, YAML path or dict; default: the config stored in the checkpoint.
         device: default ``cuda`` when available, else ``cpu``.
-        classes: class-name file or list of names; default: the config's ``data.classes``, else class_<i>.
+        classes: class-name file or list of names; default: the names stored in the checkpoint, else the
+            ``data.classes`` file of a ``config`` given here (never a path stored in the checkpoint), else
+            class_<i>. ``self.classes`` is None when no names are known.
         overrides: ``section.key=value`` strings applied to the config.
         views: ``"CLIPSxCROPS"`` test views per input (default: the config's test_num_clips x test_num_crops).
         topk: number of classes reported.
