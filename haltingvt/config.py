@@ -122,6 +122,11 @@ def number_list(default: Any, kind: type, lo: float | None = None, hi: float | N
     return Key(default, check, ("an integer or " if scalar_ok else "") + " ".join(what.split()))
 
 
+def optional(key: Key) -> Key:
+    """``key`` that also accepts null."""
+    return Key(key.default, lambda value: None if value is None else key.check(value), key.allowed + " or null")
+
+
 def optional_mapping(default: Any) -> Key:
     def check(value: Any) -> Any:
         if value is not None and not isinstance(value, Mapping):
@@ -164,7 +169,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "loss": {
         "multi_label": flag(_L.multi_label), "label_smoothing": num(float, _L.label_smoothing, 0, 1, hi_open=True),
         "ponder_token_scale": num(float, _L.ponder_token_scale, 0), "ponder_start_epoch": num(float, _L.ponder_start_epoch, 0),
-        "ponder_warmup_epochs": num(float, _L.ponder_warmup_epochs, 0), "motion_loss": flag(_L.motion_loss),
+        "ponder_warmup_epochs": num(float, _L.ponder_warmup_epochs, 0),
+        "target_gflops_ratio": optional(num(float, _L.target_gflops_ratio, 0, 1, lo_open=True)),
+        "target_rate": num(float, _L.target_rate, 0, lo_open=True), "motion_loss": flag(_L.motion_loss),
         "motion_loss_weight": num(float, _L.motion_loss_weight, 0), "distr_prior": flag(_L.distr_prior),
         "distr_prior_weight": num(float, _L.distr_prior_weight, 0), "distr_target_depth": num(float, _L.distr_target_depth, 0),
     },

@@ -1,0 +1,183 @@
+"""Does the demo recipe learn motion *direction*? Train the demo-size model on motion datasets whose classes
+come in time-reversed pairs, through ``haltingvt train``, and report per dataset: val/test top-1, the
+confusion inside the time-reversed pairs, GFLOPs per clip against the dense model, tokens per halting layer
+and the training time.
+
+    python benchmarks/motion_recipes.py --out runs/motion                       # every dataset, current recipe
+    python benchmarks/motion_recipes.py --datasets shapes6 --variants release recipe --seeds 0 1
+    python benchmarks/motion_recipes.py --jobs 2 --threads 1                    # two trainings at a time
+
+Datasets: ``shapes6``, ``paths10``, ``clutter6`` (benchmarks/motion_datasets.py, written once under
+``--data``) and ``builtin`` (the demo's own synthetic clips). Every run has the demo's budget: 6000 optimizer
+steps of batch 8 at 32 px (``train.epochs`` = 6000 x 8 / number of training clips). The config of each run
+is ``_base_: demo_synthetic`` with the data keys replaced, plus the variant's overrides (:data:`VARIANTS`);
+it is written next to the run, so any row can be rerun by hand with ``haltingvt train <run>/config.yaml``.
+Timings are of one machine, measured in one invocation; with ``--jobs 2`` two trainings share the cores.
+The final model (not the best epoch) is evaluated, with compact execution.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from motion_datasets import DATASETS, data_config, write_dataset  # noqa: E402
+
+STEPS, BATCH = 6000, 8
+COUNTS = {"train": 4800, "val": 400, "test": 400}
+BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow", "shrink"))
+
+#: Recipe variants: overrides on top of configs/demo_synthetic.yaml. "recipe" is the shipped demo recipe;
+#: "release" restores the released training behaviour (fixed ponder weight from the first step); the others
+#: take one change of the recipe back, for the ablation.
+VARIANTS: dict[str, list[str]] = {
+    "recipe": [],
+    "release": ["loss.target_gflops_ratio=null", "loss.ponder_start_epoch=0", "loss.ponder_token_scale=2.0e-3"],
+    "no_target": ["loss.target_gflops_ratio=null", "loss.ponder_token_scale=2.0e-3"],
+    "no_delay": ["loss.ponder_start_epoch=0"],
+    "dense": ["model.halting=false", "model.keep_rate=[1.0,1.0]"],
+}
+
+
+def run_config(dataset: str, data_root: Path) -> tuple[dict, list[str], list[tuple[str, str]]]:
+    """(config dict, class names, time-reversed pairs) of a dataset, based on demo_synthetic."""
+    if dataset == "builtin":
+        from haltingvt.config import load_config
+
+        classes = list(load_config("demo_synthetic")["data"]["synthetic_classes"])
+        return {"_base_": "demo_synthetic"}, classes, list(BUILTIN_PAIRS)
+    ds = DATASETS[dataset]
+    epochs = max(1, round(STEPS * BATCH / COUNTS["train"]))
+    cfg = {"_base_": "demo_synthetic", "model": {"num_classes": len(ds.classes)},
+           "data": data_config(dataset, data_root), "train": {"epochs": epochs}}
+    return cfg, list(ds.classes), list(ds.pairs)
+
+
+def pair_confusion(preds: list[dict], classes: list[str], pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Per pair: the fraction of the pair's samples predicted as the partner class."""
+    out = {}
+    for a, b in pairs:
+        ia, ib = classes.index(a), classes.index(b)
+        rows = [p for p in preds if p["label"] in (ia, ib)]
+        swapped = sum(1 for p in rows if p["pred"] == (ib if p["label"] == ia else ia))
+        out[f"{a}/{b}"] = swapped / max(len(rows), 1)
+    return out
+
+
+def evaluate_run(work_dir: Path, classes: list[str], pairs: list[tuple[str, str]]) -> dict:
+    """Evaluate the final checkpoint of a run on val and test."""
+    import torch
+
+    from haltingvt.config import load_config
+    from haltingvt.engine.evaluate import evaluate
+    from haltingvt.flops import dense_gflops
+    from haltingvt.models import create_model, load_checkpoint
+
+    cfg = load_config(work_dir / "config.yaml")
+    model = create_model(cfg["model"])
+    load_checkpoint(model, work_dir / "latest.pth")
+    model.eval()
+    result: dict = {}
+    for split in ("val", "test"):
+        dump = work_dir / f"predictions_{split}.json"
+        m = evaluate(model, cfg, split, torch.device("cpu"), dump=dump, progress=False)
+        result[f"{split}_top1"] = m["top1"]
+        if split == "val":
+            preds = json.loads(dump.read_text())["predictions"]
+            result["pair_confusion"] = pair_confusion(preds, classes, pairs)
+            result["gflops_per_clip"] = m["gflops_per_clip"]
+            result["tokens_per_layer"] = m["tokens_per_layer"]
+    result["dense_gflops"] = dense_gflops(model.arch)
+    result["gflops_ratio"] = result["gflops_per_clip"] / result["dense_gflops"]
+    return result
+
+
+def train_run(dataset: str, variant: str, seed: int, args: argparse.Namespace) -> dict:
+    """Train one (dataset, variant, seed) through `haltingvt train` in a subprocess, then evaluate it."""
+    cfg, classes, pairs = run_config(dataset, args.data)
+    work_dir = args.out / f"{dataset}_{variant}_s{seed}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = work_dir / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    overrides = VARIANTS[variant] + list(args.set) + [f"train.seed={seed}", f"train.work_dir={work_dir}",
+                                                      "train.log_interval=500"]
+    cmd = [sys.executable, "-m", "haltingvt.cli", "train", str(cfg_path), "--no-progress", "--set", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if not (args.reuse and (work_dir / "summary.json").exists()):
+        tick = time.time()
+        with open(work_dir / "stdout.log", "w") as log:
+            rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        seconds = time.time() - tick
+        if rc != 0:
+            raise RuntimeError(f"training failed ({rc}): see {work_dir / 'stdout.log'}")
+        (work_dir / "train_seconds.txt").write_text(f"{seconds:.1f}\n")
+    seconds = float((work_dir / "train_seconds.txt").read_text())
+    summary = json.loads((work_dir / "summary.json").read_text())
+    row = {"dataset": dataset, "variant": variant, "seed": seed, "train_seconds": round(seconds, 1),
+           "optimizer_steps": summary["optimizer_steps"], "command": " ".join(cmd[1:]),
+           **evaluate_run(work_dir, classes, pairs)}
+    (work_dir / "row.json").write_text(json.dumps(row, indent=1))
+    print(format_row(row), flush=True)
+    return row
+
+
+def format_row(r: dict) -> str:
+    conf = " ".join(f"{100 * v:.0f}" for v in r["pair_confusion"].values())
+    tokens = "/".join(f"{t:.1f}" for t in r["tokens_per_layer"])
+    return (f"{r['dataset']:<9} {r['variant']:<10} {r['seed']:>4} {100 * r['val_top1']:>6.1f} {100 * r['test_top1']:>6.1f}"
+            f"  {conf:<16} {r['gflops_per_clip']:.4f} {100 * r['gflops_ratio']:>5.1f}%  {tokens:<22}"
+            f" {r['train_seconds']:>7.0f}")
+
+
+HEADER = (f"{'dataset':<9} {'variant':<10} {'seed':>4} {'val%':>6} {'test%':>6}  {'pair swap %':<16} "
+          f"{'GFLOPs':<6} {'dense%':>6}  {'tokens/halting layer':<22} {'train s':>7}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/motion"), help="where the datasets are written")
+    parser.add_argument("--out", type=Path, default=Path("runs/motion_recipes"), help="run folders and results.json")
+    parser.add_argument("--datasets", nargs="+", default=["shapes6", "paths10", "clutter6", "builtin"],
+                        choices=[*DATASETS, "builtin"])
+    parser.add_argument("--variants", nargs="+", default=["recipe"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="torch threads per training")
+    parser.add_argument("--reuse", action="store_true", help="skip trainings whose run folder has a summary.json")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: print the table of every finished run under --out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        for name in args.datasets:
+            if name != "builtin":
+                write_dataset(name, args.data, COUNTS)
+        jobs = [(d, v, s) for d in args.datasets for v in args.variants for s in args.seeds]
+        print(HEADER, flush=True)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: train_run(*job, args), jobs))
+    # every finished run under --out, also those of earlier or parallel invocations
+    order = {name: i for i, name in enumerate(["shapes6", "paths10", "clutter6", "builtin"])}
+    rows = sorted((json.loads(p.read_text()) for p in args.out.glob("*/row.json")),
+                  key=lambda r: (order[r["dataset"]], list(VARIANTS).index(r["variant"]), r["seed"]))
+    print("\n" + HEADER)
+    for r in rows:
+        print(format_row(r))
+    results = {"rows": rows, "steps": STEPS, "batch_size": BATCH, "cpu_count": os.cpu_count(),
+               "jobs": args.jobs, "threads": args.threads}
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"\nresults: {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
