@@ -14,7 +14,7 @@ small tmpfs (root; otherwise ENOSPC is injected into the checkpoint writer): the
 line naming the file, leave no temporary file, and finish bit-identical after ``--resume`` with space.
 
     python benchmarks/fault_injection.py                    # full: epoch-end sweep + 20 random kills + disk full
-    python benchmarks/fault_injection.py --quick            # the few kills the test suite runs
+    python benchmarks/fault_injection.py --quick            # the test suite's trial: 2 kills and a full disk
     python benchmarks/fault_injection.py --random 40 --seed 3
 
 Checks after each trial (``compare``): epoch_N.pth for every epoch, latest.pth, best.pth (and the
@@ -43,6 +43,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The test suite's trial: killed between epoch_1.pth and best.pth, a full disk while latest.pth is written at
+#: that epoch end (after epoch_1.pth and best.pth), killed before the summary; then resumed to the end.
+QUICK_CHAIN = [("kill", "replace epoch_1.pth"), ("enospc", "fsync .latest.pth"), ("kill", "replace summary.json")]
+
 #: 16 training clips, batch 4: 4 optimizer steps per epoch, 3 epochs, latest.pth after every step.
 OVERRIDES = ["data.synthetic_num_train=16", "data.synthetic_num_val=8", "data.synthetic_num_test=8",
              "train.batch_size=4", "train.epochs=3", "train.ckpt_interval=1", "train.log_interval=1",
@@ -68,12 +72,13 @@ def child(args: argparse.Namespace) -> int:
 
     def event(kind: str, target: Any) -> None:
         count[0] += 1
+        label = f"{kind} {Path(os.fsdecode(target)).name if not isinstance(target, int) else target}"
         if log is not None:
-            log.write(f"{count[0]} {kind} {Path(os.fsdecode(target)).name if not isinstance(target, int) else target}\n")
+            log.write(f"{count[0]} {label}\n")
             log.flush()
-        if args.kill_at and count[0] == args.kill_at:
+        if (args.kill_at and count[0] == args.kill_at) or (args.kill_on and label.startswith(args.kill_on)):
             os.kill(os.getpid(), signal.SIGKILL)
-        if args.enospc_at and count[0] == args.enospc_at:
+        if (args.enospc_at and count[0] == args.enospc_at) or (args.enospc_on and label.startswith(args.enospc_on)):
             name = target if not isinstance(target, int) else os.readlink(f"/proc/self/fd/{target}")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fsdecode(name))
 
@@ -121,7 +126,8 @@ def child(args: argparse.Namespace) -> int:
 
 # ============================================================================ the parent: trials
 def run_child(work: Path, *, resume: bool = False, kill_at: int = 0, enospc_at: int = 0, delay: float | None = None,
-              events: Path | None = None, extra: list[str] = (), timeout: float = 300) -> tuple[int, str]:
+              events: Path | None = None, extra: list[str] = (), timeout: float = 300, kill_on: str = "",
+              enospc_on: str = "") -> tuple[int, str]:
     """Start a child training run; SIGKILL it ``delay`` seconds after its train.log appears (if given).
     Returns (exit code, negative for a signal; its output)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "child", "--work", str(work)]
@@ -131,6 +137,10 @@ def run_child(work: Path, *, resume: bool = False, kill_at: int = 0, enospc_at: 
         cmd += ["--kill-at", str(kill_at)]
     if enospc_at:
         cmd += ["--enospc-at", str(enospc_at)]
+    if kill_on:
+        cmd += ["--kill-on", kill_on]
+    if enospc_on:
+        cmd += ["--enospc-on", enospc_on]
     if events:
         cmd += ["--events", str(events)]
     for item in extra:
@@ -263,6 +273,25 @@ class Bench:
             done.append(what + ("" if rc == -signal.SIGKILL else f" (not killed: exit {rc})"))
         return self.finish(work, done)
 
+    def chain(self, faults: list[tuple[str, str]]) -> dict:
+        """One run interrupted by each fault in turn, ``("kill", label)`` or ``("enospc", label)`` (label: the
+        start of an event's label, e.g. ``"replace epoch_1.pth"``), resumed after each, then to the end."""
+        work = self.fresh("chain")
+        done, problems = [], []
+        for i, (kind, label) in enumerate(faults):
+            rc, out = run_child(work, resume=i > 0, **{("kill_on" if kind == "kill" else "enospc_on"): label})
+            last = ([line for line in out.splitlines() if line.strip()] or [""])[-1]
+            if kind == "kill" and rc != -signal.SIGKILL:
+                problems.append(f"not killed before '{label}' (exit {rc})")
+            elif kind == "enospc" and (rc in (0, -signal.SIGKILL) or "Traceback" in out
+                                       or "No space left on device" not in last or "haltingvt train: error:" not in last):
+                problems.append(f"ENOSPC at '{label}': exit {rc}, last line {last[:200]!r}")
+            done.append(f"{kind} at '{label}'")
+        result = self.finish(work, done)
+        result["problems"] = problems + result["problems"]
+        result["ok"] = not result["problems"]
+        return result
+
     def disk_full(self, size_kib: int | None, enospc_at: int = 0) -> dict:
         """A run on a tmpfs of ``size_kib`` KiB (or with ENOSPC injected at event ``enospc_at``), then a
         resume with space. The failed run must exit non-zero with one line naming the file."""
@@ -315,23 +344,6 @@ def epoch_end_events(events: list[list[str]]) -> list[int]:
     return wanted + [len(events) + 1] if wanted else wanted
 
 
-def quick_events(events: list[list[str]]) -> list[int]:
-    """A few epoch-end kill points for the test suite: before the first checkpoint rename of the first
-    epoch end (epoch_1.pth), before its last one (latest.pth), and before the summary."""
-    first_end = []
-    for n, (_, kind, name) in enumerate(events, start=1):
-        if kind == "replace" and name.startswith("epoch_"):
-            first_end = [m for m, (_, k, nm) in enumerate(events, start=1) if m >= n and k == "replace"]
-            break
-    end = []
-    for m in first_end:
-        end.append(m)
-        if events[m - 1][2] == "latest.pth":
-            break
-    summary = [n for n, (_, _, name) in enumerate(events, start=1) if name == "summary.json"]
-    return sorted({end[0], end[-1], *summary[:1]}) if end else summary[:1]
-
-
 def can_mount() -> bool:
     if os.geteuid() != 0:
         return False
@@ -351,11 +363,10 @@ def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kill
     """Run the trials; returns the report (also printed line by line through ``log``)."""
     bench = Bench(tmp)
     log(f"uninterrupted run: {bench.seconds:.1f} s, {len(bench.events)} file events")
-    results = []
+    results = [bench.chain(QUICK_CHAIN)]
+    log(_line(results[-1]))
     if sweep == "epoch-end":
         points = epoch_end_events(bench.events)
-    elif sweep == "quick":
-        points = quick_events(bench.events)
     else:
         points = [int(x) for x in sweep.split(",")] if sweep else []
     for n in points:
@@ -366,7 +377,7 @@ def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kill
     for i in range(chains):
         results.append(bench.random_chain(rng, min(kills_per_chain, random_kills - i * kills_per_chain)))
         log(_line(results[-1]))
-    full = []
+    full = []  # the chain's full disk is counted with the kills' trials
     if disk_full:
         if can_mount():
             ckpt = (bench.ref / "latest.pth").stat().st_size // 1024 + 1
@@ -380,7 +391,7 @@ def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kill
             for n in replaces[len(replaces) // 2:len(replaces) // 2 + disk_full]:
                 full.append(bench.disk_full(None, enospc_at=n))
                 log(_line(full[-1]))
-    kills = sum(len(r["kills"]) for r in results)
+    kills = sum(not k.startswith("enospc") for r in results for k in r["kills"])
     report = {
         "kills": kills, "trials": len(results), "identical": sum(r["ok"] for r in results),
         "disk_full_trials": len(full), "disk_full_ok": sum(r["ok"] for r in full),
@@ -405,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--resume", action="store_true")
     c.add_argument("--kill-at", type=int, default=0)
     c.add_argument("--enospc-at", type=int, default=0)
+    c.add_argument("--kill-on", default="", help="SIGKILL before the first event whose label starts with this")
+    c.add_argument("--enospc-on", default="", help="ENOSPC at the first event whose label starts with this")
     c.add_argument("--events")
     c.add_argument("--set", action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="the test suite's version: a few kills")
@@ -420,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "child":
         return child(args)
     if args.quick:
-        args.random, args.sweep, args.disk_full = 0, "quick", 1
+        args.random, args.sweep, args.disk_full = 0, "", 0
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="haltingvt_faults_"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,72 @@ def test_nan_loss_stops_with_clear_message_and_usable_checkpoint(tmp_path, monke
     monkeypatch.undo()
     summary = train(cfg, resume=True, datasets=datasets(24), progress=False)
     assert summary["optimizer_steps"] == 12
+
+
+def test_exploded_weights_are_never_saved_and_a_lower_lr_resumes(tmp_path, monkeypatch):
+    """A step that leaves finite but exploded weights (x 1e28, NaN at the next forward) right before a save:
+    the save is refused, the run stops, latest.pth stays the last good one and a resume with a lower
+    train.lr (which must take effect on the restored optimizer) finishes."""
+    real_build = train_mod.build_optimizer
+
+    def exploding(*args, **kwargs):
+        optimizer = real_build(*args, **kwargs)
+
+        def after_step(opt, *_):
+            opt.steps_done = getattr(opt, "steps_done", 0) + 1
+            if opt.steps_done == 4:
+                with torch.no_grad():
+                    for group in opt.param_groups:
+                        for p in group["params"]:
+                            p.mul_(1e28)
+        optimizer.register_step_post_hook(after_step)
+        return optimizer
+
+    monkeypatch.setattr(train_mod, "build_optimizer", exploding)
+    cfg = tiny_config(tmp_path / "run", epochs=2, ckpt_interval=2, val_interval=0, warmup_epochs=0)
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg, datasets=datasets(24), progress=False)
+    latest = tmp_path / "run" / "latest.pth"
+    assert "weights give a loss of nan" in str(err.value) and str(latest) in str(err.value)
+
+    ckpt = read_checkpoint(latest)
+    assert ckpt["step"] == 2
+    model = haltingvt.create_model(cfg["model"]).eval()
+    haltingvt.load_checkpoint(model, latest)
+    clips = datasets(24)["val"][0]["clips"]
+    with torch.no_grad():
+        assert torch.isfinite(model(haltingvt.data.normalize(clips)).logits).all()
+
+    monkeypatch.undo()
+    cfg["train"]["lr"] = 1e-4
+    summary = train(cfg, resume=True, datasets=datasets(24), progress=False)
+    assert summary["optimizer_steps"] == 12
+    with open(tmp_path / "run" / "train_log.csv") as f:
+        lrs = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f)}
+    # cosine from the new base lr 1e-4 (the old lr was 1e-3): after step 4 of 12, 1e-4 * 0.5 * (1 + cos(pi * 4/12))
+    assert lrs[4] == pytest.approx(1e-4 * 0.75, rel=1e-4)
+    assert "train.lr 0.001 -> 0.0001" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_resume_refuses_settings_that_cannot_change(tmp_path):
+    cfg = tiny_config(tmp_path / "run", epochs=1, val_interval=0)
+    train(cfg, datasets=datasets(24), progress=False)
+    cfg["train"]["epochs"] = 2
+    cfg["train"]["batch_size"] = 3
+    cfg["model"]["depth"] = 5
+    with pytest.raises(haltingvt.ConfigError) as err:
+        train(cfg, resume=True, datasets=datasets(24), progress=False)
+    assert "model.depth 4 -> 5" in str(err.value) and "train.batch_size 4 -> 3" in str(err.value)
+
+
+def test_fault_injection_quick(tmp_path):
+    """benchmarks/fault_injection.py --quick: killed between epoch_1.pth and best.pth, a full disk while
+    latest.pth is written, killed before summary.json; the resumed run ends bit-identical to an
+    uninterrupted one, with every promised file and no orphan temp file."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--keep", str(tmp_path), "--json",
+                           str(tmp_path / "report.json")], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["trials"] == report["identical"] == 1 and report["kills"] == 2
