@@ -1,11 +1,9 @@
 """Wall-clock cost of compact execution (halted tokens physically removed) against the release's
 masked execution and the dense model, next to the FLOPs ratios they should approach.
 
-DeiT-S, 8 x 224 x 224, G03/b10 architecture, random weights. Random weights do not halt on their
-own, so channel 0 of every joint block's MLP output (fc2 bias) gets a constant ``delta``: the halting
-channel of the residual stream then rises with depth and tokens halt at different layers (their
-starting values differ). ``delta`` is found by bisection so that the clips average about
-``--target-gflops`` (10, the paper's G03 operating point); the measured average is printed.
+DeiT-S, 8 x 224 x 224, G03/b10 architecture, random weights with a halting profile calibrated so that the
+clips average about ``--target-gflops`` (10, the paper's G03 operating point; see bench_common.py); the
+measured average is printed.
 
     .venv/bin/python benchmarks/bench_compact.py --json-out bench_compact.json
     .venv/bin/python benchmarks/bench_compact.py --device cuda --batch-sizes 1 8 32
@@ -26,47 +24,11 @@ import torch
 
 from haltingvt.data import normalize
 import haltingvt
-from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops, halting_layer_macs
+from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops
+
+from bench_common import calibrate, padded_gflops, set_halt_bias, sync  # benchmarks/: the script's own folder
 
 ARCH = "minik_g03_b10"
-
-
-def set_halt_bias(model: haltingvt.HaltingVT, delta: float) -> None:
-    """Make the halting channel (0) grow by ``delta`` per joint layer."""
-    with torch.no_grad():
-        for block in model.blocks[model.divid_depth:]:
-            block.mlp.fc2.bias[0] = delta
-
-
-def calibrate(model: haltingvt.HaltingVT, clips: torch.Tensor, target: float, iters: int = 14) -> tuple[float, float]:
-    """Bisection on delta so that the mean clip GFLOPs over ``clips`` is close to ``target``.
-    Only the halting layers depend on delta, so the Glimpser output is computed once."""
-    with torch.inference_mode():
-        x = model.embed(clips)
-        for block in model.glimpser_blocks:
-            x = block(x, clips.shape[2])[0]
-
-    def gflops(delta: float) -> float:
-        set_halt_bias(model, delta)
-        with torch.inference_mode():
-            res = model.adaptive_halting(model.blocks[model.divid_depth:], x, execution="compact")
-        return float(clip_gflops(model.arch, res.token_counts).mean())
-
-    lo, hi = 0.0, 4.0  # more delta -> earlier halting -> fewer GFLOPs
-    if gflops(hi) > target:
-        raise SystemExit(f"cannot reach {target} GFLOPs (the Glimpser alone costs more?)")
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        if gflops(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return hi, gflops(hi)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_variants(variants: dict, clips: torch.Tensor, reps: int, warmup: int) -> dict[str, list[float]]:
@@ -83,18 +45,6 @@ def time_variants(variants: dict, clips: torch.Tensor, reps: int, warmup: int) -
                 if rep >= warmup:
                     times[name].append(time.perf_counter() - t0)
     return times
-
-
-def padded_gflops(arch: dict, token_counts: torch.Tensor) -> float:
-    """GMACs per clip that a compact batch really computes: each halting layer runs every clip still
-    computed at the batch's largest active count (padding); the ghost key is ignored as in flops.py."""
-    counts = token_counts.double()
-    widest = counts.max(dim=0).values  # (n,)
-    running = (counts > 0).double()  # clips still computed in each layer (early exit drops clips)
-    C, H = arch["embed_dim"], int(arch["embed_dim"] * arch["mlp_ratio"])
-    exact = clip_gflops(arch, counts)
-    extra = (halting_layer_macs(widest, C, H)[None] * running - halting_layer_macs(counts, C, H)).sum(dim=1) / 1e9
-    return float((exact + extra).mean())
 
 
 def main() -> int:

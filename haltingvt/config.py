@@ -207,6 +207,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "warmup_epochs": num(float, 5.0, 0), "warmup_start_factor": num(float, 0.1, 0, 1, lo_open=True),
         "grad_clip": num(float, 40.0, 0),  # 0: no clipping
         "accum_steps": num(int, 1, 1), "amp": choice("none", _AMP), "seed": num(int, 0, 0),
+        # how halting runs in training: compact (halted tokens removed: the same loss and gradients, less time and
+        # memory) | masked (the release's computation)
+        "execution": choice("compact", ("compact", "masked")),
         "val_interval": num(int, 1, 0),  # epochs between validations (0: none)
         "log_interval": num(int, 20, 1),  # optimizer steps between log lines
         "ckpt_interval": num(int, 500, 0),  # optimizer steps between latest.pth saves (0: only at epoch end)

@@ -6,7 +6,9 @@
 
 The recipe: DeiT-S ImageNet init, Adam (weight decay except on the embeddings, biases and norms),
 linear warm-up then cosine decay per optimizer step, gradient-norm clipping, and the loss
-action CE + ponder cost + motion CE on real/static clip pairs, with the release's masked execution.
+action CE + ponder cost + motion CE on real/static clip pairs. Halting runs in ``train.execution``: compact
+(default: halted tokens removed, the masked loss and gradients at a fraction of the cost) or masked (the
+release's computation).
 
 Reading order: :func:`train` builds a :class:`Trainer` and calls :meth:`Trainer.fit`, which runs epochs of
 :meth:`Trainer.train_step` (one micro-batch; every ``accum_steps`` of them end in :meth:`Trainer.optimizer_step`),
@@ -244,7 +246,7 @@ class Trainer:
             f"training {self.cfg.get('name')} on {ddp.world_size} x {self.device.type}: {len(self.train_set)} train "
             f"samples, {self.steps_per_epoch} steps/epoch x {self.epochs} epochs, batch {self.batch_size} x "
             f"{ddp.world_size} x {self.accum} (accum), lr {self.lr:.3g}{' (scaled)' if self.tc['scale_lr'] else ''}, "
-            f"amp {self.tc['amp']}")
+            f"amp {self.tc['amp']}, {self.tc['execution']} execution")
         if self.resume_from is not None:
             self.log.line(f"resumed from {self.resume_from}: epoch {state.epoch + 1}, iteration {state.iteration}, "
                           f"step {state.step}")
@@ -308,7 +310,7 @@ class Trainer:
         # Gradients are all-reduced only on the last micro-batch of an accumulation.
         with self.net.no_sync() if self.ddp.enabled and not last_micro else nullcontext():
             with autocast(self.device, self.tc["amp"]):
-                out = self.net(clips, execution="masked")  # the release trains with masked halting
+                out = self.net(clips, execution=self.tc["execution"])
                 terms = self.loss_fn(out, labels, motion,
                                      ponder_factor=self.ponder_factor())
             self._check_finite(terms)

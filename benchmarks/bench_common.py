@@ -1,0 +1,66 @@
+"""Shared by the benchmark scripts (bench_compact.py, bench_train.py): a calibrated halting profile for random
+weights, the GFLOPs a padded compact batch computes, and device synchronisation for timing.
+
+Random weights do not halt on their own, so channel 0 of every joint block's MLP output (fc2 bias) gets a
+constant ``delta``: the halting channel of the residual stream then rises with depth and tokens halt at
+different layers (their starting values differ). ``calibrate`` finds ``delta`` by bisection so that the clips
+average a target cost in compact execution (10 GFLOPs: the paper's G03 operating point).
+"""
+from __future__ import annotations
+
+import torch
+
+import haltingvt
+from haltingvt.flops import clip_gflops, halting_layer_macs
+
+
+def set_halt_bias(model: haltingvt.HaltingVT, delta: float) -> None:
+    """Make the halting channel (0) grow by ``delta`` per joint layer."""
+    with torch.no_grad():
+        for block in model.blocks[model.divid_depth:]:
+            block.mlp.fc2.bias[0] = delta
+
+
+def calibrate(model: haltingvt.HaltingVT, clips: torch.Tensor, target: float, iters: int = 14) -> tuple[float, float]:
+    """Bisection on delta so that the mean clip GFLOPs over ``clips`` (B, 3, T, H, W) is close to ``target``;
+    returns (delta, the GFLOPs reached). Only the halting layers depend on delta, so the Glimpser output is
+    computed once. The model's bias is left at the returned delta."""
+    with torch.inference_mode():
+        x = model.embed(clips)
+        for block in model.glimpser_blocks:
+            x = block(x, clips.shape[2])[0]
+
+    def gflops(delta: float) -> float:
+        set_halt_bias(model, delta)
+        with torch.inference_mode():
+            res = model.adaptive_halting(model.blocks[model.divid_depth:], x, execution="compact")
+        return float(clip_gflops(model.arch, res.token_counts).mean())
+
+    lo, hi = 0.0, 4.0  # more delta -> earlier halting -> fewer GFLOPs
+    if gflops(hi) > target:
+        raise SystemExit(f"cannot reach {target} GFLOPs (the Glimpser alone costs more?)")
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if gflops(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi, gflops(hi)
+
+
+def padded_gflops(arch: dict, token_counts: torch.Tensor) -> float:
+    """GMACs per clip that a compact batch really computes: each halting layer runs every clip still
+    computed at the batch's largest active count (padding); the ghost key is ignored as in flops.py."""
+    counts = token_counts.double()
+    widest = counts.max(dim=0).values  # (n,)
+    running = (counts > 0).double()  # clips still computed in each layer (early exit drops clips)
+    C, H = arch["embed_dim"], int(arch["embed_dim"] * arch["mlp_ratio"])
+    exact = clip_gflops(arch, counts)
+    extra = (halting_layer_macs(widest, C, H)[None] * running - halting_layer_macs(counts, C, H)).sum(dim=1) / 1e9
+    return float((exact + extra).mean())
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that wall-clock timings are right."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
