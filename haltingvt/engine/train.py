@@ -19,7 +19,7 @@ Checkpoints in the work dir: ``latest.pth`` (every ``train.ckpt_interval`` optim
 end of every epoch; holds optimizer, scheduler, AMP scaler and RNG states so a killed run resumes
 where it was), ``epoch_N.pth`` and ``best.pth`` (best validation top-1, or mAP for multi-label).
 Logs: ``train.log``, ``train_log.csv``, ``val_log.csv``, TensorBoard events in ``tb/``, and
-``summary.json`` at the end.
+``summary.json`` and ``curves.png`` (:func:`haltingvt.plot.plot_run`) at the end.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ from ..config import ConfigError, load_config
 from ..flops import clip_gflops, dense_gflops
 from ..models import ComputeTarget, HaltingVTLoss, create_model, load_checkpoint
 from ..models.weights import atomic_write, describe_init
+from ..plot import plot_after_training
 from . import distributed
 from .amp import autocast
 from .checkpoint import Checkpointer, TrainState, resume_path
@@ -482,6 +483,7 @@ class Trainer:
         }
         if self.master:
             atomic_write(work_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+            plot_after_training(work_dir, self.log.line)  # never raises: a picture must not fail a run
             self.log.line(f"done: {state.step} optimizer steps; best {json.dumps(state.best)}; summary in "
                           f"{work_dir / 'summary.json'}")
             self.log.close()
