@@ -36,7 +36,8 @@ from .data import DataError, build_transform, load_views, normalize, read_class_
 from .flops import clip_gflops
 from .hub import pipeline_config, resolve_pretrained
 from .models import create_model
-from .models.weights import CheckpointError, arch_from_weights, detect_format, load_checkpoint, read_checkpoint
+from .models.weights import (CheckpointError, arch_from_weights, check_arch, detect_format, load_checkpoint,
+                             read_checkpoint)
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
 # Architecture settings that must match between a checkpoint and the config: a difference gives wrong
@@ -103,6 +104,23 @@ def _resolve_config(
     raise ConfigError(
         f"{path}: release checkpoint needs --config (its architecture and test pipeline are not stored in it)"
     )
+
+
+#: One input's decoded test views may take at most this many bytes (uint8 frames at the test scale).
+MAX_INPUT_BYTES = 8 << 30
+
+
+def _check_input_size(path: Path, cfg: Mapping[str, Any]) -> None:
+    """Refuse a test pipeline (possibly read from a checkpoint) whose views would need more than
+    MAX_INPUT_BYTES per input: views x clip_len frames, short side test_scale, up to 16:9."""
+    data = cfg["data"]
+    frames = data["test_num_clips"] * data["test_num_crops"] * data["clip_len"]
+    need = frames * 3 * data["test_scale"] * (data["test_scale"] * 16 // 9 + 1) + frames * 3 * data["crop_size"] ** 2
+    if need > MAX_INPUT_BYTES:
+        raise ConfigError(
+            f"{path}: the test pipeline of config '{cfg.get('name', 'given')}' ({frames} frames per input, test_scale "
+            f"{data['test_scale']}, crop_size {data['crop_size']}) needs about {need / 2**30:.0f} GiB per input, over "
+            f"{MAX_INPUT_BYTES >> 30} GiB: refused")
 
 
 def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, weights_arch: dict) -> None:
@@ -176,6 +194,9 @@ class Predictor:
         build_transform(cfg, "test")  # test-pipeline settings fail here, once, not per input
         arch = resolve_arch(cfg)
         _check_fit(self.checkpoint, cfg, arch, stored_arch, arch_from_weights(obj, kind))
+        # Sizes first: the config may come from the checkpoint, and nothing is allocated for a huge one.
+        check_arch(arch, self.checkpoint, f"architecture of config '{cfg.get('name', 'given')}'")
+        _check_input_size(self.checkpoint, cfg)
         stored_classes = obj.get("classes") if kind == "haltingvt" else None
         del obj
 

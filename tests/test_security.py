@@ -17,7 +17,7 @@ import torch
 
 import haltingvt
 from haltingvt.cli import main
-from haltingvt.config import load_config
+from haltingvt.config import ConfigError, load_config
 from haltingvt.models.weights import (CheckpointError, CheckpointWriteError, atomic_write, load_checkpoint,
                                       model_payload, read_checkpoint, save_checkpoint)
 from security_helpers import CLASSES, TINY, build_catalogue
@@ -241,3 +241,23 @@ def test_full_disk_one_line_previous_file_kept(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]
     with pytest.raises(CheckpointWriteError, match="No space left"):
         atomic_write(tmp_path / "x.bin", lambda f: f.write(b"1"))
+
+
+@pytest.mark.filterwarnings("ignore:.*runs the model with")  # the size differs from the weights': warned, then refused
+@pytest.mark.parametrize("section,key,value,message", [
+    ("model", "img_size", 1_600_000, "billion parameters"),
+    ("model", "num_frames", 10**9, "billion parameters"),
+    ("data", "test_scale", 100_000, "GiB per input"),
+    ("data", "clip_len", 10**7, "GiB per input"),
+])
+def test_huge_stored_config_refused_before_allocation(crafted, tmp_path, monkeypatch, section, key, value, message):
+    """A checkpoint's embedded config (which predict uses) asking for a huge model or huge inputs: one line,
+    nothing built."""
+    cfg = json.loads(json.dumps(crafted.cfg))
+    cfg[section][key] = value
+    path = save_checkpoint(tmp_path / "huge.pth", {"model": crafted.model.state_dict(), "config": cfg})
+    built = []
+    monkeypatch.setattr("haltingvt.predict.create_model", lambda *a, **k: built.append(1))
+    with pytest.raises((CheckpointError, ConfigError), match=message) as info:
+        haltingvt.Predictor(path, device="cpu")
+    assert str(path) in str(info.value) and "\n" not in str(info.value) and not built

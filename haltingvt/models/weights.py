@@ -182,7 +182,7 @@ def check_class_names(names: Any, num_classes: int | None, where: str) -> list[s
 SIZE_KEYS = ("img_size", "patch_size", "num_frames", "embed_dim", "num_heads", "depth", "divid_depth", "num_classes")
 
 
-def check_arch(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
+def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architecture") -> dict[str, Any]:
     """An architecture read from a file, checked before anything is allocated: known keys, the settings
     that size the model positive integers that fit together, and at most MAX_PARAMS parameters.
     (The other settings' types and ranges are checked where a config is built from it: haltingvt.config.)"""
@@ -193,24 +193,24 @@ def check_arch(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
     try:
         full = HaltingVTConfig.from_mapping(arch).to_dict()
     except (ArchError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: stored architecture: {' '.join(str(err).split())[:200]}") from None
+        raise CheckpointError(f"{path}: {what}: {' '.join(str(err).split())[:200]}") from None
     for key in SIZE_KEYS:
         lowest = 0 if key == "divid_depth" else 1
         if not _is_int(full[key]) or full[key] < lowest:
-            raise CheckpointError(f"{path}: stored architecture: {key} {full[key]!r:.40} is not allowed "
+            raise CheckpointError(f"{path}: {what}: {key} {full[key]!r:.40} is not allowed "
                                   f"(an integer >= {lowest})")
     if isinstance(full["mlp_ratio"], bool) or not isinstance(full["mlp_ratio"], (int, float)) or not full["mlp_ratio"] > 0:
-        raise CheckpointError(f"{path}: stored architecture: mlp_ratio {full['mlp_ratio']!r:.40} is not a positive number")
+        raise CheckpointError(f"{path}: {what}: mlp_ratio {full['mlp_ratio']!r:.40} is not a positive number")
     for a, b in (("embed_dim", "num_heads"), ("img_size", "patch_size")):
         if full[a] % full[b]:
-            raise CheckpointError(f"{path}: stored architecture: {a} {full[a]} is not a multiple of {b} {full[b]}")
+            raise CheckpointError(f"{path}: {what}: {a} {full[a]} is not a multiple of {b} {full[b]}")
     if full["divid_depth"] >= full["depth"] or len(full["keep_rate"]) != full["divid_depth"]:
-        raise CheckpointError(f"{path}: stored architecture: divid_depth {full['divid_depth']} must be below depth "
+        raise CheckpointError(f"{path}: {what}: divid_depth {full['divid_depth']} must be below depth "
                               f"{full['depth']}, with one keep rate per Glimpser layer (got {full['keep_rate']})")
     params = estimate_params(full)
     if params > MAX_PARAMS:
         raise CheckpointError(
-            f"{path}: stored architecture (embed_dim {full['embed_dim']}, depth {full['depth']}, img_size "
+            f"{path}: {what} (embed_dim {full['embed_dim']}, depth {full['depth']}, img_size "
             f"{full['img_size']}, num_classes {full['num_classes']}) has about {params / 1e9:.3g} billion "
             f"parameters, over the limit of {MAX_PARAMS / 1e9:g} billion: refused")
     return full
