@@ -309,6 +309,13 @@ CASES: list[Case] = [
                                            "train.batch_size=4") + ["--resume"],
          setup=_setup_resume, names=("train.batch_size",)),
     Case("resume-missing-path", train_argv() + ["--resume", "{tmp}/nope.pth"], names=("nope.pth",)),
+    # ---- NaN/inf: exit 1 with one line, no bad checkpoint, a resume with a lower lr finishes
+    Case("nan-huge-lr", train_argv("train.lr=1e4", "train.warmup_epochs=0", "train.ckpt_interval=1"),
+         names=("train.lr", "--resume")),
+    Case("nan-then-resume-lower-lr", train_argv("train.lr=1e-3", "train.warmup_epochs=0") + ["--resume"],
+         kind="works", setup=lambda c: run_cli(c, train_argv("train.lr=1e4", "train.warmup_epochs=0",
+                                                             "train.ckpt_interval=1")),
+         check=_check_best_written, issue="the NaN message's advice (lower train.lr and resume) could not work"),
     # ---- list and class-name files
     Case("list-bom", ["eval", "demo_synthetic", "{ckpt}", "--split", "val", "--json", "--device", "cpu",
                       *RAW, "data.val_list={tmp}/bom.txt", *TINY],

@@ -341,7 +341,7 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.tc["grad_clip"]))
             if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
-                raise NonFiniteLossError(self._bad_message(f"gradient norm is {grad_norm}"))
+                raise NonFiniteLossError(self._bad_message(f"gradient norm is {grad_norm}", self.state.iteration))
         self.scaler.step(self.optimizer)  # fp16: skipped when gradients overflowed, the scale shrinks
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -419,36 +419,44 @@ class Trainer:
         """Checkpoint the run (all processes take part); never with weights that are not good.
 
         Finite weights can still be useless: after a diverging step they may be ~1e28 and give NaN at once.
-        So the weights must also give a finite loss on the last training batch; otherwise the run stops and
-        the previous checkpoints stay as they are.
+        So the weights must also give a finite loss and finite gradients on the last training batch;
+        otherwise the run stops and the previous checkpoints stay as they are.
         """
         problem = self._weights_problem()
         bad = torch.tensor([0.0 if problem is None else 1.0], device=self.device)
         if distributed.all_reduce(bad, "max").item() > 0:
-            raise NonFiniteLossError(self._bad_message(problem or "another process's weights are not good"))
+            # (At an epoch end the state already points at iteration 0 of the next epoch.)
+            raise NonFiniteLossError(self._bad_message(problem or "another process's weights are not good",
+                                                       self.state.iteration, kept="saving these weights"))
         self.checkpointer.save(names, self.state)
 
     def _weights_problem(self) -> str | None:
-        """None when the weights are finite and give a finite loss on the last batch, else what is wrong."""
+        """None when the weights are finite and give a finite loss and finite gradients on the last batch,
+        else what is wrong."""
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             return "the weights are not finite"
         if self.last_batch is None:
             return None
         clips, labels, motion = self.last_batch
-        # Eval mode (no drop path) and a forked RNG: the check leaves the run's random streams untouched,
-        # so runs with and without an interruption stay identical.
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # Eval mode (no drop path), a forked RNG and torch.autograd.grad (the .grad fields stay as they are):
+        # the check leaves the run untouched, so runs with and without an interruption stay identical.
+        # The gradients matter too: weights after a far too large step can give a finite loss whose
+        # backward overflows, and a resume from them fails at once.
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices), autocast(self.device, self.tc["amp"]):
+        with torch.random.fork_rng(devices=devices), autocast(self.device, self.tc["amp"]):
             self.model.eval()
             try:
-                out = self.model(clips, execution="masked")
-                loss = self.loss_fn(out, labels, motion).total
+                loss = self.loss_fn(self.model(clips, execution="masked"), labels, motion).total
+                grads = torch.autograd.grad(loss, params, allow_unused=True) if torch.isfinite(loss) else []
             finally:
                 self.model.train()
-        if not (torch.isfinite(loss) and torch.isfinite(out.logits).all()):
-            largest = max(float(p.detach().abs().max()) for p in self.model.parameters())
-            return f"the weights give a loss of {float(loss)} on the last batch (largest weight {largest:.3g})"
-        return None
+        finite_grads = all(g is None or torch.isfinite(g).all() for g in grads)
+        if torch.isfinite(loss) and finite_grads:
+            return None
+        largest = max(float(p.detach().abs().max()) for p in self.model.parameters())
+        what = f"a loss of {float(loss.detach())}" if not torch.isfinite(loss) else "non-finite gradients"
+        return f"the weights give {what} on the last batch (largest weight {largest:.3g})"
 
     def _check_finite(self, terms) -> None:
         """Stop every process together when any process's loss is NaN/inf."""
@@ -460,13 +468,15 @@ class Trainer:
                     else "another process's loss is not finite")
             raise NonFiniteLossError(self._bad_message(what))
 
-    def _bad_message(self, what: str) -> str:
+    def _bad_message(self, what: str, iteration: int | None = None, kept: str = "applying or saving this update") -> str:
+        """iteration: the micro-batch at fault (default: the one in progress)."""
         state = self.state
         latest = self.work_dir / "latest.pth"
         last = latest if latest.exists() else self.resume_from
         where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-        return (f"{what} at epoch {state.epoch + 1}, iteration {state.iteration + 1} (after {state.step} optimizer "
-                f"steps); training stopped without applying or saving this update, {where}. Lower train.lr, raise "
+        iteration = state.iteration + 1 if iteration is None else iteration
+        return (f"{what} at epoch {state.epoch + 1}, iteration {iteration} (after {state.step} optimizer "
+                f"steps); training stopped without {kept}, {where}. Lower train.lr, raise "
                 f"train.warmup_epochs, use train.amp=none or check the data, then run again with --resume.")
 
     def summary(self, seconds: float) -> dict[str, Any]:

@@ -64,13 +64,24 @@ def test_nan_loss_stops_with_clear_message_and_usable_checkpoint(tmp_path, monke
 
         def forward(self, *args, **kwargs):
             terms = super().forward(*args, **kwargs)
-            if not torch.is_grad_enabled():  # the trainer's check of the weights before a save
+            if NaNAfter8.checking:  # the trainer's check of the weights before a save
                 return terms
             NaNAfter8.calls += 1
             if NaNAfter8.calls > 8:
                 terms.total = terms.total * float("nan")
             return terms
 
+    real_check = train_mod.Trainer._weights_problem
+
+    def check(self):
+        NaNAfter8.checking = True
+        try:
+            return real_check(self)
+        finally:
+            NaNAfter8.checking = False
+
+    NaNAfter8.checking = False
+    monkeypatch.setattr(train_mod.Trainer, "_weights_problem", check)
     monkeypatch.setattr(train_mod, "HaltingVTLoss", NaNAfter8)
     cfg = tiny_config(tmp_path / "run", epochs=2, ckpt_interval=4, val_interval=0)
     with pytest.raises(NonFiniteLossError) as err:
