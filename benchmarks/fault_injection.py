@@ -238,7 +238,9 @@ class Bench:
         if rc != 0:
             raise SystemExit(f"the uninterrupted run failed (exit {rc}):\n{out[-3000:]}")
         self.events = [line.split(" ", 2) for line in events.read_text().splitlines()]
-        self.train_seconds = self.seconds  # upper bound of a child's training time, for random delays
+        # Random delays count from the start of training (train.log appears; config.yaml is written just
+        # after) to its end (summary.json): the imports before it are no place for a kill.
+        self.train_seconds = (self.ref / "summary.json").stat().st_mtime - (self.ref / "config.yaml").stat().st_mtime
 
     def fresh(self, tag: str) -> Path:
         self.n += 1
