@@ -358,9 +358,12 @@ CASES: list[Case] = [
          names=("ro/run", "Read-only")),
     Case("disk-full", train_argv("train.work_dir={tmp}/full/run"), setup=_setup_full, needs_root=True,
          names=("full/run", "No space left")),
-    Case("broken-pipe", ["set -o pipefail; {py} -m haltingvt.cli flops demo_synthetic --json | head -c 10 >/dev/null; "
-                         "{py} -m haltingvt.cli configs | head -n 1 >/dev/null"],
-         kind="works", shell=True, check=lambda c, out, err: "BrokenPipe in output" if "BrokenPipe" in err else None),
+    # the reader quits early: a quiet end (exit 0 or 141, the status of a SIGPIPE death, as other tools), no error
+    Case("broken-pipe", ["{py} -m haltingvt.cli flops demo_synthetic --json | head -c 10 >/dev/null; a=${PIPESTATUS[0]}; "
+                         "{py} -m haltingvt.cli configs | head -c 1 >/dev/null; b=${PIPESTATUS[0]}; echo \"$a $b\""],
+         kind="works", shell=True,
+         check=lambda c, out, err: None if err.strip() == "" and set(out.split()) <= {"0", "141"}
+         else f"statuses {out.split()}, stderr {err.strip()[-200:]!r}"),
 ]
 
 
