@@ -171,7 +171,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ponder_token_scale": num(float, _L.ponder_token_scale, 0), "ponder_start_epoch": num(float, _L.ponder_start_epoch, 0),
         "ponder_warmup_epochs": num(float, _L.ponder_warmup_epochs, 0),
         "target_gflops_ratio": optional(num(float, _L.target_gflops_ratio, 0, 1, lo_open=True)),
-        "target_rate": num(float, _L.target_rate, 0, lo_open=True), "motion_loss": flag(_L.motion_loss),
+        "motion_loss": flag(_L.motion_loss),
         "motion_loss_weight": num(float, _L.motion_loss_weight, 0), "distr_prior": flag(_L.distr_prior),
         "distr_prior_weight": num(float, _L.distr_prior_weight, 0), "distr_target_depth": num(float, _L.distr_target_depth, 0),
     },

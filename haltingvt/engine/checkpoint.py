@@ -31,7 +31,6 @@ class TrainState:
     step: int = 0
     best: dict[str, Any] | None = None
     skipped_total: int = 0
-    ponder_factor: float = 1.0  # the compute target's factor on loss.ponder_token_scale (loss.target_gflops_ratio)
     last_val: dict[str, Any] | None = None
     last_log: dict[str, Any] | None = None
 

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .. import data
 from ..config import ConfigError, load_config
 from ..flops import clip_gflops, dense_gflops
-from ..models import ComputeTarget, HaltingVTLoss, create_model, load_checkpoint
+from ..models import HaltingVTLoss, create_model, load_checkpoint
 from ..models.weights import atomic_write, describe_init
 from ..plot import plot_after_training
 from . import distributed
@@ -203,15 +203,13 @@ class Trainer:
         # small weight already moves the halting channel at nearly full speed, so a ramp alone delays little.
         self.ponder_start = cfg["loss"]["ponder_start_epoch"] * self.steps_per_epoch
         self.ponder_ramp = cfg["loss"]["ponder_warmup_epochs"] * self.steps_per_epoch
-        # loss.target_gflops_ratio (null: the release's fixed weight): the ponder weight adapts after every step
-        # so that the real clips' training cost approaches that fraction of the dense model's GFLOPs.
-        self.compute_target = None
-        if cfg["loss"]["target_gflops_ratio"] is not None:
-            if cfg["loss"]["ponder_token_scale"] <= 0:
-                raise ConfigError("loss.target_gflops_ratio adapts loss.ponder_token_scale, which is 0: set it > 0")
-            self.compute_target = ComputeTarget(cfg["loss"]["target_gflops_ratio"], cfg["loss"]["target_rate"])
-            self.dense_gflops = dense_gflops(self.model.arch)
-        self.step_cost = [0.0, 0.0]  # GFLOPs and number of the real clips in the current optimizer step
+        # loss.target_gflops_ratio (null: the release's constant weight), a compute target: the ponder term acts only
+        # on micro-batches whose real clips cost more than this fraction of the dense model's GFLOPs, so tokens halt
+        # down to the target and no further. A fixed weight has no such stop: halted tokens get no gradient to
+        # resume, and on slow motion the demo's weight halted nearly every token after the first joint layer
+        # before the model had learned the motion (README "Motion direction").
+        self.compute_target = cfg["loss"]["target_gflops_ratio"]
+        self.dense_gflops = dense_gflops(self.model.arch)
 
         # ---- resume: weights, optimizer, schedule, scaler, RNG, position in the epoch
         self.checkpointer = Checkpointer(self.work_dir, cfg, self.model, self.optimizer, self.scheduler, self.scaler,
@@ -312,8 +310,7 @@ class Trainer:
         with self.net.no_sync() if self.ddp.enabled and not last_micro else nullcontext():
             with autocast(self.device, self.tc["amp"]):
                 out = self.net(clips, execution=self.tc["execution"])
-                terms = self.loss_fn(out, labels, motion,
-                                     ponder_factor=self.ponder_factor())
+                terms = self.loss_fn(out, labels, motion, ponder_factor=self.ponder_factor(out, clips))
             self._check_finite(terms)
             self.scaler.scale(terms.total * (weight / self.accum)).backward()
         state.iteration += 1
@@ -322,17 +319,14 @@ class Trainer:
             n = float(clips.shape[0])
             counts = out.token_counts.float()
             real = slice(0, None, 2)  # accuracy on the real clips only (odd rows are the static clips)
-            per_clip = clip_gflops(self.model.arch, counts, clips.shape[2], clips.shape[-1])
             self.meters.add(
                 weight, counts.sum(dim=0),
                 loss=n * terms.total.detach().float(), loss_action=n * terms.action.detach().float(),
                 loss_ponder=n * terms.ponder.detach().float(), loss_motion=n * terms.motion.detach().float(),
                 acc=top1_hits(out.logits.float(), labels)[real].sum(),
                 motion_acc=(out.motion_logits.argmax(1) == motion).float().sum(), clips=n,
-                gflops=per_clip.sum().item(),
+                gflops=clip_gflops(self.model.arch, counts, clips.shape[2], clips.shape[-1]).sum().item(),
             )
-            self.step_cost[0] += per_clip[real].sum().item() * weight
-            self.step_cost[1] += per_clip[real].numel() * weight
 
     def optimizer_step(self) -> float:
         """Clip gradients, step optimizer, scaler and schedule; returns the gradient norm (NaN when not clipped)."""
@@ -346,22 +340,18 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.adapt_ponder()
         self.state.step += 1
         return grad_norm
 
-    def ponder_factor(self) -> float:
-        """Factor on loss.ponder_token_scale at this step: the start/ramp schedule times the compute target's."""
-        return ponder_weight(self.state.step, self.ponder_start, self.ponder_ramp) * self.state.ponder_factor
-
-    def adapt_ponder(self) -> None:
-        """After an optimizer step with the ponder loss on: move the compute target's factor by that step's cost."""
-        cost, self.step_cost = self.step_cost, [0.0, 0.0]
-        if self.compute_target is None or ponder_weight(self.state.step, self.ponder_start, self.ponder_ramp) == 0:
-            return
-        total = distributed.all_reduce(torch.tensor(cost, device=self.device))  # one factor on every process
-        ratio = float(total[0] / total[1].clamp(min=1)) / self.dense_gflops
-        self.state.ponder_factor = self.compute_target.next_factor(self.state.ponder_factor, ratio)
+    def ponder_factor(self, out: Any, clips: torch.Tensor) -> float:
+        """Factor on loss.ponder_token_scale for this micro-batch: the start/ramp schedule, and 0 when a compute
+        target is set and the batch's real clips (even rows) cost no more than it."""
+        factor = ponder_weight(self.state.step, self.ponder_start, self.ponder_ramp)
+        if factor and self.compute_target is not None:
+            counts = out.token_counts[0::2].detach().float()
+            cost = clip_gflops(self.model.arch, counts, clips.shape[2], clips.shape[-1]).mean().item()
+            factor *= float(cost > self.compute_target * self.dense_gflops)
+        return factor
 
     def log_step(self, grad_norm: float) -> dict[str, Any]:
         """One log line and CSV/TensorBoard row of the meters since the last one."""
@@ -375,7 +365,7 @@ class Trainer:
             "loss_ponder": m["loss_ponder"] / clips, "loss_motion": m["loss_motion"] / clips,
             "acc": m["acc"] / max(clips / 2, 1.0), "motion_acc": m["motion_acc"] / clips,
             "gflops_per_clip": m["gflops"] / clips, "clips_per_s": m["clips"] / max(elapsed, 1e-9),
-            "grad_norm": grad_norm, "ponder_weight": self.loss_fn.ponder_token_scale * self.ponder_factor(),
+            "grad_norm": grad_norm,
             **{f"tokens_L{j}": v / clips for j, v in enumerate(tokens)},
         }
         token_text = " ".join(f"{v / clips:.0f}" for v in tokens)

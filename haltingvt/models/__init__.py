@@ -4,11 +4,11 @@ Nothing here reads config files or imports the engine/data packages: the model t
 (:class:`HaltingVTConfig` or a dict of its keys).
 """
 from .haltingvt import ARCH_DEFAULTS, ArchError, HaltingVT, HaltingVTConfig, HaltingVTOutput, create_model
-from .losses import ComputeTarget, HaltingVTLoss, LossConfig, LossTerms, action_loss, distribution_prior
+from .losses import HaltingVTLoss, LossConfig, LossTerms, action_loss, distribution_prior
 from .weights import CheckpointError, load_checkpoint, model_payload, read_checkpoint, save_checkpoint
 
 __all__ = [
     "ARCH_DEFAULTS", "ArchError", "HaltingVT", "HaltingVTConfig", "HaltingVTOutput", "create_model",
-    "ComputeTarget", "HaltingVTLoss", "LossConfig", "LossTerms", "action_loss", "distribution_prior",
+    "HaltingVTLoss", "LossConfig", "LossTerms", "action_loss", "distribution_prior",
     "CheckpointError", "load_checkpoint", "model_payload", "read_checkpoint", "save_checkpoint",
 ]

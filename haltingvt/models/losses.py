@@ -1,7 +1,6 @@
 """Training objective (SPEC section 2): action CE + ponder loss + motion CE (+ optional A-ViT prior)."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -47,10 +46,9 @@ class LossConfig:
     ponder_token_scale: float = 5.0e-4
     ponder_start_epoch: float = 0.0  # ponder weight 0 for this many epochs (training from scratch; 0: as the release)
     ponder_warmup_epochs: float = 0.0  # then a linear ramp over this many epochs (0: constant, as the release)
-    # A fraction of the dense model's GFLOPs: the ponder weight adapts after every optimizer step so that the
-    # real clips' training cost approaches it (ComputeTarget). None: the fixed weight, as the release.
+    # A compute target, a fraction of the dense model's GFLOPs: the ponder term acts only on batches whose real
+    # clips cost more (the trainer decides per micro-batch). None: the constant weight, as the release.
     target_gflops_ratio: float | None = None
-    target_rate: float = 0.02  # how fast that weight adapts (log-scale change per step per unit of relative error)
     motion_loss: bool = True
     motion_loss_weight: float = 1.0  # the release names motion_loss_beta=0.001 but applies weight 1
     distr_prior: bool = False  # A-ViT distribution prior: named in the release, not implemented there
@@ -59,7 +57,7 @@ class LossConfig:
 
 
 #: Keys of LossConfig that configure the trainer (targets, ponder schedule), not the loss module.
-TRAINER_LOSS_KEYS = ("multi_label", "ponder_start_epoch", "ponder_warmup_epochs", "target_gflops_ratio", "target_rate")
+TRAINER_LOSS_KEYS = ("multi_label", "ponder_start_epoch", "ponder_warmup_epochs", "target_gflops_ratio")
 
 
 @dataclass
@@ -121,29 +119,4 @@ class HaltingVTLoss(nn.Module):
         return LossTerms(total=total, action=action, ponder=ponder, motion=motion, prior=prior)
 
 
-class ComputeTarget:
-    """A compute target instead of a fixed ponder weight (``loss.target_gflops_ratio``).
-
-    A fixed ponder weight sets an exchange rate between accuracy and compute, so where a run ends depends on
-    the data: on slow motion the halting learns that one joint layer is enough long before the model has
-    learned which way anything moves. With a target the weight is ``ponder_token_scale * factor``, and after
-    every optimizer step ``factor *= exp(rate * (ratio / target - 1))`` (clamped to [1e-3, 1e3]), where
-    ``ratio`` is that step's GFLOPs per real clip over the dense model's: the pressure rises while training
-    computes more than the target and relaxes while it computes less. The trainer keeps the factor (it is
-    part of the checkpointed training state).
-    """
-
-    MIN_FACTOR, MAX_FACTOR = 1e-3, 1e3
-
-    def __init__(self, target_ratio: float, rate: float = 0.02) -> None:
-        if not 0.0 < target_ratio <= 1.0:
-            raise ValueError(f"target_gflops_ratio must be in (0, 1], got {target_ratio}")
-        self.target, self.rate = float(target_ratio), float(rate)
-
-    def next_factor(self, factor: float, ratio: float) -> float:
-        """The factor after a step that cost ``ratio`` (a fraction of the dense GFLOPs per clip)."""
-        factor *= math.exp(self.rate * (ratio / self.target - 1.0))
-        return min(max(factor, self.MIN_FACTOR), self.MAX_FACTOR)
-
-
-__all__ = ["ComputeTarget", "HaltingVTLoss", "LossConfig", "LossTerms", "action_loss", "distribution_prior"]
+__all__ = ["HaltingVTLoss", "LossConfig", "LossTerms", "action_loss", "distribution_prior"]
