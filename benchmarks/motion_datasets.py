@@ -92,6 +92,19 @@ def paint(img: np.ndarray, sdf: np.ndarray, colour: np.ndarray, outline: np.ndar
     img[:] = img * (1 - alpha) + colour * alpha
 
 
+def draw_clip(bg: np.ndarray, kind: str, centres: np.ndarray, radii: np.ndarray, angle: float,
+              colour: np.ndarray, outline: np.ndarray | None = None) -> np.ndarray:
+    """(NUM_FRAMES, H, W, 3) uint8: one shape per frame at ``centres[t]`` with ``radii[t]`` on the background."""
+    size = bg.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((NUM_FRAMES, size, size, 3), np.uint8)
+    for t in range(NUM_FRAMES):
+        img = bg.copy()
+        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angle), colour, outline)
+        frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
+    return frames
+
+
 def contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     """A random colour at least ~70 levels away from the background mean."""
     mean = background.reshape(-1, 3).mean(0)
@@ -165,14 +178,7 @@ def render_shapes6(rng: np.random.Generator, label: int, size: int) -> np.ndarra
     colour = contrasting_colour(rng, bg)
     r0 = rng.uniform(*RADIUS) * size
     centres, radii = _object_track(rng, name, size, speed, r0)
-    angle = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    frames = np.empty((NUM_FRAMES, size, size, 3), np.uint8)
-    for t in range(NUM_FRAMES):
-        img = bg.copy()
-        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angle), colour)
-        frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
-    return frames
+    return draw_clip(bg, kind, centres, radii, rng.uniform(0, 2 * math.pi), colour)
 
 
 PATHS10 = ("move_left", "move_right", "move_up", "move_down", "move_up_left", "move_down_right",
@@ -196,14 +202,7 @@ def render_paths10(rng: np.random.Generator, label: int, size: int) -> np.ndarra
         centres = centre[None] + R * np.stack([np.cos(phase), np.sin(phase)], axis=1)
     else:
         centres, _ = _object_track(rng, name, size, speed, r0)
-    angle = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    frames = np.empty((NUM_FRAMES, size, size, 3), np.uint8)
-    for t in range(NUM_FRAMES):
-        img = bg.copy()
-        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], r0, angle), colour, outline)
-        frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
-    return frames
+    return draw_clip(bg, kind, centres, np.full(NUM_FRAMES, r0), rng.uniform(0, 2 * math.pi), colour, outline)
 
 
 def render_clutter6(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
