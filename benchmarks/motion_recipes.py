@@ -4,7 +4,7 @@ confusion inside the time-reversed pairs, GFLOPs per clip against the dense mode
 and the training time.
 
     python benchmarks/motion_recipes.py --out runs/motion                       # every dataset, current recipe
-    python benchmarks/motion_recipes.py --datasets shapes6 --variants release recipe --seeds 0 1
+    python benchmarks/motion_recipes.py --datasets shapes6 builtin --variants recipe target --seeds 0 1
     python benchmarks/motion_recipes.py --jobs 2 --threads 1                    # two trainings at a time
 
 Datasets: ``shapes6``, ``paths10``, ``clutter6`` (benchmarks/motion_datasets.py, written once under
@@ -35,14 +35,14 @@ STEPS, BATCH = 6000, 8
 COUNTS = {"train": 4800, "val": 400, "test": 400}
 BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow", "shrink"))
 
-#: Recipe variants: overrides on top of configs/demo_synthetic.yaml. "recipe" is the shipped demo recipe;
-#: "release" restores the released training behaviour (fixed ponder weight from the first step); the others
-#: take one change of the recipe back, for the ablation.
+#: Recipe variants: overrides on top of configs/demo_synthetic.yaml ("recipe": the shipped demo recipe, a constant
+#: ponder weight from the first step). "target": the compute-target gate at 45% of the dense GFLOPs with no ponder
+#: loss for 3 epochs; "no_delay": the gate from the first step; "no_ponder": halting without a ponder loss.
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "release": ["loss.target_gflops_ratio=null", "loss.ponder_start_epoch=0", "loss.ponder_token_scale=2.0e-3"],
-    "no_target": ["loss.target_gflops_ratio=null", "loss.ponder_token_scale=2.0e-3"],
-    "no_delay": ["loss.ponder_start_epoch=0"],
+    "target": ["loss.target_gflops_ratio=0.45", "loss.ponder_start_epoch=3"],
+    "no_delay": ["loss.target_gflops_ratio=0.45"],
+    "no_ponder": ["loss.ponder_token_scale=0"],
     "dense": ["model.halting=false", "model.keep_rate=[1.0,1.0]"],
 }
 
