@@ -9,6 +9,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .encode import write_mp4
+from .lists import write_class_names
 from .synthetic import class_names, make_clip
 
 __all__ = ["export"]
@@ -48,7 +49,7 @@ def export(
     out_dir = Path(out_dir)
     (out_dir / split).mkdir(parents=True, exist_ok=True)
     if layout == "lists":  # in the folder tree the class names are the folder names
-        (out_dir / "classes.txt").write_text("\n".join(names) + "\n")
+        write_class_names(names, out_dir / "classes.txt")
     lines = []
     indices: Iterable[int] = range(num_samples)
     if progress:

@@ -266,13 +266,5 @@ def check_num_classes(splits: FolderSplits, num_classes: int) -> None:
             f"set model.num_classes={n}")
 
 
-def write_class_names(class_names: Sequence[str], path: str | os.PathLike) -> Path:
-    """One class name per line (the form :func:`haltingvt.data.lists.read_class_names` reads)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
-    return path
-
-
 __all__ = ["FolderLayoutError", "FolderSplits", "scan_folders", "split_counts", "check_num_classes",
-           "write_class_names", "SPLIT_FOLDERS", "DEFAULT_SPLIT_RATIO"]
+           "SPLIT_FOLDERS", "DEFAULT_SPLIT_RATIO"]

@@ -22,6 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .errors import ListFormatError
 
@@ -178,6 +179,14 @@ def read_list(
 
 
 _INDEXED = re.compile(r"^\s*(\d+)(?:\s*[,:;]\s*|\s+)(\S.*?)\s*$")
+
+
+def write_class_names(class_names: Sequence[str], path: str | os.PathLike) -> Path:
+    """One class name per line (the form :func:`read_class_names` reads)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
+    return path
 
 
 def read_class_names(path: str | os.PathLike) -> list[str]:

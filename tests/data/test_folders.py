@@ -13,9 +13,8 @@ from haltingvt.data.folders import (
     check_num_classes,
     scan_folders,
     split_counts,
-    write_class_names,
 )
-from haltingvt.data.lists import read_class_names
+from haltingvt.data.lists import read_class_names, write_class_names
 
 
 def touch(path: Path) -> Path:
