@@ -159,7 +159,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        token: str | bool | None = None) -> Path:
     """A local path as it is; otherwise a Hub id whose config.json and model.safetensors are downloaded
     (or found in the Hub cache). A failure is one CheckpointError line naming the id."""
-    from .models.weights import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, CheckpointError
+    from .models.weights import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, CheckpointError, error_text
 
     path = Path(name_or_path)
     if path.exists():
@@ -175,9 +175,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
             local = hf_hub_download(repo_id=name, filename=filename, revision=revision, cache_dir=cache_dir,
                                     local_files_only=local_files_only, token=token)
     except Exception as err:  # noqa: BLE001 - network, authentication and missing-file errors all end here
-        message = " ".join(str(err).split())[:200]
         raise CheckpointError(f"{name}: not a local folder, and the Hub download failed "
-                              f"({type(err).__name__}: {message})") from None
+                              f"({type(err).__name__}: {error_text(err)})") from None
     return Path(local).parent
 
 

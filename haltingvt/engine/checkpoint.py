@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, load_config
-from ..models.weights import CheckpointError, model_payload, read_checkpoint, save_checkpoint
+from ..models.weights import CheckpointError, error_text, model_payload, read_checkpoint, save_checkpoint
 from . import distributed
 
 
@@ -168,7 +168,7 @@ class Checkpointer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
             self.scaler.load_state_dict(ckpt["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{path}: cannot restore the training state: {' '.join(str(err).split())[:300]}") from None
+            raise CheckpointError(f"{path}: cannot restore the training state: {error_text(err, 300)}") from None
         self._apply_schedule(lr)
         fields = {k: ckpt[k] for k in TrainState.__dataclass_fields__ if k in ckpt}
         state = TrainState(**fields)

@@ -52,6 +52,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model; the message says which file and keys."""
 
 
+def error_text(err: BaseException, limit: int = 200) -> str:
+    """A library error's message on one line (whitespace folded), at most ``limit`` characters."""
+    return " ".join(str(err).split())[:limit]
+
+
 # ----------------------------------------------------------------------------- reading
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Read a checkpoint on the CPU without running code from it, and check its structure.
@@ -193,7 +198,7 @@ def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architect
     try:
         full = HaltingVTConfig.from_mapping(arch).to_dict()
     except (ArchError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: {what}: {' '.join(str(err).split())[:200]}") from None
+        raise CheckpointError(f"{path}: {what}: {error_text(err)}") from None
     for key in SIZE_KEYS:
         lowest = 0 if key == "divid_depth" else 1
         if not _is_int(full[key]) or full[key] < lowest:
@@ -258,7 +263,7 @@ def _read_safetensors(path: Path) -> Any:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # noqa: BLE001 - the native reader's errors vary; each is reported with the path
-        message = " ".join(str(err).split())[:200] or type(err).__name__
+        message = error_text(err) or type(err).__name__
         raise CheckpointError(f"{path}: not a readable .safetensors file (damaged or truncated?): {message}") from None
     if meta.get("format") != FORMAT:
         return tensors
@@ -542,7 +547,7 @@ class CheckpointWriteError(CheckpointError, OSError):
     An OSError too: ``errno`` (e.g. ``errno.ENOSPC``), ``strerror`` and ``filename`` (the final path)."""
 
     def __init__(self, path: str | os.PathLike, err: BaseException) -> None:
-        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:200] or type(err).__name__
+        reason = getattr(err, "strerror", None) or error_text(err) or type(err).__name__
         super().__init__(f"{path}: cannot write: {reason} (the previous file, if any, is kept)")
         self.errno, self.strerror, self.filename = getattr(err, "errno", None), reason, str(path)
 
