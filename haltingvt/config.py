@@ -153,7 +153,8 @@ _L = LossConfig()
 SCHEMA: dict[str, dict[str, Key]] = {
     "model": {
         "img_size": num(int, _M.img_size, 1), "patch_size": num(int, _M.patch_size, 1),
-        "num_frames": num(int, _M.num_frames, 1), "embed_dim": num(int, _M.embed_dim, 1),
+        "num_frames": num(int, _M.num_frames, 1), "tubelet_size": num(int, _M.tubelet_size, 1),
+        "embed_dim": num(int, _M.embed_dim, 1),
         "num_heads": num(int, _M.num_heads, 1), "depth": num(int, _M.depth, 1),
         "divid_depth": num(int, _M.divid_depth, 0), "keep_rate": number_list(_M.keep_rate, float, 0, 1, lo_open=True),
         "halting": flag(_M.halting), "halt_scale": num(float, _M.halt_scale), "halt_center": num(float, _M.halt_center),
@@ -171,7 +172,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ponder_token_scale": num(float, _L.ponder_token_scale, 0), "ponder_start_epoch": num(float, _L.ponder_start_epoch, 0),
         "ponder_warmup_epochs": num(float, _L.ponder_warmup_epochs, 0),
         "target_gflops_ratio": optional(num(float, _L.target_gflops_ratio, 0, 1, lo_open=True)),
-        "motion_loss": flag(_L.motion_loss),
+        "motion_loss": flag(_L.motion_loss), "static_action_loss": flag(_L.static_action_loss),
         "motion_loss_weight": num(float, _L.motion_loss_weight, 0), "distr_prior": flag(_L.distr_prior),
         "distr_prior_weight": num(float, _L.distr_prior_weight, 0), "distr_target_depth": num(float, _L.distr_target_depth, 0),
     },

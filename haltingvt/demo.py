@@ -163,7 +163,8 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
         "glimpser_only_gflops_per_clip": glimpser_only,
         "gflops_fraction_of_dense": val["gflops_per_clip"] / dense,
         "tokens_per_layer": val["tokens_per_layer"],
-        "dense_tokens_per_layer": float(1 + (arch["img_size"] // arch["patch_size"]) ** 2 * arch["num_frames"]),
+        "dense_tokens_per_layer": float(1 + (arch["img_size"] // arch["patch_size"]) ** 2 * arch["num_frames"]
+                                        // arch["tubelet_size"]),
         "tokens_after_glimpser": tokens_after_glimpser(arch),
         "train_seconds": round(train_seconds, 1),
         "data_seconds": round(data_seconds, 1),

@@ -60,8 +60,9 @@ class _Dims:
     C: int  # embed_dim
     H: int  # MLP hidden size
     S: int  # patches per frame
-    T: int  # frames
+    T: int  # token time steps: frames // tubelet
     patch: int
+    tubelet: int  # frames per token
     num_classes: int
     keep_rate: list[float]
     fuse_token: bool
@@ -73,13 +74,14 @@ def _dims(arch: Any, num_frames: int | None, img_size: int | Sequence[int] | Non
     full = resolve_arch(arch)
     size = full["img_size"] if img_size is None else img_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    p = int(full["patch_size"])
+    p, tube = int(full["patch_size"]), int(full["tubelet_size"])
     return _Dims(
         C=int(full["embed_dim"]),
         H=int(full["embed_dim"] * full["mlp_ratio"]),
         S=(h // p) * (w // p),
-        T=int(full["num_frames"] if num_frames is None else num_frames),
+        T=int(full["num_frames"] if num_frames is None else num_frames) // tube,
         patch=p,
+        tubelet=tube,
         num_classes=int(full["num_classes"]),
         keep_rate=[float(r) for r in full["keep_rate"]],
         fuse_token=bool(full["fuse_token"]),
@@ -113,7 +115,7 @@ def halting_layer_macs(tokens: torch.Tensor | float, embed_dim: int, mlp_hidden:
 def _fixed_rows(d: _Dims, select: bool) -> tuple[list[LayerFlops], int]:
     """Patch embedding and Glimpser rows; returns them and the tokens per clip after the Glimpser."""
     rows = [LayerFlops("patch_embed", "embed", float(d.S * d.T), float(1 + d.S * d.T),
-                       float(d.S * d.T * 3 * d.patch * d.patch * d.C))]
+                       float(d.S * d.T * 3 * d.tubelet * d.patch * d.patch * d.C))]
     s_in = d.S
     for i, rate in enumerate(d.keep_rate):
         s_out = s_in

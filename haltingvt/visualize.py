@@ -71,10 +71,12 @@ def token_depth_map(
 
     kept_patches: (T, k) long original patch index of each kept slot, or None (no selection).
     halt_depth: (M,) long, 1-based halting layer of each token (M = 1 + S'*T, cls first).
-    grid: (H/p, W/p). Returns int64 (T, H/p, W/p).
+    T = num_frames // tubelet_size token time steps; a tubelet's token covers its frames.
+    grid: (H/p, W/p). Returns int64 (num_frames, H/p, W/p).
     """
     gh, gw = grid
-    T, S = num_frames, gh * gw
+    tube = int(_arch_value(arch, "tubelet_size"))
+    T, S = num_frames // tube, gh * gw
     depth = _np(halt_depth).astype(np.int64).reshape(-1)
     if (depth.size - 1) % T:
         raise ValueError(f"halt_depth has {depth.size} tokens, not 1 + slots*T with T={T}")
@@ -102,7 +104,7 @@ def token_depth_map(
     rows = np.repeat(np.arange(T)[:, None], k, axis=1)
     valid = kept >= 0  # -1 marks a fused token chosen by a later Glimpser layer: not a patch
     out[rows[valid], kept[valid]] = layer[valid]
-    return out.reshape(T, gh, gw)
+    return out.reshape(T, gh, gw).repeat(tube, axis=0)
 
 
 def layer_colors(arch: Mapping[str, Any], cmap: str | Colormap = DEFAULT_CMAP) -> np.ndarray:

@@ -33,6 +33,7 @@ class HaltingVTConfig:
     img_size: int = 224
     patch_size: int = 16
     num_frames: int = 8
+    tubelet_size: int = 1  # frames per token (1: the release, one 2-D patch per frame; 2: ViViT/VideoMAE tubelets)
     embed_dim: int = 384
     num_heads: int = 6
     depth: int = 12
@@ -140,6 +141,9 @@ class HaltingVT(HubMixin, nn.Module):
             raise ArchError(f"divid_depth must be in [0, depth), got {divid_depth} with depth {depth}")
         if img_size % patch_size:
             raise ArchError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        if cfg.tubelet_size < 1 or num_frames % cfg.tubelet_size:
+            raise ArchError(f"num_frames {num_frames} is not a multiple of tubelet_size {cfg.tubelet_size}")
+        self.tubelet_size = cfg.tubelet_size
         self.img_size, self.patch_size, self.num_frames = img_size, patch_size, num_frames
         self.embed_dim, self.depth, self.divid_depth = embed_dim, depth, divid_depth
         self.keep_rate, self.halting = keep_rate, cfg.halting
@@ -147,10 +151,15 @@ class HaltingVT(HubMixin, nn.Module):
         grid = img_size // patch_size
 
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        if self.tubelet_size == 1:
+            self.patch_embed.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        else:  # one token per tubelet_size frames x patch_size^2 pixels: the embedding itself sees motion
+            tube = (self.tubelet_size, patch_size, patch_size)
+            self.patch_embed.proj = nn.Conv3d(3, embed_dim, kernel_size=tube, stride=tube)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
-        self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+        # One time step per token slot: num_frames // tubelet_size of them.
+        self.time_embed = nn.Parameter(torch.zeros(1, num_frames // self.tubelet_size, embed_dim))
 
         dpr = torch.linspace(0, cfg.drop_path_rate, depth).tolist()
         glimpser = [
@@ -208,7 +217,8 @@ class HaltingVT(HubMixin, nn.Module):
             self.pos_embed.zero_()
             self.time_embed.zero_()
             self.pos_embed[0, 1:, 1:] = sincos_2d(grid, C - 1)
-            self.time_embed[0, :, 1:] = sincos_1d(torch.arange(self.num_frames), C - 1, max(self.num_frames, 2))
+            steps = self.time_embed.shape[1]
+            self.time_embed[0, :, 1:] = sincos_1d(torch.arange(steps), C - 1, max(steps, 2))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -225,10 +235,20 @@ class HaltingVT(HubMixin, nn.Module):
                     if fc is not None:
                         fc.weight[0].zero_()
 
+    def time_steps(self, num_frames: int) -> int:
+        """Token time steps of a clip of num_frames frames (num_frames // tubelet_size)."""
+        if num_frames % self.tubelet_size:
+            raise ValueError(f"clips of {num_frames} frames do not split into tubelets of {self.tubelet_size} frames")
+        return num_frames // self.tubelet_size
+
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
-        """clips (B, 3, T, H, W) -> tokens (B, 1 + S*T, C), spatial-major, time-minor."""
-        B, _, T, H, W = clips.shape
-        x = self.patch_embed.proj(rearrange(clips, "b c t h w -> (b t) c h w"))  # (B*T, C, gh, gw)
+        """clips (B, 3, F, H, W) -> tokens (B, 1 + S*T, C), spatial-major, time-minor; T = F // tubelet_size."""
+        B = clips.shape[0]
+        T = self.time_steps(clips.shape[2])
+        if self.tubelet_size == 1:
+            x = self.patch_embed.proj(rearrange(clips, "b c t h w -> (b t) c h w"))  # (B*T, C, gh, gw)
+        else:
+            x = rearrange(self.patch_embed.proj(clips), "b c t h w -> (b t) c h w")  # (B*T, C, gh, gw)
         gh, gw = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)  # (B*T, S, C)
         pos = resize_pos_embed(self.pos_embed, (gh, gw))
@@ -250,7 +270,7 @@ class HaltingVT(HubMixin, nn.Module):
             raise ValueError(f"clips must be (B, 3, T, H, W), got {tuple(clips.shape)}")
         if execution is None:
             execution = "masked" if self.training else "compact"
-        T = clips.shape[2]
+        T = self.time_steps(clips.shape[2])
         x = self.embed(clips)
         B = x.shape[0]
         left_tokens, kept_slots = [], []

@@ -184,7 +184,8 @@ def check_class_names(names: Any, num_classes: int | None, where: str) -> list[s
 
 
 #: Architecture settings that size the model: integers, at least 1 (divid_depth at least 0).
-SIZE_KEYS = ("img_size", "patch_size", "num_frames", "embed_dim", "num_heads", "depth", "divid_depth", "num_classes")
+SIZE_KEYS = ("img_size", "patch_size", "num_frames", "tubelet_size", "embed_dim", "num_heads", "depth", "divid_depth",
+             "num_classes")
 
 
 def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architecture") -> dict[str, Any]:
@@ -206,7 +207,7 @@ def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architect
                                   f"(an integer >= {lowest})")
     if isinstance(full["mlp_ratio"], bool) or not isinstance(full["mlp_ratio"], (int, float)) or not full["mlp_ratio"] > 0:
         raise CheckpointError(f"{path}: {what}: mlp_ratio {full['mlp_ratio']!r:.40} is not a positive number")
-    for a, b in (("embed_dim", "num_heads"), ("img_size", "patch_size")):
+    for a, b in (("embed_dim", "num_heads"), ("img_size", "patch_size"), ("num_frames", "tubelet_size")):
         if full[a] % full[b]:
             raise CheckpointError(f"{path}: {what}: {a} {full[a]} is not a multiple of {b} {full[b]}")
     if full["divid_depth"] >= full["depth"] or len(full["keep_rate"]) != full["divid_depth"]:
@@ -224,11 +225,12 @@ def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architect
 def estimate_params(arch: Mapping[str, Any]) -> int:
     """Parameters of a HaltingVT of ``arch`` (keys of HaltingVTConfig), from the shapes alone."""
     C, p, r = int(arch["embed_dim"]), int(arch["patch_size"]), float(arch["mlp_ratio"])
+    tube = int(arch.get("tubelet_size", 1))
     hidden = int(C * r)
     block = 4 * C * C + 4 * C + 2 * C * hidden + hidden + C + 4 * C  # attention, MLP, two LayerNorms
     glimpser = 4 * C * C + 4 * C + C * C + C + 2 * C  # temporal attention, temporal_fc, temporal_norm1
     grid = (int(arch["img_size"]) // p) ** 2
-    embed = 3 * p * p * C + C + (grid + 1) * C + int(arch["num_frames"]) * C + C
+    embed = 3 * tube * p * p * C + C + (grid + 1) * C + int(arch["num_frames"]) // tube * C + C
     head = (int(arch["num_classes"]) + 2) * (C + 1) + 2 * C
     return int(arch["depth"]) * block + int(arch["divid_depth"]) * glimpser + embed + head
 
@@ -357,6 +359,8 @@ def arch_from_weights(obj: Any, kind: str | None = None) -> dict[str, Any]:
     patch = sd.get("patch_embed.proj.weight")
     if hasattr(patch, "shape"):
         arch["embed_dim"], arch["patch_size"] = int(patch.shape[0]), int(patch.shape[-1])
+        if patch.ndim == 5:  # Conv3d: (C, 3, tubelet, p, p)
+            arch["tubelet_size"] = int(patch.shape[2])
     blocks = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.")}
     if blocks:
         arch["depth"] = max(blocks) + 1
@@ -390,7 +394,9 @@ def from_imagenet(
 
     The classifier is dropped, a distillation token is removed, blocks beyond the model depth are
     ignored, and each Glimpser layer's temporal_attn/temporal_norm1 start as copies of attn/norm1.
-    time_embed, temporal_fc and the heads keep the model's own initialisation.
+    time_embed, temporal_fc and the heads keep the model's own initialisation. A tubelet model
+    (``tubelet_size`` t > 1) gets the 2-D patch filter inflated over time, divided by t (I3D/ViViT "average"
+    inflation: a static clip embeds as the image did).
     ``report``, if given, is filled with the model keys taken as they are ("copied"), the temporal keys
     copied from spatial ones ("temporal_copies"), the keys left at the model's init ("new") and the
     file's keys not used ("dropped").
@@ -401,6 +407,10 @@ def from_imagenet(
         sd["pos_embed"] = torch.cat([sd["pos_embed"][:, :1], sd["pos_embed"][:, 2:]], dim=1)
     sd = {k: v for k, v in sd.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= model.depth)}
     copied = sorted(sd)
+    patch = sd.get("patch_embed.proj.weight")
+    if model.tubelet_size > 1 and patch is not None and patch.ndim == 4:
+        t = model.tubelet_size
+        sd["patch_embed.proj.weight"] = patch.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
     temporal = []
     for i in range(model.divid_depth):
         for src, dst in (("attn.", "temporal_attn."), ("norm1.", "temporal_norm1.")):
@@ -442,7 +452,7 @@ def _fit_embeddings(sd: dict[str, torch.Tensor], model: "HaltingVT") -> list[str
         sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], (grid, grid))
         resized.append("pos_embed")
     if "time_embed" in sd and sd["time_embed"].shape != model.time_embed.shape:
-        sd["time_embed"] = resize_time_embed(sd["time_embed"], model.num_frames)
+        sd["time_embed"] = resize_time_embed(sd["time_embed"], model.time_embed.shape[1])
         resized.append("time_embed")
     return resized
 
