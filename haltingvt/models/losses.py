@@ -51,6 +51,10 @@ class LossConfig:
     target_gflops_ratio: float | None = None
     motion_loss: bool = True
     motion_loss_weight: float = 1.0  # the release names motion_loss_beta=0.001 but applies weight 1
+    # The release gives the static clips (one frame repeated) the action label too. Where one frame tells
+    # nothing about the class (motion-only data) that half of the action loss cannot be learned and only
+    # adds noise; false: static clips train the motion head only.
+    static_action_loss: bool = True
     distr_prior: bool = False  # A-ViT distribution prior: named in the release, not implemented there
     distr_prior_weight: float = 0.1
     distr_target_depth: float = 7.0
@@ -78,6 +82,7 @@ class HaltingVTLoss(nn.Module):
         motion_loss: bool = True,
         motion_loss_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        static_action_loss: bool = True,
         distr_prior: bool = False,
         distr_prior_weight: float = 0.1,
         distr_target_depth: float = 7.0,
@@ -87,6 +92,7 @@ class HaltingVTLoss(nn.Module):
         # The release's motion_loss_beta only switches the term on; its weight is 1 (SPEC section 2).
         self.motion_weight = motion_loss_weight if motion_loss else 0.0
         self.label_smoothing = label_smoothing
+        self.static_action_loss = static_action_loss
         self.distr_prior = distr_prior
         self.distr_prior_weight = distr_prior_weight
         self.distr_target_depth = distr_target_depth
@@ -103,10 +109,14 @@ class HaltingVTLoss(nn.Module):
 
     def forward(self, out, target: torch.Tensor, motion_target: torch.Tensor | None = None,
                 ponder_factor: float = 1.0) -> LossTerms:
-        """out: HaltingVTOutput for 2b clips; target (2b,) or (2b, K); motion_target (2b,) long.
-        ponder_factor scales ponder_token_scale (the trainer's ponder start/ramp schedule)."""
+        """out: HaltingVTOutput for 2b clips; target (2b,) or (2b, K); motion_target (2b,) long, 1 = real clip,
+        0 = static clip. ponder_factor scales ponder_token_scale (the trainer's ponder start/ramp schedule)."""
         zero = out.logits.new_zeros(())
-        action = action_loss(out.logits, target, self.label_smoothing)
+        logits = out.logits
+        if not self.static_action_loss and motion_target is not None:
+            real = motion_target == 1
+            logits, target = logits[real], target[real]
+        action = action_loss(logits, target, self.label_smoothing) if logits.shape[0] else zero
         ponder = out.rho.mean() if out.rho is not None else zero
         motion = zero
         if self.motion_weight and motion_target is not None:

@@ -39,3 +39,17 @@ def test_loss_from_config_rejects_unknown_keys_and_scales_ponder():
     full, half = loss_fn(out, target, motion), loss_fn(out, target, motion, ponder_factor=0.5)
     torch.testing.assert_close(full.total - half.total, 0.25 * full.ponder)
 
+
+
+def test_static_clips_can_train_the_motion_head_only():
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    with torch.no_grad():
+        out = model(torch.randn(4, 3, 4, 32, 32))
+    target, motion = torch.tensor([0, 0, 3, 3]), torch.tensor([1, 0, 1, 0])
+    release = haltingvt.HaltingVTLoss()(out, target, motion)
+    real_only = haltingvt.HaltingVTLoss.from_config({"static_action_loss": False})(out, target, motion)
+    expected = torch.nn.functional.cross_entropy(out.logits[[0, 2]], target[[0, 2]])
+    torch.testing.assert_close(real_only.action, expected)
+    torch.testing.assert_close(release.action, torch.nn.functional.cross_entropy(out.logits, target))
+    torch.testing.assert_close(real_only.motion, release.motion)
