@@ -1,17 +1,17 @@
-"""Does the demo recipe learn motion *direction*? Train the demo-size model on motion datasets whose classes
+"""Does the from-scratch recipe learn motion *direction*? Train the demo-size model on motion datasets whose classes
 come in time-reversed pairs, through ``haltingvt train``, and report per dataset: val/test top-1, the
 confusion inside the time-reversed pairs, GFLOPs per clip against the dense model, tokens per halting layer
 and the training time.
 
     python benchmarks/motion_recipes.py --out runs/motion                       # every dataset, current recipe
-    python benchmarks/motion_recipes.py --datasets shapes6 builtin --variants recipe target --seeds 0 1
+    python benchmarks/motion_recipes.py --datasets shapes6 builtin --variants recipe demo --seeds 0 1
     python benchmarks/motion_recipes.py --jobs 2 --threads 1                    # two trainings at a time
 
 Datasets: ``shapes6``, ``paths10``, ``clutter6`` (benchmarks/motion_datasets.py, written once under
 ``--data``) and ``builtin`` (the demo's own synthetic clips). Every run has the demo's budget: 6000 optimizer
 steps of batch 8 at 32 px (``train.epochs`` = 6000 x 8 / number of training clips). The config of each run
-is ``_base_: demo_synthetic`` with the data keys replaced, plus the variant's overrides (:data:`VARIANTS`);
-it is written next to the run, so any row can be rerun by hand with ``haltingvt train <run>/config.yaml``.
+is ``_base_: scratch_motion`` (configs/scratch_motion.yaml) with the data keys replaced, plus the variant's
+overrides (:data:`VARIANTS`); it is written next to the run, so any row can be rerun by hand with ``haltingvt train <run>/config.yaml``.
 Timings are of one machine, measured in one invocation; with ``--jobs 2`` two trainings share the cores.
 The final model (not the best epoch) is evaluated, with compact execution.
 """
@@ -35,28 +35,32 @@ STEPS, BATCH = 6000, 8
 COUNTS = {"train": 4800, "val": 400, "test": 400}
 BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow", "shrink"))
 
-#: Recipe variants: overrides on top of configs/demo_synthetic.yaml ("recipe": the shipped demo recipe, a constant
-#: ponder weight from the first step). "target": the compute-target gate at 45% of the dense GFLOPs with no ponder
-#: loss for 3 epochs; "no_delay": the gate from the first step; "no_ponder": halting without a ponder loss.
+#: Recipe variants: overrides on top of configs/scratch_motion.yaml ("recipe": the shipped from-scratch recipe,
+#: 4-px patches over 2 frames and the compute-target gate at 45% of the dense GFLOPs). "demo": the demo's recipe
+#: (8-px patches per frame, constant ponder weight: the earlier default); "p8_gate": the gate with the demo's
+#: tokens; "constant": the new tokens with the constant ponder weight; "no_ponder": halting without a ponder
+#: loss; "dense": neither Glimpser selection nor halting.
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "target": ["loss.target_gflops_ratio=0.45", "loss.ponder_start_epoch=3"],
-    "no_delay": ["loss.target_gflops_ratio=0.45"],
-    "no_ponder": ["loss.ponder_token_scale=0"],
+    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null"],
+    "p8_gate": ["model.patch_size=8", "model.tubelet_size=1"],
+    "constant": ["loss.target_gflops_ratio=null"],
+    "no_ponder": ["loss.ponder_token_scale=0", "loss.target_gflops_ratio=null"],
     "dense": ["model.halting=false", "model.keep_rate=[1.0,1.0]"],
 }
+BASE = "scratch_motion"
 
 
 def run_config(dataset: str, data_root: Path) -> tuple[dict, list[str], list[tuple[str, str]]]:
-    """(config dict, class names, time-reversed pairs) of a dataset, based on demo_synthetic."""
+    """(config dict, class names, time-reversed pairs) of a dataset, based on the recipe (:data:`BASE`)."""
     if dataset == "builtin":
         from haltingvt.config import load_config
 
-        classes = list(load_config("demo_synthetic")["data"]["synthetic_classes"])
-        return {"_base_": "demo_synthetic"}, classes, list(BUILTIN_PAIRS)
+        classes = list(load_config(BASE)["data"]["synthetic_classes"])
+        return {"_base_": BASE}, classes, list(BUILTIN_PAIRS)
     ds = DATASETS[dataset]
     epochs = max(1, round(STEPS * BATCH / COUNTS["train"]))
-    cfg = {"_base_": "demo_synthetic", "model": {"num_classes": len(ds.classes)},
+    cfg = {"_base_": BASE, "model": {"num_classes": len(ds.classes)},
            "data": data_config(dataset, data_root), "train": {"epochs": epochs}}
     return cfg, list(ds.classes), list(ds.pairs)
 

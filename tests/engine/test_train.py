@@ -115,3 +115,24 @@ def test_compute_target_gates_the_ponder_term_by_the_batch_cost(tmp_path):
     assert run("target_1", 5e-2, 1.0) == no_ponder
     # ... and a target below any clip's cost always does: the release's constant weight
     assert run("target_low", 5e-2, 0.01) == constant
+
+
+def test_scratch_motion_recipe_trains_tubelets_and_counts_their_flops(tmp_path):
+    """configs/scratch_motion.yaml's model and loss keys (4-px patches over 2 frames, the compute-target gate)
+    through the trainer, with static clips on the motion head only."""
+    recipe = haltingvt.load_config("scratch_motion")
+    assert recipe["model"]["tubelet_size"] == 2 and recipe["model"]["patch_size"] == 4
+    assert recipe["loss"]["target_gflops_ratio"] == 0.45
+    cfg = tiny_config(tmp_path / "run", epochs=2, log_interval=3)
+    cfg["model"].update(patch_size=4, tubelet_size=2)
+    cfg["loss"].update(target_gflops_ratio=recipe["loss"]["target_gflops_ratio"], static_action_loss=False)
+    summary = train(cfg, datasets=datasets(train_n=12, val_n=6), progress=False)
+    assert summary["optimizer_steps"] == 6
+    with open(tmp_path / "run" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    dense = haltingvt.flops.dense_gflops(cfg["model"])
+    assert 0 < float(rows[-1]["gflops_per_clip"]) <= dense
+    assert float(rows[0]["tokens_L0"]) == 1 + 64 * 2 // 2  # 8x8 patches, 4 frames = 2 tubelets, half kept
+    model = haltingvt.create_model(cfg["model"])
+    haltingvt.load_checkpoint(model, tmp_path / "run" / "latest.pth")
+    assert model.patch_embed.proj.weight.shape[2:] == (2, 4, 4)
