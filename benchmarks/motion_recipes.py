@@ -38,13 +38,14 @@ BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow",
 #: Recipe variants: overrides on top of configs/scratch_motion.yaml ("recipe": the shipped from-scratch recipe,
 #: 4-px patches over 2 frames and the compute-target gate at 45% of the dense GFLOPs). "demo": the demo's recipe
 #: (8-px patches per frame, constant ponder weight: the earlier default); "p8_gate": the gate with the demo's
-#: tokens; "constant": the new tokens with the constant ponder weight; "no_ponder": halting without a ponder
-#: loss; "dense": neither Glimpser selection nor halting.
+#: tokens; "constant": the new tokens with the constant ponder weight; "real_action": static clips train the
+#: motion head only; "no_ponder": halting without a ponder loss; "dense": neither Glimpser selection nor halting.
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
     "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null"],
     "p8_gate": ["model.patch_size=8", "model.tubelet_size=1"],
     "constant": ["loss.target_gflops_ratio=null"],
+    "real_action": ["loss.static_action_loss=false"],
     "no_ponder": ["loss.ponder_token_scale=0", "loss.target_gflops_ratio=null"],
     "dense": ["model.halting=false", "model.keep_rate=[1.0,1.0]"],
 }
