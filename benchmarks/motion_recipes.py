@@ -11,7 +11,8 @@ Datasets: ``shapes6``, ``paths10``, ``clutter6`` (benchmarks/motion_datasets.py,
 ``--data``) and ``builtin`` (the demo's own synthetic clips). Every run has the demo's budget: 6000 optimizer
 steps of batch 8 at 32 px (``train.epochs`` = 6000 x 8 / number of training clips). The config of each run
 is ``_base_: scratch_motion`` (configs/scratch_motion.yaml) with the data keys replaced, plus the variant's
-overrides (:data:`VARIANTS`); it is written next to the run, so any row can be rerun by hand with ``haltingvt train <run>/config.yaml``.
+overrides (:data:`VARIANTS`); it is written next to the run, so any row can be rerun by hand with
+``haltingvt train <run>/config.yaml``.
 Timings are of one machine, measured in one invocation; with ``--jobs 2`` two trainings share the cores.
 The final model (not the best epoch) is evaluated, with compact execution.
 """

@@ -35,7 +35,7 @@ from .data import build_dataset, normalize
 from .data.synthetic import synthetic_settings
 from .engine.evaluate import evaluate
 from .engine.train import train
-from .flops import dense_gflops, glimpser_only_gflops, tokens_after_glimpser
+from .flops import dense_gflops, dense_tokens, glimpser_only_gflops, tokens_after_glimpser
 from .models import create_model, load_checkpoint
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
@@ -163,8 +163,7 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
         "glimpser_only_gflops_per_clip": glimpser_only,
         "gflops_fraction_of_dense": val["gflops_per_clip"] / dense,
         "tokens_per_layer": val["tokens_per_layer"],
-        "dense_tokens_per_layer": float(1 + (arch["img_size"] // arch["patch_size"]) ** 2 * arch["num_frames"]
-                                        // arch["tubelet_size"]),
+        "dense_tokens_per_layer": float(dense_tokens(arch)),
         "tokens_after_glimpser": tokens_after_glimpser(arch),
         "train_seconds": round(train_seconds, 1),
         "data_seconds": round(data_seconds, 1),

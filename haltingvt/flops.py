@@ -36,7 +36,7 @@ from .models.glimpser import num_kept
 
 __all__ = [
     "LayerFlops", "layer_breakdown", "clip_gflops", "dense_gflops", "glimpser_only_gflops",
-    "halting_layer_macs", "tokens_after_glimpser", "torch_counted_gflops",
+    "halting_layer_macs", "tokens_after_glimpser", "dense_tokens", "torch_counted_gflops",
 ]
 
 
@@ -132,6 +132,12 @@ def tokens_after_glimpser(arch: Any, num_frames: int | None = None, img_size: in
     """M: tokens per clip (cls included) entering the first halting layer."""
     d = _dims(arch, num_frames, img_size)
     return _fixed_rows(d, select=True)[1]
+
+
+def dense_tokens(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> int:
+    """Tokens per clip (cls included) in every layer of the dense model: 1 + patches x time steps."""
+    d = _dims(arch, num_frames, img_size)
+    return _fixed_rows(d, select=False)[1]
 
 
 def layer_breakdown(

@@ -44,7 +44,8 @@ from .visualize import save_token_gif, save_token_grid, tokens_of
 # results (num_heads) or weights that do not fit. The others change behaviour only and give a warning.
 #: data keys naming files; never taken from a checkpoint's stored config.
 PATH_KEYS = ("classes", "data_root", "train_list", "val_list", "test_list")
-STRUCTURAL_KEYS = ("patch_size", "tubelet_size", "embed_dim", "num_heads", "depth", "divid_depth", "mlp_ratio", "num_classes")
+STRUCTURAL_KEYS = ("patch_size", "tubelet_size", "embed_dim", "num_heads", "depth", "divid_depth", "mlp_ratio",
+                   "num_classes")
 BEHAVIOUR_KEYS = ("keep_rate", "halting", "halt_scale", "halt_center", "eps", "fuse_token", "img_size", "num_frames")
 
 RESULT_KEYS = (

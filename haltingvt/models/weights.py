@@ -225,7 +225,7 @@ def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architect
 def estimate_params(arch: Mapping[str, Any]) -> int:
     """Parameters of a HaltingVT of ``arch`` (keys of HaltingVTConfig), from the shapes alone."""
     C, p, r = int(arch["embed_dim"]), int(arch["patch_size"]), float(arch["mlp_ratio"])
-    tube = int(arch.get("tubelet_size", 1))
+    tube = int(arch["tubelet_size"])
     hidden = int(C * r)
     block = 4 * C * C + 4 * C + 2 * C * hidden + hidden + C + 4 * C  # attention, MLP, two LayerNorms
     glimpser = 4 * C * C + 4 * C + C * C + C + 2 * C  # temporal attention, temporal_fc, temporal_norm1
@@ -397,7 +397,8 @@ def from_imagenet(
     time_embed, temporal_fc and the heads keep the model's own initialisation. A tubelet model
     (``tubelet_size`` t > 1) gets the 2-D patch filter inflated over time, divided by t (I3D/ViViT "average"
     inflation: a static clip embeds as the image did).
-    ``report``, if given, is filled with the model keys taken as they are ("copied"), the temporal keys
+    ``report``, if given, is filled with the model keys taken as they are ("copied"), the patch filter
+    inflated over time ("inflated", tubelet models only), the temporal keys
     copied from spatial ones ("temporal_copies"), the keys left at the model's init ("new") and the
     file's keys not used ("dropped").
     """
@@ -407,10 +408,13 @@ def from_imagenet(
         sd["pos_embed"] = torch.cat([sd["pos_embed"][:, :1], sd["pos_embed"][:, 2:]], dim=1)
     sd = {k: v for k, v in sd.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= model.depth)}
     copied = sorted(sd)
+    inflated = []
     patch = sd.get("patch_embed.proj.weight")
     if model.tubelet_size > 1 and patch is not None and patch.ndim == 4:
         t = model.tubelet_size
         sd["patch_embed.proj.weight"] = patch.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
+        inflated.append("patch_embed.proj.weight")
+        copied.remove("patch_embed.proj.weight")
     temporal = []
     for i in range(model.divid_depth):
         for src, dst in (("attn.", "temporal_attn."), ("norm1.", "temporal_norm1.")):
@@ -422,8 +426,8 @@ def from_imagenet(
     for key in new:
         sd[key] = own[key]
     if report is not None:
-        report.update(copied=copied, temporal_copies=sorted(temporal), new=sorted(new),
-                      dropped=sorted(set(state_dict) - set(copied)))
+        report.update(copied=copied, inflated=inflated, temporal_copies=sorted(temporal), new=sorted(new),
+                      dropped=sorted(set(state_dict) - set(copied) - set(inflated)))
     return sd
 
 
@@ -531,10 +535,11 @@ def describe_init(source: str | os.PathLike, meta: Mapping[str, Any]) -> str:
     """One log line saying how ``init.pretrained`` (``source``) went into the model."""
     init = meta.get("init") or {}
     resized = f"; resized {', '.join(init['resized'])}" if init.get("resized") else ""
+    inflated = f"; inflated over time {', '.join(init['inflated'])}" if init.get("inflated") else ""
     if meta.get("format") == "imagenet":
         return (f"init.pretrained {source}: ImageNet backbone weights: {len(init['copied'])} tensors copied, "
                 f"{len(init['temporal_copies'])} copied into temporal layers, {len(init['new'])} left new "
-                f"(time_embed, temporal_fc, heads), {len(init['dropped'])} not used{resized}")
+                f"(time_embed, temporal_fc, heads), {len(init['dropped'])} not used{resized}{inflated}")
     what = "HaltingVT weights of ours" if meta.get("format") == FORMAT else "the release's HaltingVT weights"
     new = f"; {', '.join(init['new'])} left new (another class count)" if init.get("new") else ""
     return f"init.pretrained {source}: full {what}, loaded as a whole model (heads included){new}{resized}"

@@ -5,9 +5,9 @@ import torch
 
 import haltingvt
 from conftest import tiny_model
-from haltingvt.flops import clip_gflops, dense_gflops, tokens_after_glimpser, torch_counted_gflops
+from haltingvt.flops import clip_gflops, dense_gflops, dense_tokens, tokens_after_glimpser, torch_counted_gflops
 from haltingvt.models import ArchError
-from haltingvt.models.weights import arch_from_weights, check_arch, estimate_params, model_payload
+from haltingvt.models.weights import arch_from_weights, check_arch, describe_init, estimate_params, model_payload
 from haltingvt.visualize import token_depth_map
 
 
@@ -22,6 +22,7 @@ def test_tokens_time_steps_and_compact_equals_masked():
     assert masked.left_tokens == [16 * 4, 8 * 4]  # 4 time steps of 16 patches, then half kept per step
     assert masked.kept_patches[0].shape == (5, 4, 8)
     assert masked.token_counts[0, 0] == 1 + 8 * 4 == tokens_after_glimpser(model.arch, num_frames=8)
+    assert dense_tokens(model.arch) == 1 + 16 * 4
     torch.testing.assert_close(compact.logits, masked.logits, atol=1e-4, rtol=0)
     assert torch.equal(compact.token_counts, masked.token_counts)
     with pytest.raises(ValueError, match="tubelets of 2 frames"):
@@ -51,7 +52,10 @@ def test_imagenet_filter_is_inflated_over_time(tmp_path):
     torch.save({"model": deit.state_dict()}, path)
     model = haltingvt.create_model(dict(img_size=32, patch_size=16, num_frames=4, tubelet_size=2, embed_dim=192,
                                         num_heads=3, depth=4, keep_rate=[1.0, 0.5]), num_classes=5)
-    haltingvt.load_checkpoint(model, path)
+    meta = haltingvt.load_checkpoint(model, path)
+    assert meta["init"]["inflated"] == ["patch_embed.proj.weight"]
+    assert "patch_embed.proj.weight" not in meta["init"]["copied"] + meta["init"]["dropped"]
+    assert "inflated over time patch_embed.proj.weight" in describe_init("deit_t.pth", meta)
     w = model.patch_embed.proj.weight
     assert w.shape == (192, 3, 2, 16, 16)
     torch.testing.assert_close(w.sum(dim=2), deit.patch_embed.proj.weight)
