@@ -273,6 +273,9 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if model["img_size"] % model["patch_size"]:
         raise ConfigError(f"config key 'model.img_size': {model['img_size']} must be a multiple of model.patch_size "
                           f"({model['patch_size']})")
+    if model["num_frames"] % model["tubelet_size"]:
+        raise ConfigError(f"config key 'model.tubelet_size': {model['tubelet_size']} must divide model.num_frames "
+                          f"({model['num_frames']})")
     scale = out["data"]["train_scale"]
     if isinstance(scale, list) and scale[0] > scale[1]:
         raise ConfigError(f"config key 'data.train_scale': {scale} must be [smallest, largest] short side")

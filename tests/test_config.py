@@ -39,6 +39,7 @@ def test_overrides_and_errors():
     ("model.keep_rate=[1.0]", "needs one value per Glimpser layer"),
     ("train.amp=fp32", "allowed: one of none, bf16, fp16"),
     ("loss.bogus=1", "unknown config key 'loss.bogus'"),
+    ("model.tubelet_size=3", "'model.tubelet_size': 3 must divide model.num_frames (8)"),
 ])
 def test_schema_errors_name_key_value_and_allowed(override, message):
     with pytest.raises(ConfigError) as err:
