@@ -37,13 +37,16 @@ COUNTS = {"train": 4800, "val": 400, "test": 400}
 BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow", "shrink"))
 
 #: Recipe variants: overrides on top of configs/scratch_motion.yaml ("recipe": the shipped from-scratch recipe,
-#: 4-px patches over 2 frames and the compute-target gate at 45% of the dense GFLOPs). "demo": the demo's recipe
-#: (8-px patches per frame, constant ponder weight: the earlier default); "p8_gate": the gate with the demo's
+#: 4-px patches over 2 frames, the compute-target gate at 45% of the dense GFLOPs, lr 5e-4 after a 1-epoch
+#: warmup). "demo": the demo's recipe (8-px patches per frame, constant ponder weight, lr 2e-3: the earlier
+#: default); "demo_lr": the recipe with the demo's lr 2e-3 and 0.2-epoch warmup; "p8_gate": the gate with the demo's
 #: tokens; "constant": the new tokens with the constant ponder weight; "real_action": static clips train the
 #: motion head only; "no_ponder": halting without a ponder loss; "dense": neither Glimpser selection nor halting.
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null"],
+    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null",
+             "train.lr=2.0e-3", "train.warmup_epochs=0.2"],
+    "demo_lr": ["train.lr=2.0e-3", "train.warmup_epochs=0.2"],
     "p8_gate": ["model.patch_size=8", "model.tubelet_size=1"],
     "constant": ["loss.target_gflops_ratio=null"],
     "real_action": ["loss.static_action_loss=false"],
