@@ -42,11 +42,11 @@ BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow",
 #: default); "demo_lr": the recipe with the demo's lr 2e-3 and 0.2-epoch warmup; "p8_gate": the gate with the demo's
 #: tokens; "constant": the new tokens with the constant ponder weight; "real_action": static clips train the
 #: motion head only; "no_ponder": halting without a ponder loss; "dense": neither Glimpser selection nor halting.
+DEMO_LR = ["train.lr=2.0e-3", "train.warmup_epochs=0.2"]  # configs/demo_synthetic.yaml's optimizer schedule
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null",
-             "train.lr=2.0e-3", "train.warmup_epochs=0.2"],
-    "demo_lr": ["train.lr=2.0e-3", "train.warmup_epochs=0.2"],
+    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null", *DEMO_LR],
+    "demo_lr": DEMO_LR,
     "p8_gate": ["model.patch_size=8", "model.tubelet_size=1"],
     "constant": ["loss.target_gflops_ratio=null"],
     "real_action": ["loss.static_action_loss=false"],
