@@ -38,18 +38,20 @@ BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow",
 
 #: Recipe variants: overrides on top of configs/scratch_motion.yaml ("recipe": the shipped from-scratch recipe,
 #: 4-px patches over 2 frames, the compute-target gate at 45% of the dense GFLOPs, lr 5e-4 after a 1-epoch
-#: warmup). "demo": the demo's recipe (8-px patches per frame, constant ponder weight, lr 2e-3: the earlier
-#: default); "demo_lr": the recipe with the demo's lr 2e-3 and 0.2-epoch warmup; "p8_gate": the gate with the demo's
-#: tokens; "constant": the new tokens with the constant ponder weight; "real_action": static clips train the
-#: motion head only; "no_ponder": halting without a ponder loss; "dense": neither Glimpser selection nor halting.
+#: warmup, static clips on the motion head only). "demo": the demo's recipe (8-px patches per frame, constant
+#: ponder weight, lr 2e-3, static clips with the action label: configs/demo_synthetic.yaml); "demo_lr": the recipe
+#: with the demo's lr 2e-3 and 0.2-epoch warmup; "static_action": static clips also carry the action label (the
+#: release's loss); "p8_gate": the gate with the demo's tokens; "constant": the new tokens with the constant
+#: ponder weight; "no_ponder": halting without a ponder loss; "dense": neither Glimpser selection nor halting.
 DEMO_LR = ["train.lr=2.0e-3", "train.warmup_epochs=0.2"]  # configs/demo_synthetic.yaml's optimizer schedule
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null", *DEMO_LR],
+    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null",
+             "loss.static_action_loss=true", *DEMO_LR],
     "demo_lr": DEMO_LR,
+    "static_action": ["loss.static_action_loss=true"],
     "p8_gate": ["model.patch_size=8", "model.tubelet_size=1"],
     "constant": ["loss.target_gflops_ratio=null"],
-    "real_action": ["loss.static_action_loss=false"],
     "no_ponder": ["loss.ponder_token_scale=0", "loss.target_gflops_ratio=null"],
     "dense": ["model.halting=false", "model.keep_rate=[1.0,1.0]"],
 }
@@ -175,9 +177,11 @@ def main() -> int:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: train_run(*job, args), jobs))
     # every finished run under --out, also those of earlier or parallel invocations
+    rank = {name: i for i, name in enumerate(VARIANTS)}  # variants of older versions sort last
     order = {name: i for i, name in enumerate(["shapes6", "paths10", "clutter6", "builtin"])}
     rows = sorted((json.loads(p.read_text()) for p in args.out.glob("*/row.json")),
-                  key=lambda r: (order[r["dataset"]], list(VARIANTS).index(r["variant"]), r["seed"]))
+                  key=lambda r: (order[r["dataset"]], rank.get(r["variant"], len(rank)), r["variant"],
+                                 r["seed"]))
     print("\n" + HEADER)
     for r in rows:
         print(format_row(r))

@@ -119,14 +119,17 @@ def test_compute_target_gates_the_ponder_term_by_the_batch_cost(tmp_path):
 
 def test_scratch_motion_recipe_trains_tubelets_and_counts_their_flops(tmp_path):
     """configs/scratch_motion.yaml's model, loss and optimizer keys (4-px patches over 2 frames, the
-    compute-target gate, the lower learning rate) through the trainer, with static clips on the motion head only."""
+    compute-target gate, the lower learning rate, static clips on the motion head only) through the trainer."""
     recipe = haltingvt.load_config("scratch_motion")
     assert recipe["model"]["tubelet_size"] == 2 and recipe["model"]["patch_size"] == 4
     assert recipe["loss"]["target_gflops_ratio"] == 0.45
     assert recipe["train"]["lr"] == 5e-4 and recipe["train"]["warmup_epochs"] == 1  # a quarter of the demo's
+    assert recipe["loss"]["static_action_loss"] is False  # the release's default (and the demo's) is True
+    assert haltingvt.load_config("demo_synthetic")["loss"]["static_action_loss"] is True
     cfg = tiny_config(tmp_path / "run", epochs=2, log_interval=3)
     cfg["model"].update(patch_size=4, tubelet_size=2)
-    cfg["loss"].update(target_gflops_ratio=recipe["loss"]["target_gflops_ratio"], static_action_loss=False)
+    cfg["loss"].update(target_gflops_ratio=recipe["loss"]["target_gflops_ratio"],
+                       static_action_loss=recipe["loss"]["static_action_loss"])
     summary = train(cfg, datasets=datasets(train_n=12, val_n=6), progress=False)
     assert summary["optimizer_steps"] == 6
     with open(tmp_path / "run" / "train_log.csv") as f:
