@@ -18,13 +18,17 @@ dataset     source  classes    content                                          
 ``clutter6``48 px   6 (3       shapes6's classes with a second, jittering distractor        mp4 (H.264
             32 fr   pairs)     object, a textured background and per-frame camera noise,    4:2:0), video
                                compressed to 4:2:0 H.264                                    lists
+``turns8``  80 px   8 (4       an asymmetric kite or a triangle: left/right, zoom in/out,   JPEG frame
+            32 fr   pairs)     spin in place cw/ccw, orbit cw/ccw; its tip moves 1-2 px     folders, AR-Net
+                               per sampled frame at 32 px (made after the recipe was set,   lists
+                               to check it on classes it was not tuned on)                  (``{:05}.jpg``)
 ==========  ======  =========  ==========================================================  ==========
 
 Frames are sampled by the benchmark as clip 8 x interval 3 (22 source frames of 32), so "per sampled
 frame" travel is 3 source frames of travel. Every clip is drawn from
 ``numpy.random.default_rng([seed, split_id, index])``: the same files whatever the order of writing.
 
-    python benchmarks/motion_datasets.py OUT_DIR [--datasets shapes6 paths10 clutter6] [--num 4800 400 400]
+    python benchmarks/motion_datasets.py OUT_DIR [--datasets shapes6 paths10 clutter6 turns8] [--num 4800 400 400]
 """
 from __future__ import annotations
 
@@ -236,6 +240,41 @@ def render_clutter6(rng: np.random.Generator, label: int, size: int) -> np.ndarr
     return frames
 
 
+TURNS8 = ("move_left", "move_right", "zoom_in", "zoom_out", "spin_cw", "spin_ccw", "orbit_cw", "orbit_ccw")
+
+
+def render_turns8(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+    """Travel, zoom, spin in place and orbit, each in both senses; an asymmetric kite or a triangle whose
+    tip moves 1-2 px per sampled frame at 32 px in every class (a spin turns it by that arc at its tip)."""
+    name = TURNS8[label]
+    kind = ("kite", "triangle")[rng.integers(2)]
+    speed = _px_per_frame(size, rng.uniform(1.0, 2.0))
+    bg = smooth_noise(rng, size, cells=int(rng.integers(3, 8)), amplitude=32.0)
+    colour = contrasting_colour(rng, bg)
+    r0 = rng.uniform(*RADIUS) * size
+    angles = np.full(NUM_FRAMES, rng.uniform(0, 2 * math.pi))
+    sense = -1.0 if name.endswith("ccw") else 1.0  # clockwise in image coordinates (y down)
+    if name.startswith("spin"):
+        centres = np.repeat(rng.uniform(r0 + 1, size - r0 - 1, size=2)[None], NUM_FRAMES, 0)
+        radii = np.full(NUM_FRAMES, r0)
+        angles = angles + sense * speed / r0 * np.arange(NUM_FRAMES)
+    elif name.startswith("orbit"):
+        R = rng.uniform(0.16, 0.2) * size
+        centre = rng.uniform(R + r0 + 1, size - R - r0 - 1, size=2)
+        phase = rng.uniform(0, 2 * math.pi) + sense * speed / R * np.arange(NUM_FRAMES)
+        centres = centre[None] + R * np.stack([np.cos(phase), np.sin(phase)], axis=1)
+        radii = np.full(NUM_FRAMES, r0)
+    else:
+        centres, radii = _object_track(rng, name, size, speed, r0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((NUM_FRAMES, size, size, 3), np.uint8)
+    for t in range(NUM_FRAMES):
+        img = bg.copy()
+        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angles[t]), colour)
+        frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
+    return frames
+
+
 DATASETS: dict[str, MotionDataset] = {
     "shapes6": MotionDataset("shapes6", SHAPES6, (("move_left", "move_right"), ("move_up", "move_down"),
                                                   ("zoom_in", "zoom_out")), 64, render_shapes6, "arnet"),
@@ -245,6 +284,9 @@ DATASETS: dict[str, MotionDataset] = {
                              96, render_paths10, "rawframes", filename_tmpl="frame_{:04}.jpg", start_index=0),
     "clutter6": MotionDataset("clutter6", SHAPES6, (("move_left", "move_right"), ("move_up", "move_down"),
                                                     ("zoom_in", "zoom_out")), 48, render_clutter6, "video"),
+    "turns8": MotionDataset("turns8", TURNS8, (("move_left", "move_right"), ("zoom_in", "zoom_out"),
+                                               ("spin_cw", "spin_ccw"), ("orbit_cw", "orbit_ccw")),
+                            80, render_turns8, "arnet", filename_tmpl="{:05}.jpg"),
 }
 
 

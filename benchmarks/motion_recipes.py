@@ -156,7 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/motion"), help="where the datasets are written")
     parser.add_argument("--out", type=Path, default=Path("runs/motion_recipes"), help="run folders and results.json")
-    parser.add_argument("--datasets", nargs="+", default=["shapes6", "paths10", "clutter6", "builtin"],
+    parser.add_argument("--datasets", nargs="+", default=[*DATASETS, "builtin"],
                         choices=[*DATASETS, "builtin"])
     parser.add_argument("--variants", nargs="+", default=["recipe"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -178,7 +178,7 @@ def main() -> int:
             list(pool.map(lambda job: train_run(*job, args), jobs))
     # every finished run under --out, also those of earlier or parallel invocations
     rank = {name: i for i, name in enumerate(VARIANTS)}  # variants of older versions sort last
-    order = {name: i for i, name in enumerate(["shapes6", "paths10", "clutter6", "builtin"])}
+    order = {name: i for i, name in enumerate([*DATASETS, "builtin"])}
     rows = sorted((json.loads(p.read_text()) for p in args.out.glob("*/row.json")),
                   key=lambda r: (order[r["dataset"]], rank.get(r["variant"], len(rank)), r["variant"],
                                  r["seed"]))
