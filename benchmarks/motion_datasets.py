@@ -96,15 +96,17 @@ def paint(img: np.ndarray, sdf: np.ndarray, colour: np.ndarray, outline: np.ndar
     img[:] = img * (1 - alpha) + colour * alpha
 
 
-def draw_clip(bg: np.ndarray, kind: str, centres: np.ndarray, radii: np.ndarray, angle: float,
+def draw_clip(bg: np.ndarray, kind: str, centres: np.ndarray, radii: np.ndarray, angle: float | np.ndarray,
               colour: np.ndarray, outline: np.ndarray | None = None) -> np.ndarray:
-    """(NUM_FRAMES, H, W, 3) uint8: one shape per frame at ``centres[t]`` with ``radii[t]`` on the background."""
+    """(NUM_FRAMES, H, W, 3) uint8: one shape per frame at ``centres[t]`` with ``radii[t]`` on the background,
+    turned by ``angle`` (one for every frame, or (NUM_FRAMES,) for a spinning shape)."""
     size = bg.shape[0]
+    angles = np.broadcast_to(angle, (NUM_FRAMES,))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     frames = np.empty((NUM_FRAMES, size, size, 3), np.uint8)
     for t in range(NUM_FRAMES):
         img = bg.copy()
-        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angle), colour, outline)
+        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angles[t]), colour, outline)
         frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
     return frames
 
@@ -174,6 +176,16 @@ def _object_track(rng: np.random.Generator, name: str, size: int, speed_px: floa
     return np.repeat(centre[None], NUM_FRAMES, 0), radii
 
 
+def _orbit_track(rng: np.random.Generator, size: int, speed_px: float, r0: float, clockwise: bool) -> np.ndarray:
+    """(F, 2) centres on a circle of radius R around a random centre; the arc per frame is ``speed_px``,
+    clockwise in image coordinates (y down) or not."""
+    R = rng.uniform(0.16, 0.2) * size
+    centre = rng.uniform(R + r0 + 1, size - R - r0 - 1, size=2)
+    sense = 1.0 if clockwise else -1.0
+    phase = rng.uniform(0, 2 * math.pi) + sense * speed_px / R * np.arange(NUM_FRAMES)
+    return centre[None] + R * np.stack([np.cos(phase), np.sin(phase)], axis=1)
+
+
 def render_shapes6(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
     name = SHAPES6[label]
     kind = ("disc", "square", "triangle")[rng.integers(3)]
@@ -198,12 +210,7 @@ def render_paths10(rng: np.random.Generator, label: int, size: int) -> np.ndarra
     outline = 255.0 - colour
     r0 = rng.uniform(RADIUS[0] * 0.8, RADIUS[1] * 0.8) * size
     if name.startswith("orbit"):
-        # a circle of radius R around a centre; the arc per frame is `speed`; cw in image coordinates (y down)
-        R = rng.uniform(0.16, 0.2) * size
-        centre = rng.uniform(R + r0 + 1, size - R - r0 - 1, size=2)
-        sense = 1.0 if name == "orbit_cw" else -1.0
-        phase = rng.uniform(0, 2 * math.pi) + sense * speed / R * np.arange(NUM_FRAMES)
-        centres = centre[None] + R * np.stack([np.cos(phase), np.sin(phase)], axis=1)
+        centres = _orbit_track(rng, size, speed, r0, clockwise=name == "orbit_cw")
     else:
         centres, _ = _object_track(rng, name, size, speed, r0)
     return draw_clip(bg, kind, centres, np.full(NUM_FRAMES, r0), rng.uniform(0, 2 * math.pi), colour, outline)
@@ -252,27 +259,17 @@ def render_turns8(rng: np.random.Generator, label: int, size: int) -> np.ndarray
     bg = smooth_noise(rng, size, cells=int(rng.integers(3, 8)), amplitude=32.0)
     colour = contrasting_colour(rng, bg)
     r0 = rng.uniform(*RADIUS) * size
-    angles = np.full(NUM_FRAMES, rng.uniform(0, 2 * math.pi))
-    sense = -1.0 if name.endswith("ccw") else 1.0  # clockwise in image coordinates (y down)
+    angle = rng.uniform(0, 2 * math.pi)
+    clockwise = name.endswith("_cw")  # in image coordinates (y down)
+    radii = np.full(NUM_FRAMES, r0)
     if name.startswith("spin"):
         centres = np.repeat(rng.uniform(r0 + 1, size - r0 - 1, size=2)[None], NUM_FRAMES, 0)
-        radii = np.full(NUM_FRAMES, r0)
-        angles = angles + sense * speed / r0 * np.arange(NUM_FRAMES)
+        angle = angle + (1.0 if clockwise else -1.0) * speed / r0 * np.arange(NUM_FRAMES)
     elif name.startswith("orbit"):
-        R = rng.uniform(0.16, 0.2) * size
-        centre = rng.uniform(R + r0 + 1, size - R - r0 - 1, size=2)
-        phase = rng.uniform(0, 2 * math.pi) + sense * speed / R * np.arange(NUM_FRAMES)
-        centres = centre[None] + R * np.stack([np.cos(phase), np.sin(phase)], axis=1)
-        radii = np.full(NUM_FRAMES, r0)
+        centres = _orbit_track(rng, size, speed, r0, clockwise)
     else:
         centres, radii = _object_track(rng, name, size, speed, r0)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    frames = np.empty((NUM_FRAMES, size, size, 3), np.uint8)
-    for t in range(NUM_FRAMES):
-        img = bg.copy()
-        paint(img, shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angles[t]), colour)
-        frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
-    return frames
+    return draw_clip(bg, kind, centres, radii, angle, colour)
 
 
 DATASETS: dict[str, MotionDataset] = {
