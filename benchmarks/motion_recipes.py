@@ -6,6 +6,7 @@ and the training time.
     python benchmarks/motion_recipes.py --out runs/motion                       # every dataset, current recipe
     python benchmarks/motion_recipes.py --datasets shapes6 builtin --variants recipe demo --seeds 0 1
     python benchmarks/motion_recipes.py --jobs 2 --threads 1                    # two trainings at a time
+    python benchmarks/motion_recipes.py --datasets turns8 --classes spin_cw spin_ccw   # one pair alone (a probe)
 
 Datasets: ``shapes6``, ``paths10``, ``clutter6`` (benchmarks/motion_datasets.py, written once under
 ``--data``) and ``builtin`` (the demo's own synthetic clips). Every run has the demo's budget: 6000 optimizer
@@ -58,18 +59,59 @@ VARIANTS: dict[str, list[str]] = {
 BASE = "scratch_motion"
 
 
-def run_config(dataset: str, data_root: Path) -> tuple[dict, list[str], list[tuple[str, str]]]:
-    """(config dict, class names, time-reversed pairs) of a dataset, based on the recipe (:data:`BASE`)."""
+def run_config(dataset: str, data_root: Path, only: list[str] | None = None,
+               lists_dir: Path | None = None) -> tuple[dict, list[str], list[tuple[str, str]]]:
+    """(config dict, class names, time-reversed pairs) of a dataset, based on the recipe (:data:`BASE`).
+
+    ``only``: train and evaluate on these classes alone, relabelled 0..len(only)-1 in that order (for the
+    file datasets, filtered list files are written under ``lists_dir``); the run keeps the budget of
+    :data:`STEPS` steps, so it sees each of these classes more often than the full dataset does."""
     if dataset == "builtin":
         from haltingvt.config import load_config
 
         classes = list(load_config(BASE)["data"]["synthetic_classes"])
-        return {"_base_": BASE}, classes, list(BUILTIN_PAIRS)
-    ds = DATASETS[dataset]
-    epochs = max(1, round(STEPS * BATCH / COUNTS["train"]))
-    cfg = {"_base_": BASE, "model": {"num_classes": len(ds.classes)},
-           "data": data_config(dataset, data_root), "train": {"epochs": epochs}}
-    return cfg, list(ds.classes), list(ds.pairs)
+        cfg: dict = {"_base_": BASE}
+        pairs = list(BUILTIN_PAIRS)
+        num_train = None
+    else:
+        ds = DATASETS[dataset]
+        classes, pairs, num_train = list(ds.classes), list(ds.pairs), COUNTS["train"]
+        cfg = {"_base_": BASE, "model": {"num_classes": len(classes)}, "data": data_config(dataset, data_root)}
+    if only:
+        unknown = [c for c in only if c not in classes]
+        if unknown:
+            raise SystemExit(f"--classes: {', '.join(unknown)} not in {dataset} ({', '.join(classes)})")
+        if dataset == "builtin":
+            cfg = {"_base_": BASE, "model": {"num_classes": len(only)}, "data": {"synthetic_classes": list(only)}}
+        else:
+            num_train = _subset_lists(cfg["data"], classes, only, lists_dir)
+            cfg["model"]["num_classes"] = len(only)
+        classes, pairs = list(only), [p for p in pairs if p[0] in only and p[1] in only]
+    if num_train is not None:
+        cfg["train"] = {"epochs": max(1, round(STEPS * BATCH / num_train))}
+    return cfg, classes, pairs
+
+
+def _subset_lists(data: dict, classes: list[str], only: list[str], lists_dir: Path) -> int:
+    """Rewrite ``data``'s list files to hold the classes ``only`` (label: the class's place in ``only``; the
+    label is the last field of every list format) under ``lists_dir``; returns the number of training clips."""
+    lists_dir.mkdir(parents=True, exist_ok=True)
+    new_label = {classes.index(c): i for i, c in enumerate(only)}
+    for split in ("train", "val", "test"):
+        src = Path(data[f"{split}_list"])
+        kept = []
+        for line in src.read_text().splitlines():
+            head, label = line.rsplit(" ", 1)
+            if int(label) in new_label:
+                kept.append(f"{head} {new_label[int(label)]}")
+        dst = lists_dir / src.name
+        dst.write_text("\n".join(kept) + "\n")
+        data[f"{split}_list"] = str(dst)
+        if split == "train":
+            num_train = len(kept)
+    (lists_dir / "classes.txt").write_text("\n".join(only) + "\n")
+    data["classes"] = str(lists_dir / "classes.txt")
+    return num_train
 
 
 def pair_confusion(preds: list[dict], classes: list[str], pairs: list[tuple[str, str]]) -> dict[str, float]:
@@ -113,8 +155,9 @@ def evaluate_run(work_dir: Path, classes: list[str], pairs: list[tuple[str, str]
 
 def train_run(dataset: str, variant: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one (dataset, variant, seed) through `haltingvt train` in a subprocess, then evaluate it."""
-    cfg, classes, pairs = run_config(dataset, args.data)
-    work_dir = args.out / f"{dataset}_{variant}_s{seed}"
+    subset = "-" + "-".join(args.classes) if args.classes else ""
+    work_dir = args.out / f"{dataset}{subset}_{variant}_s{seed}"
+    cfg, classes, pairs = run_config(dataset, args.data, args.classes, work_dir / "lists")
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = work_dir / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -132,7 +175,8 @@ def train_run(dataset: str, variant: str, seed: int, args: argparse.Namespace) -
         (work_dir / "train_seconds.txt").write_text(f"{seconds:.1f}\n")
     seconds = float((work_dir / "train_seconds.txt").read_text())
     summary = json.loads((work_dir / "summary.json").read_text())
-    row = {"dataset": dataset, "variant": variant, "seed": seed, "train_seconds": round(seconds, 1),
+    row = {"dataset": dataset, "classes": args.classes, "variant": variant, "seed": seed,
+           "train_seconds": round(seconds, 1),
            "optimizer_steps": summary["optimizer_steps"], "command": " ".join(cmd[1:]),
            **evaluate_run(work_dir, classes, pairs)}
     (work_dir / "row.json").write_text(json.dumps(row, indent=1))
@@ -143,7 +187,8 @@ def train_run(dataset: str, variant: str, seed: int, args: argparse.Namespace) -
 def format_row(r: dict) -> str:
     conf = " ".join(f"{100 * v:.0f}" for v in r["pair_confusion"].values())
     tokens = "/".join(f"{t:.1f}" for t in r["tokens_per_layer"])
-    return (f"{r['dataset']:<9} {r['variant']:<10} {r['seed']:>4} {100 * r['val_top1']:>6.1f} {100 * r['test_top1']:>6.1f}"
+    name = r["dataset"] + (f"[{','.join(r['classes'])}]" if r.get("classes") else "")
+    return (f"{name:<9} {r['variant']:<10} {r['seed']:>4} {100 * r['val_top1']:>6.1f} {100 * r['test_top1']:>6.1f}"
             f"  {conf:<16} {r['gflops_per_clip']:.4f} {100 * r['gflops_ratio']:>5.1f}%  {tokens:<22}"
             f" {r['train_seconds']:>7.0f}")
 
@@ -160,6 +205,9 @@ def main() -> int:
                         choices=[*DATASETS, "builtin"])
     parser.add_argument("--variants", nargs="+", default=["recipe"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--classes", nargs="+", metavar="CLASS",
+                        help="a probe: train on these classes of each dataset alone (still 6000 steps), e.g. one "
+                             "time-reversed pair, to see whether the model can tell them apart at all")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="torch threads per training")
@@ -180,7 +228,7 @@ def main() -> int:
     rank = {name: i for i, name in enumerate(VARIANTS)}  # variants of older versions sort last
     order = {name: i for i, name in enumerate([*DATASETS, "builtin"])}
     rows = sorted((json.loads(p.read_text()) for p in args.out.glob("*/row.json")),
-                  key=lambda r: (order[r["dataset"]], rank.get(r["variant"], len(rank)), r["variant"],
+                  key=lambda r: (order[r["dataset"]], r.get("classes") or [], rank.get(r["variant"], len(rank)), r["variant"],
                                  r["seed"]))
     print("\n" + HEADER)
     for r in rows:

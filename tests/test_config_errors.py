@@ -2,7 +2,6 @@
 user mistakes give one error line naming the key or file:line, never a traceback; the cases that used to
 give silently wrong results give the right one. Cases that need a shell (pipes, non-UTF-8 argv) run in
 tests of their own below, the tmpfs ones only as root."""
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -10,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmark_helpers import load_benchmark
 from engine_helpers import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bad_inputs", ROOT / "benchmarks" / "bad_inputs.py")
-bad_inputs = importlib.util.module_from_spec(_spec)
-sys.modules["bad_inputs"] = bad_inputs  # dataclasses look their module up
-_spec.loader.exec_module(bad_inputs)
+bad_inputs = load_benchmark("bad_inputs")
 
 IN_PROCESS = [c for c in bad_inputs.CASES if not c.shell]
 

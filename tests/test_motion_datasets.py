@@ -1,20 +1,14 @@
 """The motion datasets of benchmarks/motion_datasets.py (their own renderers, for motion_recipes.py): each is
 written in its disk format and read back through the real data pipeline as the benchmark configures it, and
 each class is the time reversal of its pair partner."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import haltingvt
+from benchmark_helpers import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("motion_datasets", ROOT / "benchmarks" / "motion_datasets.py")
-motion_datasets = importlib.util.module_from_spec(_spec)
-sys.modules["motion_datasets"] = motion_datasets  # dataclasses look their module up
-_spec.loader.exec_module(motion_datasets)
+motion_datasets = load_benchmark("motion_datasets")
+motion_recipes = load_benchmark("motion_recipes")
 
 
 @pytest.mark.parametrize("name", list(motion_datasets.DATASETS))
@@ -53,3 +47,29 @@ def test_pairs_are_time_reversals(name):
             assert fa.shape == (motion_datasets.NUM_FRAMES, ds.size, ds.size, 3)
             assert np.abs(fa - fb[::-1]).max() <= 1.0, (a, b, seed)  # rounding of the anti-aliased edge
             assert np.abs(fa - fb).mean() > 0.5, (a, b, seed)
+
+
+def test_class_subset_probe(tmp_path):
+    """--classes: a run on some classes alone reads filtered lists, relabelled in the order given, with the
+    full budget of steps, and keeps the pairs inside the subset."""
+    ds = motion_datasets.DATASETS["turns8"]
+    motion_datasets.write_dataset("turns8", tmp_path, {"train": 16, "val": 8, "test": 8}, workers=1)
+    only = ["spin_ccw", "spin_cw"]
+    cfg, classes, pairs = motion_recipes.run_config("turns8", tmp_path, only, tmp_path / "lists")
+    assert classes == only and pairs == [("spin_cw", "spin_ccw")]
+    assert cfg["model"]["num_classes"] == 2
+    assert cfg["train"]["epochs"] == round(motion_recipes.STEPS * motion_recipes.BATCH / 4)  # 4 spin clips
+    full = haltingvt.load_config(cfg["_base_"], [])
+    full["data"] = {**full["data"], **cfg["data"]}
+    full["model"]["num_classes"] = 2
+    train = haltingvt.data.build_dataset(full, "train")
+    assert list(train.classes) == only and len(train) == 4
+    for i in range(len(train)):
+        name = train.records[i].path.split("/")[-1].split(" ")[0]
+        assert only[int(train.label(i))] == name
+    assert len(ds.classes) == 8  # the dataset itself is untouched
+    cfg, classes, pairs = motion_recipes.run_config("builtin", tmp_path, ["move_left", "move_right"])
+    assert cfg["data"]["synthetic_classes"] == ["move_left", "move_right"] and cfg["model"]["num_classes"] == 2
+    assert pairs == [("move_right", "move_left")]
+    with pytest.raises(SystemExit, match="spin_up not in turns8"):
+        motion_recipes.run_config("turns8", tmp_path, ["spin_up"], tmp_path / "lists")
