@@ -73,3 +73,19 @@ def test_class_subset_probe(tmp_path):
     assert pairs == [("move_right", "move_left")]
     with pytest.raises(SystemExit, match="spin_up not in turns8"):
         motion_recipes.run_config("turns8", tmp_path, ["spin_up"], tmp_path / "lists")
+
+
+def test_rotation_estimator_reads_the_sense_of_a_spin():
+    """benchmarks/rotation_probe.py's hand-written estimator (no training) gets the sense of turns8's spins
+    from clips as the model sees them: 8 frames, interval 3, rescaled to 32 px."""
+    import torch
+    import torch.nn.functional as F
+
+    probe = load_benchmark("rotation_probe")
+    ds = motion_datasets.DATASETS["turns8"]
+    for seed in range(4):
+        for name, sign in (("spin_cw", 1), ("spin_ccw", -1)):
+            frames = ds.render(np.random.default_rng(seed), ds.classes.index(name), ds.size)[::3][:8]
+            clip = torch.tensor(frames).permute(0, 3, 1, 2).float()
+            clip = F.interpolate(clip, size=(32, 32), mode="bilinear", antialias=True).permute(1, 0, 2, 3)
+            assert sign * probe.rotation_per_frame(clip) > 1.0, (name, seed)
