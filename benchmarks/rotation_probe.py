@@ -6,7 +6,7 @@ config of the dataset):
 1. a hand-written estimator, no training: rotate frame t about the centre of the clip's motion by each angle
    in [-40, 40] degrees and keep the angle that matches frame t+1 best; the sign of the summed angles is the
    sense. If it is right, the sense is visible at 32 px.
-2. a small 3D CNN (4 conv layers with BatchNorm, 0.13 M parameters, no attention, no halting) trained on the
+2. a small 3D CNN (4 conv layers with BatchNorm, 0.20 M parameters, no attention, no halting) trained on the
    pair alone with AdamW for ``--steps`` steps of batch 8, printed every epoch.
 
     python benchmarks/motion_datasets.py data/motion --datasets turns8
