@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,8 +93,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as lists:
         run_cfg, classes, _ = run_config(args.dataset, args.data, list(args.classes), Path(lists))
-        (Path(lists) / "run.yaml").write_text(yaml.safe_dump(run_cfg, sort_keys=False))
-        cfg = haltingvt.load_config(Path(lists) / "run.yaml")
+        cfg = haltingvt.load_config(run_cfg)
         train_set, val_set = haltingvt.data.build_dataset(cfg, "train"), haltingvt.data.build_dataset(cfg, "val")
         val = collate_eval([val_set[i] for i in range(len(val_set))])
 

@@ -382,10 +382,14 @@ def _number_or_self(value: Any) -> Any:
 
 def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = ()) -> dict:
     """Load a config by shipped name, YAML path or an already-built dict, fill in the defaults, apply the
-    overrides and check every value. The result has every key of :data:`SCHEMA`."""
+    overrides and check every value. The result has every key of :data:`SCHEMA`. A dict may inherit with
+    ``_base_`` as a file does (a shipped name or a path)."""
     path = None
     if isinstance(name_or_path, Mapping):
         cfg = copy.deepcopy(dict(name_or_path))
+        base_name = cfg.pop("_base_", None)
+        if base_name is not None:
+            cfg = _merge(_read_yaml(_resolve(base_name)), cfg)
     else:
         path = _resolve(name_or_path)
         cfg = _read_yaml(path)

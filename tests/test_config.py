@@ -57,3 +57,15 @@ def test_every_key_filled_from_code_defaults():
         load_config({"trian": {}})
     with pytest.raises(ConfigError, match="unknown config key 'data.bogus'"):
         load_config({"data": {"bogus": 1}})
+
+
+def test_dict_inherits_with_base_as_a_file_does(tmp_path):
+    """A dict with ``_base_`` resolves like a YAML file with it: the base's keys, deep-merged under the dict's."""
+    as_dict = load_config({"_base_": "scratch_motion", "model": {"num_classes": 2}, "train": {"epochs": 3}})
+    (tmp_path / "run.yaml").write_text("_base_: scratch_motion\nmodel:\n  num_classes: 2\ntrain:\n  epochs: 3\n")
+    as_file = load_config(tmp_path / "run.yaml")
+    as_file.pop("name", None), as_dict.pop("name", None)  # a file is named after itself
+    assert as_dict == as_file
+    assert as_dict["model"]["patch_size"] == 4 and as_dict["train"]["lr"] == 5.0e-4  # from scratch_motion
+    with pytest.raises(ConfigError, match="nosuch"):
+        load_config({"_base_": "nosuch"})

@@ -16,9 +16,7 @@ def test_written_dataset_reads_through_the_pipeline(tmp_path, name):
     ds = motion_datasets.DATASETS[name]
     n = 2 * len(ds.classes)
     motion_datasets.write_dataset(name, tmp_path, {"train": n, "val": 2}, workers=1)
-    cfg = haltingvt.load_config("scratch_motion", [])
-    cfg["data"] = {**cfg["data"], **motion_datasets.data_config(name, tmp_path)}
-    cfg["model"]["num_classes"] = len(ds.classes)
+    cfg = haltingvt.load_config(motion_recipes.run_config(name, tmp_path)[0])  # the benchmark's run config
     train = haltingvt.data.build_dataset(cfg, "train")
     assert len(train) == n and list(train.classes) == list(ds.classes)
     assert sorted(train.label(i) for i in range(n)) == sorted(list(range(len(ds.classes))) * 2)
@@ -59,10 +57,7 @@ def test_class_subset_probe(tmp_path):
     assert classes == only and pairs == [("spin_cw", "spin_ccw")]
     assert cfg["model"]["num_classes"] == 2
     assert cfg["train"]["epochs"] == round(motion_recipes.STEPS * motion_recipes.BATCH / 4)  # 4 spin clips
-    full = haltingvt.load_config(cfg["_base_"], [])
-    full["data"] = {**full["data"], **cfg["data"]}
-    full["model"]["num_classes"] = 2
-    train = haltingvt.data.build_dataset(full, "train")
+    train = haltingvt.data.build_dataset(haltingvt.load_config(cfg), "train")
     assert list(train.classes) == only and len(train) == 4
     for i in range(len(train)):
         name = train.records[i].path.split("/")[-1].split(" ")[0]
