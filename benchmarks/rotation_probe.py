@@ -9,7 +9,6 @@ config of the dataset):
 2. a small 3D CNN (4 conv layers with BatchNorm, 0.20 M parameters, no attention, no halting) trained on the
    pair alone with AdamW for ``--steps`` steps of batch 8, printed every epoch.
 
-    python benchmarks/motion_datasets.py data/motion --datasets turns8
     python benchmarks/rotation_probe.py --data data/motion --dataset turns8 --classes spin_cw spin_ccw
 
 HaltingVT on the pair alone, for comparison: ``motion_recipes.py --datasets turns8 --classes spin_cw spin_ccw``.
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_recipes import run_config  # noqa: E402
+from motion_recipes import COUNTS, DATASETS, run_config, write_dataset  # noqa: E402
 
 import haltingvt  # noqa: E402
 from haltingvt.data import collate_eval, collate_train, normalize  # noqa: E402
@@ -83,7 +82,7 @@ class SmallCNN(nn.Module):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/motion"), help="where the datasets are written")
-    parser.add_argument("--dataset", default="turns8")
+    parser.add_argument("--dataset", default="turns8", choices=[*DATASETS, "builtin"])
     parser.add_argument("--classes", nargs=2, default=["spin_cw", "spin_ccw"], metavar=("CLOCKWISE", "COUNTER"),
                         help="the clockwise class, then the counter-clockwise one")
     parser.add_argument("--steps", type=int, default=6000, help="CNN training steps of batch 8")
@@ -91,6 +90,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/rotation_probe.json"))
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    if args.dataset != "builtin":
+        write_dataset(args.dataset, args.data, COUNTS)  # once; an existing, complete dataset is kept
     with tempfile.TemporaryDirectory() as lists:
         run_cfg, classes, _ = run_config(args.dataset, args.data, list(args.classes), Path(lists))
         cfg = haltingvt.load_config(run_cfg)
