@@ -188,6 +188,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "clip_len": num(int, 8, 1), "frame_interval": num(int, 32, 1),
         "num_clips": num(int, 1, 1), "test_num_clips": num(int, 1, 1), "test_num_crops": choice(1, (1, 3)),
         "short_video": choice("loop", ("loop", "clamp")),  # frame indices past the end of a short video
+        # test-mode clip starts: mmaction2 (1.x, the release's) | segments (0.x segment centres); docs/pipeline.md
+        "test_sampling": choice("mmaction2", ("mmaction2", "segments")),
+        # resize and crop geometry: mmcv (cv2 bilinear, no antialias, MMAction2's rounding and crop offsets: the
+        # release's) | torchvision (antialiased bilinear, torchvision's rounding); docs/pipeline.md
+        "resize": choice("mmcv", ("mmcv", "torchvision")),
         "train_scale": number_list([256, 320], int, 1, length=2, scalar_ok=True),  # short side range
         "crop_size": num(int, 224, 1), "test_scale": num(int, 256, 1),
         "randaugment": optional_mapping({"num_ops": 2, "magnitude": 9}),

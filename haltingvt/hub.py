@@ -30,7 +30,7 @@ import torch
 
 #: The ``data`` keys of a config that the test pipeline reads (``haltingvt.data.load_views``).
 TEST_PIPELINE_KEYS = ("clip_len", "frame_interval", "test_num_clips", "test_num_crops", "test_scale", "crop_size",
-                      "short_video", "filename_tmpl", "start_index")
+                      "short_video", "test_sampling", "resize", "filename_tmpl", "start_index")
 TEST_KEYS = ("batch_size", "execution", "early_exit", "amp")
 MODEL_CARD = """---
 library_name: haltingvt

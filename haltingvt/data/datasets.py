@@ -9,8 +9,8 @@ same operation. With ``data.static_from_other_video`` the frame comes from anoth
 video of the list (falling back to the sample's own frame if that one is unreadable). Both
 clips carry the sample's action label.
 
-Val/test samples hold ``test_num_clips * test_num_crops`` views, clip-major:
-view ``v = clip * num_crops + crop``.
+Val/test samples hold ``test_num_clips * test_num_crops`` views, crop-major as MMAction2's
+``FormatShape`` leaves them after ``ThreeCrop``: view ``v = crop * num_clips + clip``.
 
 Unreadable samples do not raise: ``__getitem__`` returns ``{"error", "index", "path"}`` and
 the collate functions drop them (``collate_train`` lists them in ``"skipped"``,
@@ -29,7 +29,7 @@ from .decoding import DEFAULT_FILENAME_TMPL, FrameFolderReader, VideoReader, ope
 from .errors import DataError
 from .folders import check_num_classes, scan_folders
 from .lists import LIST_FORMATS, VideoRecord, read_class_names, read_list
-from .sampling import SHORT_VIDEO_MODES, sample_frame_indices
+from .sampling import SHORT_VIDEO_MODES, TEST_SAMPLING_MODES, sample_frame_indices
 from .synthetic import build_synthetic
 from .transforms import EvalTransform, build_train_transform, frames_to_video, to_model_layout
 
@@ -47,6 +47,7 @@ class ClipDataset(Dataset):
         num_classes, multi_label: label format (long scalar, or float multi-hot (K,)).
         filename_tmpl, start_index: frame-folder file names.
         short_video: "loop" or "clamp" for indices past the end of a short video.
+        test_sampling: "mmaction2" (1.x, default) or "segments" (0.x) test-mode clip starts.
         static_from_other_video: take the static frame from another random video.
         classes: optional class names in label order (folder names, or ``data.classes``).
         decode_threads: FFmpeg threads per video (1 is safe inside DataLoader workers).
@@ -69,12 +70,17 @@ class ClipDataset(Dataset):
         filename_tmpl: str = DEFAULT_FILENAME_TMPL,
         start_index: int = 1,
         short_video: str = "loop",
+        test_sampling: str = "mmaction2",
         static_from_other_video: bool = False,
         classes: list[str] | None = None,
         decode_threads: int = 1,
     ) -> None:
         if short_video not in SHORT_VIDEO_MODES:
             raise ConfigError(f"data.short_video must be one of {', '.join(SHORT_VIDEO_MODES)}, got '{short_video}'")
+        if test_sampling not in TEST_SAMPLING_MODES:
+            raise ConfigError(
+                f"data.test_sampling must be one of {', '.join(TEST_SAMPLING_MODES)}, got '{test_sampling}'"
+            )
         if train and num_clips != 1:
             raise ConfigError(f"data.num_clips must be 1 for training (one real + one static clip), got {num_clips}")
         self.records = list(records)
@@ -88,6 +94,7 @@ class ClipDataset(Dataset):
         self.filename_tmpl = filename_tmpl
         self.start_index = int(start_index)
         self.short_video = short_video
+        self.test_sampling = test_sampling
         self.static_from_other_video = bool(static_from_other_video)
         self.classes = classes
         self.decode_threads = decode_threads
@@ -156,7 +163,8 @@ class ClipDataset(Dataset):
 
     def _eval_clips(self, record: VideoRecord) -> torch.Tensor:
         return read_test_views(
-            self.reader(record), self.transform, self.clip_len, self.frame_interval, self.num_clips, self.short_video
+            self.reader(record), self.transform, self.clip_len, self.frame_interval, self.num_clips, self.short_video,
+            self.test_sampling,
         )
 
 
@@ -167,24 +175,26 @@ def read_test_views(
     frame_interval: int,
     num_clips: int,
     short_video: str = "loop",
+    test_sampling: str = "mmaction2",
 ) -> torch.Tensor:
-    """Deterministic test views of one video -> uint8 (num_clips * num_crops, 3, T, h, w), clip-major."""
+    """Deterministic test views of one video -> uint8 (num_crops * num_clips, 3, T, h, w), crop-major
+    (view ``crop * num_clips + clip``, the order of MMAction2's ``ThreeCrop`` + ``FormatShape``)."""
     indices = sample_frame_indices(
-        reader.num_frames, clip_len, frame_interval, num_clips, train=False, short_video=short_video
+        reader.num_frames, clip_len, frame_interval, num_clips, train=False, short_video=short_video,
+        test_sampling=test_sampling,
     )
     frames = reader.read(indices.flatten().tolist(), short_video)
     views = transform(frames_to_video(frames))  # (crops, clips*T, C, h, w); the test transform is deterministic
-    crops, _, c, h, w = views.shape
-    views = views.reshape(crops, num_clips, clip_len, c, h, w).transpose(0, 1).reshape(-1, clip_len, c, h, w)
-    return to_model_layout(views)
+    _, _, c, h, w = views.shape
+    return to_model_layout(views.reshape(-1, clip_len, c, h, w))
 
 
 def build_transform(cfg: Mapping, split: str):
     """The split's transform from ``cfg["data"]``: train random augmentation, val/test views."""
     data = load_config(cfg)["data"]  # a partial dict gets the defaults
     if split == "train":
-        return build_train_transform(data["train_scale"], data["crop_size"], data["randaugment"])
-    return EvalTransform(data["test_scale"], data["crop_size"], data["test_num_crops"])
+        return build_train_transform(data["train_scale"], data["crop_size"], data["randaugment"], data["resize"])
+    return EvalTransform(data["test_scale"], data["crop_size"], data["test_num_crops"], data["resize"])
 
 
 def build_dataset(cfg: Mapping, split: str) -> Dataset:
@@ -264,6 +274,7 @@ def _clip_dataset(cfg: Mapping, split: str, records: Sequence[VideoRecord], clas
         filename_tmpl=data["filename_tmpl"],
         start_index=data["start_index"],
         short_video=data["short_video"],
+        test_sampling=data["test_sampling"],
         static_from_other_video=data["static_from_other_video"] and train,
         classes=classes,
     )
@@ -293,6 +304,7 @@ def load_views(path: str | os.PathLike, cfg: Mapping) -> torch.Tensor:
         data["frame_interval"],
         data["test_num_clips"],
         data["short_video"],
+        data["test_sampling"],
     )
 
 

@@ -33,12 +33,24 @@ def test_train_sampling_random_offset_in_range():
 
 
 def test_test_sampling_is_deterministic_and_centred():
+    # MMAction2 1.x (default): span (8 - 1) * 32 + 1 = 225, one clip starts at (300 - 225) // 2 = 37
     idx = sample_frame_indices(300, 8, 32, 1, train=False)
-    assert idx.tolist() == [[22 + 32 * i for i in range(8)]]  # (300 - 256 + 1) / 2 = 22.5 -> 22
+    assert idx.tolist() == [[37 + 32 * i for i in range(8)]]
     multi = sample_frame_indices(100, 4, 2, 3, train=False)
-    # segments of (100 - 8 + 1) / 3 = 31 frames, each clip in the middle of its segment
-    assert multi[:, 0].tolist() == [15, 46, 77] and (multi.diff() == 2).all()
+    # three clips spread over max_offset 100 - 7 = 93: round(0, 46.5, 93) = 0, 46 (half to even), 93
+    assert multi[:, 0].tolist() == [0, 46, 93] and (multi.diff() == 2).all()
     assert torch.equal(multi, sample_frame_indices(100, 4, 2, 3, train=False))
+    assert sample_frame_indices(5, 4, 2, 2, train=False).tolist() == [[0, 2, 4, 1], [0, 2, 4, 1]]  # short: loop
+
+
+def test_test_sampling_segments_is_mmaction2_0x():
+    idx = sample_frame_indices(300, 8, 32, 1, train=False, test_sampling="segments")
+    assert idx.tolist() == [[22 + 32 * i for i in range(8)]]  # (300 - 256 + 1) / 2 = 22.5 -> 22
+    multi = sample_frame_indices(100, 4, 2, 3, train=False, test_sampling="segments")
+    # segments of (100 - 8 + 1) / 3 = 31 frames, each clip in the middle of its segment
+    assert multi[:, 0].tolist() == [15, 46, 77]
+    with pytest.raises(ValueError, match="test_sampling"):
+        sample_frame_indices(100, 4, 2, 3, train=False, test_sampling="centre")
 
 
 def test_short_video_loop_and_clamp():
@@ -84,8 +96,11 @@ def test_test_transform_views():
     one = EvalTransform(24, 24, 1)(_video(frames))
     three = EvalTransform(24, 24, 3)(_video(frames))
     assert one.shape == (1, 2, 3, 24, 24) and three.shape == (3, 2, 3, 24, 24)
-    assert torch.equal(three[1], one[0])  # the middle crop is the centre crop
-    assert not torch.equal(three[0], three[2])
+    assert torch.equal(three[2], one[0])  # MMAction2's order: left, right, middle; the middle is the centre crop
+    assert not torch.equal(three[0], three[1])
+    tv_one = EvalTransform(24, 24, 1, "torchvision")(_video(frames))
+    tv_three = EvalTransform(24, 24, 3, "torchvision")(_video(frames))
+    assert torch.equal(tv_three[1], tv_one[0])  # torchvision geometry: start, middle, end
 
 
 def test_normalize():
@@ -151,9 +166,10 @@ def test_multi_label_rawframes_with_offset_and_eval_views(video_set):
     s = ds[0]
     assert s["clips"].shape == (6, 3, 4, 32, 32)
     assert s["label"].dtype == torch.float32 and s["label"].tolist() == [1, 0, 0, 1, 0]
-    # clip-major views: views 0-2 are clip 0 (starts at 10 + 2), views 3-5 clip 1 (starts at 10 + 6)
+    # crop-major views (MMAction2 order): view = crop * 2 + clip; clip 4 x interval 3 spans 10 of the 20 frames,
+    # so the clips start at offsets 0 and 10 (frames 10 and 20)
     first = [frame_number(s["clips"][v, :, 0].permute(1, 2, 0).numpy()) for v in range(6)]
-    assert first == [12, 12, 12, 16, 16, 16]
+    assert first == [10, 20] * 3
     batch = collate_eval([ds[0], ds[1]])
     assert batch["clips"].shape == (2, 6, 3, 4, 32, 32) and batch["label"].shape == (2, 5)
     train = collate_train([build_dataset(cfg, "train")[1]])
