@@ -127,7 +127,7 @@ def test_random_rescale_and_crop_equal(real_frames):
     tf = build_train_transform([256, 320], 224, None)
     ours = {min(tf(frames_to_video(frames)).shape[-2:]) for _ in range(3)}
     assert ours == {224}
-    yx = np.stack(np.mgrid[0:230, 0:226] + [np.zeros((230, 226), int)], -1).astype(np.uint8)  # pixel = (y, x, 0)
+    yx = np.stack([*np.mgrid[0:230, 0:226], np.zeros((230, 226), int)], -1).astype(np.uint8)  # pixel = (y, x, 0)
     video = frames_to_video([yx])
     ours = {(int(o[0, 0, 0, 0]), int(o[0, 1, 0, 0])) for o in (MMRandomCrop(224)(video) for _ in range(400))}
     np.random.seed(1)
