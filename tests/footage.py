@@ -50,3 +50,24 @@ def pan(img: np.ndarray, frames: int, width: int, height: int, step: int = 7) ->
     scale = max((width + step * frames) / img.shape[1], height / img.shape[0], 1.0)
     big = cv2.resize(img, (int(img.shape[1] * scale) + 1, int(img.shape[0] * scale) + 1), interpolation=cv2.INTER_CUBIC)
     return [np.ascontiguousarray(big[:height, i * step:i * step + width]) for i in range(frames)]
+
+
+def write_frames(folder: Path, frames: list[np.ndarray], quality: int = 90) -> Path:
+    """``frames`` as JPEG files ``img_00001.jpg``, ... (the release's rawframes layout) in a new ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"img_{i + 1:05d}.jpg", quality=quality)
+    return folder
+
+
+def real_frame_folders(root: Path) -> dict[str, tuple[Path, int]]:
+    """Two rawframes folders under ``root``: bikes.mp4's 250 frames (640x272) and a 45-frame portrait pan
+    (480x640, shorter than an 8x32 clip) -> name -> (folder, number of frames)."""
+    from haltingvt.data import open_reader
+
+    bikes = open_reader(str(clip_path("bikes.mp4")), is_video=True)
+    portrait = pan(photo("coffee"), 45, 480, 640, step=3)
+    return {"bikes": (write_frames(root / "bikes", bikes.read(range(bikes.num_frames))), bikes.num_frames),
+            "portrait": (write_frames(root / "portrait", portrait), len(portrait))}

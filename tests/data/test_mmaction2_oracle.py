@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from footage import clip_path, pan, photo, photo_at
+from footage import clip_path, pan, photo, real_frame_folders
 from haltingvt.config import load_config
 from haltingvt.data import load_views, open_reader, sample_frame_indices
 from haltingvt.data.transforms import MMRandomCrop, build_train_transform, frames_to_video, resize_short_side
+from oracle_helpers import mm_pipeline, mmaction2_transforms
 
-mmt = pytest.importorskip("mmaction.datasets.transforms", reason="MMAction2 is not installed (pip install -e '.[oracle]')")
+mmt = mmaction2_transforms()
 
 #: (clip_len, frame_interval, num_clips): the release's two settings and three multi-clip ones
 SETTINGS = [(8, 32, 1), (10, 64, 1), (8, 32, 3), (8, 8, 10), (16, 4, 2)]
@@ -137,31 +137,9 @@ def test_random_rescale_and_crop_equal(real_frames):
 
 
 # ----------------------------------------------------------------------------- the whole test pipeline
-def _write_frames(folder, frames, quality=90):
-    folder.mkdir(parents=True)
-    for i, f in enumerate(frames):
-        Image.fromarray(f).save(folder / f"img_{i + 1:05d}.jpg", quality=quality)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def frame_folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rawframes")
-    bikes = open_reader(str(clip_path("bikes.mp4")), is_video=True)
-    folders = {"bikes": (_write_frames(root / "bikes", bikes.read(range(bikes.num_frames))), bikes.num_frames)}
-    frames = pan(photo("coffee"), 45, 480, 640, step=3)  # portrait, 45 frames: shorter than an 8x32 clip
-    folders["portrait"] = (_write_frames(root / "portrait", frames), len(frames))
-    return folders
-
-
-def _mm_pipeline(folder, total, clip_len, interval, clips, scale, crop, three):
-    results = {"frame_dir": str(folder), "total_frames": total, "filename_tmpl": "img_{:05}.jpg",
-               "start_index": 1, "modality": "RGB", "offset": 0}
-    for t in (mmt.SampleFrames(clip_len, interval, clips, test_mode=True), mmt.RawFrameDecode(),
-              mmt.Resize(scale=(-1, scale)), mmt.ThreeCrop(crop) if three else mmt.CenterCrop(crop),
-              mmt.FormatShape("NCTHW")):
-        results = t(results)
-    return results["imgs"]  # (views, 3, T, h, w) uint8
+    return real_frame_folders(tmp_path_factory.mktemp("rawframes"))
 
 
 @pytest.mark.parametrize("setting", [(8, 32, 1, 256, 224, False), (10, 64, 1, 256, 224, False),
@@ -173,7 +151,7 @@ def test_frame_folder_to_clip_equal(frame_folders, setting):
                                         f"data.test_num_clips={clips}", f"data.test_num_crops={3 if three else 1}",
                                         f"data.test_scale={scale}", f"data.crop_size={crop}"])
     for name, (folder, total) in frame_folders.items():
-        theirs = _mm_pipeline(folder, total, clip_len, interval, clips, scale, crop, three)
+        theirs = mm_pipeline(folder, total, clip_len, interval, clips, scale, crop, three)
         ours = load_views(folder, cfg)
         assert ours.dtype == torch.uint8 and tuple(ours.shape) == theirs.shape, name
         assert np.array_equal(ours.numpy(), theirs), (name, setting)
