@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ import yaml
 
 from .models.haltingvt import INIT_SCHEMES, ArchError, HaltingVTConfig
 from .models.losses import LossConfig
+from .models.weights import MAX_PARAMS, estimate_params
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SPLITS = ("train", "val", "test")
@@ -55,9 +57,13 @@ class Key:
 def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
             hi_open: bool = False) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or (kind is int and not float(value).is_integer()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Bad
+        try:
+            if not math.isfinite(value) or (kind is int and not float(value).is_integer()):
+                raise _Bad
+        except OverflowError:  # an integer beyond a float's range (10**400): no setting needs it
+            raise _Bad from None
         value = kind(value)
         if lo is not None and (value < lo or (lo_open and value == lo)):
             raise _Bad
@@ -219,6 +225,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "val_interval": num(int, 1, 0),  # epochs between validations (0: none)
         "log_interval": num(int, 20, 1),  # optimizer steps between log lines
         "ckpt_interval": num(int, 500, 0),  # optimizer steps between latest.pth saves (0: only at epoch end)
+        # an epoch that skips more than this fraction of its samples (unreadable files) warns loudly; an epoch
+        # with no readable sample at all stops the run (docs/reliability.md)
+        "max_skip_ratio": num(float, 0.5, 0, 1),
         "work_dir": text(None),  # default work_dirs/<config name>
     },
     "test": {
@@ -250,9 +259,90 @@ def check_section(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
         try:
             out[name] = key.check(value)
         except _Bad:
-            raise ConfigError(f"config key '{section}.{name}': {value!r} is not allowed (allowed: {key.allowed})",
+            raise ConfigError(f"config key '{section}.{name}': {_show(value)} is not allowed (allowed: {key.allowed})",
                               f"{section}.{name}") from None
     return out
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 5000-digit number or a huge list stays one short line)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's int-string conversion limit
+        return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+#: ``name`` names the run (and its default work dir ``work_dirs/<name>``): a plain name, never a path.
+MAX_NAME_LENGTH = 128
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(name: Any) -> str:
+    """``name`` if it is a plain run name: a string of 1 to 128 characters without '/', '\\' or control
+    characters, not '.' or '..' (so ``work_dirs/<name>`` stays inside ``work_dirs``); else ConfigError."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or _UNSAFE_NAME.search(name) \
+            or name in (".", "..") or name != name.strip():
+        raise ConfigError(f"config key 'name': {_show(name)} is not allowed (allowed: a plain name of 1 to "
+                          f"{MAX_NAME_LENGTH} characters, no '/', '\\', control characters or surrounding spaces, "
+                          "not '.' or '..')", "name")
+    return name
+
+
+def name_from_stem(stem: str) -> str:
+    """A run name from a file name: characters a name may not hold become '_'."""
+    name = _UNSAFE_NAME.sub("_", stem).strip()[:MAX_NAME_LENGTH]
+    return name if name not in ("", ".", "..") else "config"
+
+
+#: Data keys that data.format=synthetic does not use: its clips are rendered at model.img_size, without
+#: resizing, cropping or augmentation. A value other than the default or the one that matches what synthetic
+#: clips are is refused (docs/reliability.md), so that a setting is never silently ignored.
+SYNTHETIC_IGNORES = ("crop_size", "train_scale", "test_scale", "randaugment")
+
+
+def _synthetic_neutral(key: str, value: Any, size: int) -> bool:
+    """Whether ``data.<key> = value`` is what synthetic clips of ``size`` pixels are anyway (or the default)."""
+    if value == SCHEMA["data"][key].default:
+        return True
+    if key == "randaugment":
+        return value is None
+    if key == "train_scale":
+        return value in (size, [size, size])
+    return value == size
+
+
+def check_synthetic_keys(cfg: Mapping[str, Any], given: Iterable[str] = ()) -> None:
+    """With data.format=synthetic, a key of SYNTHETIC_IGNORES set to something synthetic clips are not
+    (``given``: dotted keys set explicitly, where even the default is refused unless it fits) is a ConfigError."""
+    data = cfg["data"]
+    if data["format"] != "synthetic":
+        return
+    size = cfg["model"]["img_size"]
+    for key in SYNTHETIC_IGNORES:
+        value = data[key]
+        fits = value is None if key == "randaugment" else value in ((size, [size, size]) if key == "train_scale"
+                                                                     else (size,))
+        if fits or (f"data.{key}" not in given and _synthetic_neutral(key, value, size)):
+            continue
+        what = ("no augmentation is applied" if key == "randaugment"
+                else f"clips are rendered at model.img_size = {size} px, never resized or cropped")
+        fix = "null" if key == "randaugment" else f"[{size}, {size}]" if key == "train_scale" else str(size)
+        raise ConfigError(f"config key 'data.{key}': {_show(value)} has no effect with data.format=synthetic ({what}); "
+                          f"remove it or set it to {fix}", f"data.{key}")
+
+
+def check_model_size(model: Mapping[str, Any]) -> int:
+    """The number of parameters of the model of ``model`` (a config's model section), or a ConfigError when
+    it is above MAX_PARAMS: the limit a checkpoint's architecture is held to when it is loaded
+    (haltingvt.models.weights.check_arch), here checked before anything is allocated for training."""
+    params = estimate_params(model)
+    if params > MAX_PARAMS:
+        sizes = ", ".join(f"model.{k}={model[k]}" for k in ("embed_dim", "depth", "mlp_ratio", "img_size", "patch_size",
+                                                             "num_frames", "tubelet_size", "num_classes"))
+        raise ConfigError(f"config section 'model': {sizes} give about {params / 1e9:.3g} billion parameters, over "
+                          f"the limit of {MAX_PARAMS / 1e9:g} billion (the same as for a loaded checkpoint)", "model")
+    return params
 
 
 def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,7 +350,7 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(cfg) - set(SECTIONS) - {"name"})
     if unknown:
         raise ConfigError(f"unknown config section '{unknown[0]}' (known: name, {', '.join(SECTIONS)})")
-    out: dict[str, Any] = {"name": cfg["name"]} if "name" in cfg else {}
+    out: dict[str, Any] = {"name": check_name(cfg["name"])} if "name" in cfg else {}
     for section in SECTIONS:
         out[section] = check_section(section, cfg.get(section) or {})
     model = out["model"]
@@ -284,6 +374,7 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     scale = out["data"]["train_scale"]
     if isinstance(scale, list) and scale[0] > scale[1]:
         raise ConfigError(f"config key 'data.train_scale': {scale} must be [smallest, largest] short side")
+    check_synthetic_keys(out)
     return out
 
 
@@ -317,15 +408,103 @@ def _merge(base: dict, update: Mapping) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
+#: Limits on a config's shape: YAML nesting (a config is 2-3 levels deep) and the length of a _base_ chain.
+MAX_YAML_DEPTH = 32
+MAX_BASE_CHAIN = 32
+
+
+class _YamlProblem(yaml.MarkedYAMLError):
+    """A problem our loader finds (duplicate key, too deep, a number too long), with its place in the text."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (top-level sections included: a second
+    ``train:`` block would silently replace the first), nesting deeper than MAX_YAML_DEPTH (900 levels ended
+    in RecursionError) and integers too long to convert (Python's int-string limit gave a ValueError)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlProblem(f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges on purpose
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if first != key_node.start_mark.line:
+                    raise _YamlProblem(f"duplicate key {_show(key, 60)} (first given on line {first + 1}); "
+                                       "each key may appear once", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            text = str(node.value)
+            raise _YamlProblem(f"the number {text[:12]}... ({len(text)} characters) is too long",
+                               node.start_mark) from None
+
+
+ConfigLoader.add_constructor("tag:yaml.org,2002:int", ConfigLoader.construct_yaml_int)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> data, through :class:`ConfigLoader` (yaml.YAMLError on a problem, with its line)."""
+    loader = ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(err: yaml.YAMLError) -> tuple[int | None, str]:
+    """(line number or None, the problem on one line) of a YAML error."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if isinstance(err, _YamlProblem):
+        text = err.problem
+    elif isinstance(err, yaml.MarkedYAMLError):
+        text = " ".join(str(part) for part in (err.context, err.problem) if part)
+    else:
+        text = str(err)
+    return (mark.line + 1 if mark is not None else None), " ".join(str(text).split())
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The data of a config file with its ``_base_`` chain merged in; ``chain``: the files that inherit it."""
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here):], here))
+        raise ConfigError(f"{chain[-1]}: _base_ makes a cycle: {cycle}")
+    if len(chain) >= MAX_BASE_CHAIN:
+        raise ConfigError(f"{chain[-1]}: _base_ chain longer than {MAX_BASE_CHAIN} files (at {path})")
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw.decode("utf-8-sig")) or {}
+        data = parse_yaml(raw.decode("utf-8-sig")) or {}
     except UnicodeDecodeError as err:
         line = raw[:err.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
+        line, text = _yaml_problem(err)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(f"{where}: {text if isinstance(err, _YamlProblem) else 'invalid YAML: ' + text}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     _check_top_level(data, path)
@@ -333,11 +512,22 @@ def _read_yaml(path: Path) -> dict:
     base_name = data.pop("_base_", None)
     if base_name is None:
         return data
+    return _merge(_read_yaml(_base_path(base_name, path), (*chain, here)), data)
+
+
+def _base_path(base_name: Any, path: Path | None) -> Path:
+    """The file ``_base_: base_name`` names in ``path`` (None: in a dict): relative to the file, or shipped."""
+    where = f"{path}: _base_" if path is not None else "_base_"
+    if not isinstance(base_name, str) or not base_name or "\x00" in base_name:
+        raise ConfigError(f"{where}: {_show(base_name)} is not a config name or path")
     try:
-        base_path = (path.parent / base_name) if (path.parent / base_name).is_file() else _resolve(base_name)
+        if path is not None and (path.parent / base_name).is_file():
+            return path.parent / base_name
+        return _resolve(base_name)
     except ConfigError as err:
-        raise ConfigError(f"{path}: _base_: {err}") from None
-    return _merge(_read_yaml(base_path), data)
+        raise ConfigError(f"{where}: {err}") from None
+    except OSError as err:  # a name too long for the file system ...
+        raise ConfigError(f"{where}: {_show(base_name)}: {err.strerror or err}") from None
 
 
 def _check_top_level(data: Mapping[str, Any], path: Path) -> None:
@@ -352,26 +542,35 @@ def _check_top_level(data: Mapping[str, Any], path: Path) -> None:
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
-    """Apply ``section.key=value`` strings; unknown keys are an error naming the key."""
+    """Apply ``section.key=value`` strings; unknown keys are an error naming the key. A whole section given
+    as a mapping (``train={lr: 0.5, epochs: 3}``) is merged into the section: keys it does not name keep
+    their values (never reset to the defaults)."""
     cfg = copy.deepcopy(cfg)
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
+            raise ConfigError(f"override '{_show(item, 60)[1:-1]}' is not of the form key=value")
         dotted, raw = item.split("=", 1)
         keys = dotted.strip().split(".")
         node = cfg
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node.get(key), dict):
-                raise ConfigError(f"unknown config key '{'.'.join(keys[:depth + 1])}' in override '{item}'")
+                raise ConfigError(f"unknown config key '{'.'.join(keys[:depth + 1])}' in override '{_show(item, 60)[1:-1]}'")
             node = node[key]
         if keys[-1] not in node:
             raise ConfigError(
                 f"unknown config key '{dotted}' (known in this section: {', '.join(sorted(node))})"
             )
         try:
-            node[keys[-1]] = _number_or_self(yaml.safe_load(raw))
+            value = _number_or_self(parse_yaml(raw))
         except yaml.YAMLError as err:
-            raise ConfigError(f"override '{item}': cannot parse value: {' '.join(str(err).split())}") from None
+            raise ConfigError(f"override of '{dotted.strip()}': cannot parse value: {_yaml_problem(err)[1]}",
+                              dotted.strip()) from None
+        if len(keys) == 1 and keys[0] in SECTIONS and isinstance(node[keys[0]], dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config section '{keys[0]}' must be a mapping, got {_show(value)} (override "
+                                  f"one key with {keys[0]}.KEY=VALUE)", keys[0])
+            value = _merge(node[keys[0]], value)  # a section merges; it never resets the keys it does not name
+        node[keys[-1]] = value
     return cfg
 
 
@@ -389,24 +588,41 @@ def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = (
     """Load a config by shipped name, YAML path or an already-built dict, fill in the defaults, apply the
     overrides and check every value. The result has every key of :data:`SCHEMA`. A dict may inherit with
     ``_base_`` as a file does (a shipped name or a path)."""
-    path = None
+    path, given = None, set()
     if isinstance(name_or_path, Mapping):
         cfg = copy.deepcopy(dict(name_or_path))
         base_name = cfg.pop("_base_", None)
         if base_name is not None:
-            cfg = _merge(_read_yaml(_resolve(base_name)), cfg)
+            cfg = _merge(_read_yaml(_base_path(base_name, None)), cfg)
     else:
         path = _resolve(name_or_path)
         cfg = _read_yaml(path)
-        cfg.setdefault("name", path.stem)
+        given = _dotted_keys(cfg)  # what the files set (a dict may be a complete config: every key "given")
+        cfg.setdefault("name", name_from_stem(path.stem))
     try:
         cfg = validate(cfg)  # defaults first, so that every key can be overridden
+        check_synthetic_keys(cfg, given)
     except ConfigError as err:
         if path is None:
             raise
         raise ConfigError(f"{path}: {err}", err.key) from None
     overrides = list(overrides or ())
-    return validate(apply_overrides(cfg, overrides)) if overrides else cfg
+    if not overrides:
+        return cfg
+    before = cfg
+    cfg = validate(apply_overrides(cfg, overrides))
+    check_synthetic_keys(cfg, given | {k for k, v in _flatten(cfg).items() if _flatten(before).get(k, v) != v}
+                         | {item.split("=", 1)[0].strip() for item in overrides})
+    return cfg
+
+
+def _dotted_keys(cfg: Mapping[str, Any]) -> set[str]:
+    return {f"{section}.{key}" for section, values in cfg.items() if isinstance(values, Mapping) for key in values}
+
+
+def _flatten(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, values in cfg.items() if isinstance(values, Mapping)
+            for key, value in values.items()}
 
 
 def check_split(split: str) -> str:
