@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "convert": "write a checkpoint (e.g. the release's) as a Hub-format folder: model.safetensors + config.json",
     "demo": "train and evaluate a small model on the built-in synthetic dataset",
     "synthetic": "write the built-in synthetic motion clips to disk (frames or mp4)",
+    "extract-frames": "decode videos into JPEG frame folders (or re-encode them) with a list file, as MMAction2",
+    "prepare": "write list and class files for a dataset from its official annotations (activitynet)",
     "plot": "draw a run's training curves (loss terms, top-1, GFLOPs, tokens, lr) as a PNG",
     "config": "print a config as it resolves (after _base_ and --set), as YAML",
     "configs": "list the shipped configs",
@@ -41,7 +43,7 @@ EPILOG = """examples:
 def _command(name: str):
     # Imported on use: a subcommand pulls in only the parts it needs (the data pipeline, matplotlib ...),
     # so `haltingvt configs` and `haltingvt --help` start fast.
-    return importlib.import_module(f"haltingvt.commands.{name}")
+    return importlib.import_module(f"haltingvt.commands.{name.replace('-', '_')}")
 
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
