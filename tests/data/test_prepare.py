@@ -136,3 +136,15 @@ def test_arnet_minikinetics_lines(tmp_path):
         ("/data/minik/images/playing bass guitar/-1RJnnzIb2k_000022_000032", 249, [123], False),
         ("/data/minik/images/zumba/zyvhQRNf8yQ_000005_000015", 151, [199], False),
     ]
+
+
+def test_arnet_minikinetics_frames_read_through_build_dataset(tmp_path):
+    """AR-Net's Mini-Kinetics frames are ``<frames>/<class>/<clip>/00001.jpg`` (its prefix ``{:05d}.jpg``)."""
+    frames = tmp_path / "frames"
+    write_numbered_folder(frames / "air drumming" / "--nQbRBEz2s_000104_000114", 12, filename_tmpl="{:05d}.jpg")
+    write_numbered_folder(frames / "abseiling" / "0wR5jVB-WPk_000417_000427", 10, filename_tmpl="{:05d}.jpg")
+    lst = write_lines(tmp_path / "mini_train_videofolder.txt", [
+        "abseiling/0wR5jVB-WPk_000417_000427 10 0", "air drumming/--nQbRBEz2s_000104_000114 12 1"])
+    cfg = small_config(frames, "arnet", lst, num_classes=200, filename_tmpl="{:05d}.jpg")
+    ds = build_dataset(cfg, "val")
+    assert len(ds) == 2 and ds[1]["clips"].shape[-2:] == (32, 32)
