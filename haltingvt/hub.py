@@ -8,9 +8,11 @@
 
 ``config.json`` holds ``format: haltingvt``, the architecture (``model``), the test pipeline (``data``:
 clip length, frame interval, views, scales), the test settings (``test``) and the class names as a list;
-``model.safetensors`` holds the weights with the architecture, the class names and a sha256 of the tensors
-in its metadata (checked on every load). Nothing in either file is code, and both are checked (types,
-ranges, size of the model) before anything is allocated.
+``model.safetensors`` holds the weights with the architecture and the class names in its metadata, a
+sha256 of config.json's bytes, and a digest over all of it (tensors and metadata); every load checks both,
+so an edited or damaged byte of either file, or a config.json from another save, is refused. Nothing in
+either file is code, and both are checked (types, ranges, size of the model) before anything is allocated.
+The folder is written whole or not at all (``haltingvt.models.weights.atomic_write_folder``).
 
 This is huggingface_hub's ``PyTorchModelHubMixin`` contract (save_pretrained / from_pretrained /
 push_to_hub, the same two file names) written out here rather than inherited: the mixin records every
@@ -20,6 +22,7 @@ huggingface_hub itself does the Hub transfers (``hf_hub_download``, ``HfApi.uplo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -64,14 +67,17 @@ class HubMixin:
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, classes: Sequence[str] | None = None,
                         config: Mapping[str, Any] | None = None, name: str | None = None) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and a model card ``README.md`` into the folder.
+        """Write ``model.safetensors``, ``config.json`` and a model card ``README.md`` as the folder, whole or
+        not at all: a kill at any instant leaves the previous folder or the new one (other files of a
+        previous folder, e.g. a Hub clone's ``.git``, are kept).
 
         classes: the class names (default: ``self.classes`` when the model was loaded with names).
         config: a full config (its ``data``/``test`` sections give the test pipeline); default: the
         pipeline the model was loaded with, else the default one for its input size and frame count.
         """
-        from .models.weights import (PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, FORMAT, FORMAT_VERSION, atomic_write,
-                                     check_class_names, save_safetensors)
+        from .models.weights import (CONFIG_DIGEST_KEY, PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, FORMAT, FORMAT_VERSION,
+                                     CheckpointError, atomic_write_folder, check_class_names, safetensors_bytes)
+        from .textsafe import describe_char, escape, unsafe_char
 
         folder = Path(save_directory)
         arch = dict(getattr(self, "arch", None) or self.cfg.to_dict())  # HaltingVT(cfg) built directly has no .arch
@@ -79,14 +85,19 @@ class HubMixin:
         if classes is not None:
             classes = check_class_names(list(classes), arch["num_classes"], "classes")
         sections = pipeline_config(arch, config if config is not None else getattr(self, "pretrained_config", None))
-        name = name or (config or {}).get("name") or getattr(self, "pretrained_config", {}).get("name") or folder.name
+        name = str(name or (config or {}).get("name") or getattr(self, "pretrained_config", {}).get("name") or folder.name)
+        if unsafe_char(name) is not None:
+            raise CheckpointError(f"model name '{escape(name)[:80]}' contains the control character "
+                                  f"{describe_char(unsafe_char(name))}: refused")
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_name": "haltingvt", "name": name,
                "model": arch, **sections, "classes": classes}
-        save_safetensors(folder / PRETRAINED_WEIGHTS, self.state_dict(), {"arch": arch, "classes": classes})
-        atomic_write(folder / PRETRAINED_CONFIG, lambda f: f.write(json.dumps(doc, indent=2).encode() + b"\n"))
-        card = MODEL_CARD.format(name=name, repo=folder.name, **arch)
-        atomic_write(folder / "README.md", lambda f: f.write(card.encode()))
-        return folder
+        config_json = json.dumps(doc, indent=2).encode() + b"\n"
+        weights = safetensors_bytes(self.state_dict(), {"arch": arch, "classes": classes},
+                                    raw_metadata={CONFIG_DIGEST_KEY: hashlib.sha256(config_json).hexdigest()})
+        card = MODEL_CARD.format(name=name, repo=folder.name, **arch).encode()
+        # model.safetensors last: a folder cut short (never visible under the target's name) has no weights
+        return atomic_write_folder(folder, {"README.md": card, PRETRAINED_CONFIG: config_json,
+                                            PRETRAINED_WEIGHTS: weights})
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,

@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.jit.unsupported_tensor_ops as jit_ops
+
+from haltingvt.models.weights import content_digest
 
 
 #: A tiny architecture and test pipeline (--set overrides of minik_g03_b10) and its class names, for the
@@ -36,6 +39,9 @@ TINY = ["model.img_size=32", "model.patch_size=16", "model.num_frames=2", "model
         "model.depth=3", "model.keep_rate=[1.0,0.5]", "model.num_classes=3", "data.clip_len=2", "data.frame_interval=2",
         "data.test_scale=36", "data.crop_size=32", "init.pretrained=null"]
 CLASSES = ["waving", "clapping", "standing still"]
+#: Characters that cannot be meant in a class name (refused wherever names are read), by case name.
+CONTROL_NAMES = {"esc": "\x1b[2J", "nul": "\x00", "cr": "\r", "lf": "\n", "tab": "\t", "del": "\x7f", "c1_csi": "\x9b",
+                 "bidi_rlo": "\u202e", "bidi_isolate": "\u2066", "line_separator": "\u2028", "bell": "\x07"}
 
 
 @dataclass
@@ -308,6 +314,9 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
          r"floating|dtype"),
     ):
         save(name, obj, f"wrong types ({name})", reason)
+    for name, bad in CONTROL_NAMES.items():  # class names that cannot be meant
+        save(f"classes_{name}", _with(base, "classes", ["waving", f"clap{bad}ping", "standing"]),
+             f"a class name with {name}", r"classes.*control character")
 
     # 8. safetensors variants (base_safetensors is ours: format haltingvt, sha256 of the tensors)
     raw = Path(base_safetensors).read_bytes()
@@ -333,12 +342,45 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
     flipped[8 + n + len(body) // 2] ^= 0x10
     st("st_bitflip", bytes(flipped), "one flipped bit in our safetensors", r"sha256|checksum|damaged")
     meta = header["__metadata__"]
-    st("st_digest_removed", with_header({**header, "__metadata__": {k: v for k, v in meta.items() if k != "sha256"}}),
-       "our safetensors without its digest", r"sha256|checksum")
-    st("st_arch_huge", with_header({**header, "__metadata__": {**meta, "arch": json.dumps(
-        {**json.loads(meta["arch"]), "embed_dim": 10**7})}}), "huge architecture in metadata", r"embed_dim")
-    st("st_arch_not_json", with_header({**header, "__metadata__": {**meta, "arch": "{not json"}}),
-       "metadata arch not JSON", r"arch")
+    tensors = safetensors.torch.load(raw)
+
+    def signed(m: dict) -> dict:
+        """``m`` with its digest recomputed: what someone editing the file with our digest function makes."""
+        return {**header, "__metadata__": {**m, "digest": content_digest(tensors, m)}}
+
+    def flip_in_header(text: str, bit: int = 0x01, after: bool = False) -> bytes:
+        """``raw`` with one bit flipped in the first byte of ``text`` inside the header (or in the byte after it)."""
+        at = raw.index(text.encode(), 8, 8 + n) + (len(text.encode()) if after else 0)
+        assert at < 8 + n
+        out = bytearray(raw)
+        out[at] ^= bit
+        return bytes(out)
+
+    # one flipped bit in each metadata entry a load reads: refused by the digest over tensors + metadata
+    st("st_meta_bitflip_keep_rate", flip_in_header('keep_rate\\": [1.0, 0.', after=True),
+       "one flipped bit in the keep_rate of the metadata (0.5 -> 0.4)", r"digest")
+    st("st_meta_bitflip_halt_center", flip_in_header('halt_center\\": 1', after=True),
+       "one flipped bit in the halt_center of the metadata (10.0 -> 11.0)", r"digest")
+    st("st_meta_bitflip_class_name", flip_in_header(CLASSES[0], 0x02),
+       "one flipped bit in a class name of the metadata", r"digest")
+    st("st_meta_bitflip_format", flip_in_header("haltingvt", 0x04), "one flipped bit in the format entry", r"digest")
+    st("st_meta_bitflip_digest", flip_in_header(meta["digest"][:12], 0x01), "one flipped bit in the digest",
+       r"digest")
+    st("st_meta_bitflip_key", flip_in_header('format_version":"1"', 0x02), "one flipped bit in a metadata key",
+       r"digest")
+    st("st_digest_edited_meta", with_header({**header, "__metadata__": {**meta, "classes": json.dumps(
+        ["waving", "clapping", "sitting"])}}), "class names edited, digest kept", r"digest")
+    # an edit whose digest was recomputed reaches the checks behind the digest
+    st("st_arch_huge", with_header(signed({**meta, "arch": json.dumps(
+        {**json.loads(meta["arch"]), "embed_dim": 10**7})})), "huge architecture in metadata", r"embed_dim")
+    st("st_arch_not_json", with_header(signed({**meta, "arch": "{not json"})), "metadata arch not JSON", r"arch")
+    for name, bad in CONTROL_NAMES.items():
+        st(f"st_classes_{name}", with_header(signed({**meta, "classes": json.dumps(["waving", f"clap{bad}ping", "x"])})),
+           f"a class name with {name} (digest recomputed)", r"classes.*control character")
+    unsigned = {k: v for k, v in meta.items() if k not in ("digest", "sha256")}
+    st("st_handmade_classes_esc", with_header({**header, "__metadata__": {
+        **unsigned, "classes": json.dumps(["waving", "\x1b]52;c;cm0gLXJmIH4=\x07", "x"])}}),
+       "a class name with an OSC 52 clipboard write, no digest", r"classes.*control character")
     first = next(k for k in header if k != "__metadata__")
     bad = copy.deepcopy(header)
     bad[first]["data_offsets"] = [0, len(body) * 4]
@@ -361,3 +403,25 @@ def _claim_size(whole: bytes, name: str, size: int) -> bytes:
         entry = whole.rfind(b"PK\x01\x02", 0, entry)
     out[entry + 20: entry + 28] = struct.pack("<II", size, size)
     return bytes(out)
+
+
+def resave_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, drop: tuple[str, ...] = ("config_sha256",),
+                       update: dict[str, str] | None = None, digest: bool = True) -> Path:
+    """``src`` (our .safetensors) written again as ``dst`` with the metadata entries ``drop`` removed and
+    ``update`` set: with a digest recomputed over the result (``digest=True``: what an older or a
+    hand-driven save of ours writes), or with no digest at all (made by hand)."""
+    from safetensors import safe_open
+
+    from haltingvt.models.weights import safetensors_bytes
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta = {k: v for k, v in meta.items() if k not in drop and k not in ("digest", "sha256")}
+    meta.update(update or {})
+    dst = Path(dst)
+    if digest:
+        dst.write_bytes(safetensors_bytes(tensors, raw_metadata=meta))
+    else:
+        dst.write_bytes(safetensors.torch.save(tensors, metadata=meta))
+    return dst

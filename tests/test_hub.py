@@ -18,7 +18,7 @@ from conftest import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import load_config
 from haltingvt.models.weights import CheckpointError, load_checkpoint, model_payload, save_checkpoint
-from security_helpers import CLASSES, TINY
+from security_helpers import CLASSES, TINY, resave_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,14 @@ def test_convert_release_fixture(tmp_path, official_arch, official_expected, off
     assert "--config" in capsys.readouterr().err
 
 
-def _edit_config(folder: Path, dest: Path, change) -> Path:
+def _edit_config(folder: Path, dest: Path, change, bound: bool = False) -> Path:
+    """A copy of ``folder`` with config.json changed; its weights record no digest of config.json (a folder
+    put together by hand) unless ``bound``."""
     dest.mkdir()
-    (dest / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    if bound:
+        (dest / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    else:
+        resave_safetensors(folder / "model.safetensors", dest / "model.safetensors")
     doc = json.loads((folder / "config.json").read_text())
     text = change(doc)
     (dest / "config.json").write_text(text if isinstance(text, str) else json.dumps(doc))
@@ -140,8 +145,11 @@ def _edit_config(folder: Path, dest: Path, change) -> Path:
     ("not_ours", lambda d: d.update(format="pt"), r"not a haltingvt config"),
     ("bad_pipeline", lambda d: d["data"].update(test_num_crops=7), r"test_num_crops"),
 ])
+@pytest.mark.filterwarnings("ignore::haltingvt.models.weights.IntegrityWarning")  # a hand-made folder: warned
 def test_config_json_checked_before_allocation(saved, tmp_path, monkeypatch, name, change, message):
+    """A config.json put together by hand (no digest of it in model.safetensors): its contents are checked."""
     folder = _edit_config(saved["folder"], tmp_path / name, change)
+    bound = _edit_config(saved["folder"], tmp_path / f"{name}_bound", change, bound=True)
     built = []
     real = haltingvt.models.create_model
     monkeypatch.setattr(haltingvt.models, "create_model", lambda *a, **k: built.append(1) or real(*a, **k))
@@ -149,6 +157,10 @@ def test_config_json_checked_before_allocation(saved, tmp_path, monkeypatch, nam
         with pytest.raises((CheckpointError, haltingvt.config.ConfigError), match=message) as info:
             load(folder)
         assert "\n" not in str(info.value) and str(folder) in str(info.value)
+        # the same edit in a folder whose weights record config.json's digest: refused by the digest
+        with pytest.raises(CheckpointError, match=r"config\.json: does not match the sha256 recorded") as info:
+            load(bound)
+        assert "\n" not in str(info.value) and str(bound / "config.json") in str(info.value)
     assert not built
 
 
@@ -199,6 +211,7 @@ def test_trained_checkpoint_carries_class_names(saved, tmp_path):
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(saved["cfg"]))
     argv = ["train", str(tmp_path / "cfg.yaml"), "--set", "data.format=synthetic", "data.synthetic_num_train=4",
             "data.synthetic_num_val=2", "data.synthetic_classes=[grow,shrink,spin]", "data.num_workers=0",
+            "data.test_scale=32", "data.train_scale=[32,32]", "data.randaugment=null",
             "train.epochs=1", "train.batch_size=2", "train.warmup_epochs=0", "init.pretrained=null",
             f"train.work_dir={work}"]
     assert main(argv) == 0

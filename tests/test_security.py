@@ -134,6 +134,10 @@ CLI_SAMPLE = ("payload_os_system", "opcode_newobj", "torchscript", "legacy_forma
               "st_header_huge", "compressed_bomb")
 
 
+#: The tiny config's test geometry, as synthetic data (rendered at img_size) requires it.
+SYNTHETIC = ["data.test_scale=32", "data.crop_size=32", "data.train_scale=[32,32]", "data.randaugment=null"]
+
+
 def _cli(argv, capsys):
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
@@ -149,9 +153,9 @@ def test_cli_refuses_with_one_line(crafted, command, capsys, tmp_path):
             "predict": ["predict", case.path, crafted.clip, "--workers", "0"],
             "eval": ["eval", crafted.yaml, case.path, "--device", "cpu"],
             "flops": ["flops", crafted.yaml, "--checkpoint", case.path, "--random-input"],
-            "resume": ["train", crafted.yaml, "--resume", case.path, "--set", "data.format=synthetic",
+            "resume": ["train", crafted.yaml, "--resume", case.path, "--set", "data.format=synthetic", *SYNTHETIC,
                        f"train.work_dir={tmp_path / case.name}", "data.synthetic_num_train=8", "train.batch_size=2"],
-            "init": ["train", crafted.yaml, "--set", "data.format=synthetic", f"init.pretrained={case.path}",
+            "init": ["train", crafted.yaml, "--set", "data.format=synthetic", *SYNTHETIC, f"init.pretrained={case.path}",
                      f"train.work_dir={tmp_path / case.name}", "data.synthetic_num_train=8", "train.batch_size=2"],
         }[command]
         code, err = _cli(argv, capsys)

@@ -7,7 +7,9 @@ Three kinds are read into a :class:`~haltingvt.models.HaltingVT`:
   plain containers and turns every other class into an inert placeholder;
 * DeiT/ViT ImageNet weights (``{'model': {...}}``, a plain timm state dict, a ``.safetensors`` file, or
   a timm model name for users online) used as initialisation (SPEC section 1);
-* our own checkpoints (``{'format': 'haltingvt', ...}``), written atomically by :func:`save_checkpoint`.
+* our own checkpoints (``{'format': 'haltingvt', ...}``), written atomically by :func:`save_checkpoint`;
+  ``.safetensors`` of ours carry a sha256 over everything a load reads (:func:`content_digest`), and a
+  ``save_pretrained`` folder is written whole or not at all (:func:`atomic_write_folder`).
 
 :func:`detect_format` is the one place that tells the kinds apart; :func:`arch_from_weights` reads the
 architecture settings that the weight shapes reveal. Training state (optimizer, RNG, resumption) is
@@ -15,12 +17,16 @@ architecture settings that the weight shapes reveal. Training state (optimizer, 
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -32,6 +38,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from timm.layers import resample_abs_pos_embed
 
 from ..offline import pretrained_hint, timm_download_problem
+from ..textsafe import describe_char, escape, safe_path, unsafe_char
 from .archive import ArchiveError, Placeholder, find_placeholder, read_torch_zip
 
 if TYPE_CHECKING:  # the model imports the resize functions below, so only a type hint goes the other way
@@ -49,7 +56,17 @@ MAX_CONFIG_JSON_BYTES = 16 << 20
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not fit the model; the message says which file and keys."""
+    """A checkpoint cannot be read or does not fit the model; the message says which file and keys.
+
+    The message is made safe to print: control characters of a file name or a quoted value are shown
+    escaped (``haltingvt.textsafe.escape``), so printing it cannot drive the terminal."""
+
+    def __init__(self, message: object = "", *args: Any) -> None:
+        super().__init__(escape(message), *args)
+
+
+class IntegrityWarning(UserWarning):
+    """A file of ours is loaded without a digest covering all of it (made by hand, or by an older haltingvt)."""
 
 
 def error_text(err: BaseException, limit: int = 200) -> str:
@@ -174,10 +191,17 @@ def _check_plain(value: Any, path: str | os.PathLike, where: str) -> None:
 
 
 def check_class_names(names: Any, num_classes: int | None, where: str) -> list[str]:
-    """Class names travel as data: a list of ``num_classes`` strings (never a path to be opened)."""
+    """Class names travel as data: a list of ``num_classes`` strings (never a path to be opened), none
+    holding a character that cannot be meant in a name (a control character such as ESC, NUL or CR, a
+    bidirectional override, a line separator: ``haltingvt.textsafe.unsafe_char``)."""
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and len(n) <= 1000 for n in names):
         raise CheckpointError(f"{where} must be a list of class names (strings), got {type(names).__name__}"
                               + (f" {names!r:.60}" if isinstance(names, str) else ""))
+    for index, name in enumerate(names):
+        bad = unsafe_char(name)
+        if bad is not None:
+            raise CheckpointError(f"{where}[{index}] ('{escape(name)[:80]}') contains the control character "
+                                  f"{describe_char(bad)}: refused")
     if num_classes is not None and len(names) != num_classes:
         raise CheckpointError(f"{where} has {len(names)} class names but the model has {num_classes} classes")
     return list(names)
@@ -236,30 +260,72 @@ def estimate_params(arch: Mapping[str, Any]) -> int:
 
 
 # ----------------------------------------------------------------------------- safetensors
+#: Metadata keys of our ``.safetensors``: ``digest`` is the sha256 of :func:`content_digest` (tensors and every
+#: other metadata entry); ``sha256`` (tensors only) is what haltingvt 0.x before the digest wrote and checked,
+#: still written so that those versions read the file; ``config_sha256`` (``save_pretrained`` folders) is the
+#: sha256 of the folder's config.json bytes.
+DIGEST_KEY, TENSOR_DIGEST_KEY, CONFIG_DIGEST_KEY = "digest", "sha256", "config_sha256"
+
+
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over the tensors' names, dtypes, shapes and bytes (in name order)."""
     h = hashlib.sha256()
+    _update_tensors(h, tensors)
+    return h.hexdigest()
+
+
+def _update_tensors(h: Any, tensors: Mapping[str, torch.Tensor]) -> None:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def content_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """sha256 over everything a load of our ``.safetensors`` reads: every metadata entry but ``digest``
+    itself (format, format_version, arch, classes, config, the config.json digest ...: names and values,
+    in name order), then the tensors as :func:`tensor_digest` hashes them."""
+    h = hashlib.sha256(b"haltingvt content digest 1\0")
+    entries = sorted((k, v) for k, v in metadata.items() if k != DIGEST_KEY)
+    h.update(json.dumps(entries, ensure_ascii=True).encode() + b"\0")
+    _update_tensors(h, tensors)
     return h.hexdigest()
 
 
 def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor],
-                     metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write weights as ``.safetensors`` in our format: metadata ``format: haltingvt``, the sha256 of the
-    tensors, and each ``metadata`` entry as JSON (arch, classes ...). Written atomically."""
+                     metadata: Mapping[str, Any] | None = None, *, raw_metadata: Mapping[str, str] | None = None) -> Path:
+    """Write weights as ``.safetensors`` in our format (atomically): metadata ``format: haltingvt``, each
+    ``metadata`` entry as JSON (arch, classes ...), each ``raw_metadata`` entry as it is, the sha256 of the
+    tensors and the ``digest`` over all of it (:func:`content_digest`)."""
+    return atomic_write(path, lambda f: f.write(safetensors_bytes(state_dict, metadata, raw_metadata=raw_metadata)))
+
+
+def safetensors_bytes(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None, *,
+                      raw_metadata: Mapping[str, str] | None = None) -> bytes:
+    """The bytes :func:`save_safetensors` writes."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta = {key: json.dumps(value) for key, value in (metadata or {}).items()}
-    meta.update(format=FORMAT, format_version=str(FORMAT_VERSION), sha256=tensor_digest(tensors))
-    raw = save_safetensors_bytes(tensors, metadata=meta)
-    return atomic_write(path, lambda f: f.write(raw))
+    meta.update(raw_metadata or {})
+    meta.update(format=FORMAT, format_version=str(FORMAT_VERSION))
+    meta[TENSOR_DIGEST_KEY] = tensor_digest(tensors)
+    meta[DIGEST_KEY] = content_digest(tensors, meta)
+    return save_safetensors_bytes(tensors, metadata=meta)
 
 
 def _read_safetensors(path: Path) -> Any:
     """Someone else's ``.safetensors``: its tensors (a plain state dict). Ours: a dict in our checkpoint
-    layout (format, model, arch, classes ...) once the sha256 of its tensors matched."""
+    layout (format, model, arch, classes ...) once its digest matched."""
+    return _read_safetensors_meta(path)[0]
+
+
+def _read_safetensors_meta(path: Path) -> tuple[Any, dict[str, str]]:
+    """(:func:`_read_safetensors`'s result, the file's metadata as stored).
+
+    A file with a ``digest`` entry is checked against it whatever else its metadata says (a flipped bit in
+    ``format`` is refused, not read as someone else's file); a file of ours without one still loads, with
+    an :class:`IntegrityWarning`: its tensors are checked when it has the tensor-only ``sha256`` of older
+    haltingvt versions, nothing is when it has neither (made by hand).
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -267,12 +333,24 @@ def _read_safetensors(path: Path) -> Any:
     except Exception as err:  # noqa: BLE001 - the native reader's errors vary; each is reported with the path
         message = error_text(err) or type(err).__name__
         raise CheckpointError(f"{path}: not a readable .safetensors file (damaged or truncated?): {message}") from None
-    if meta.get("format") != FORMAT:
-        return tensors
-    if "sha256" not in meta:
-        raise CheckpointError(f"{path}: haltingvt .safetensors without its sha256 digest (damaged or edited): refused")
-    if tensor_digest(tensors) != meta["sha256"]:
-        raise CheckpointError(f"{path}: the tensors do not match their sha256 digest (the file is damaged): refused")
+    if DIGEST_KEY in meta:
+        if content_digest(tensors, meta) != meta[DIGEST_KEY]:
+            raise CheckpointError(f"{path}: the contents (tensors and metadata) do not match their sha256 digest "
+                                  "(the file is damaged or was edited): refused")
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: has a haltingvt digest but no \"format\": \"{FORMAT}\" metadata: refused")
+    elif meta.get("format") != FORMAT:
+        return tensors, meta
+    elif TENSOR_DIGEST_KEY in meta:
+        if tensor_digest(tensors) != meta[TENSOR_DIGEST_KEY]:
+            raise CheckpointError(f"{path}: the tensors do not match their sha256 digest (the file is damaged): refused")
+        warnings.warn(IntegrityWarning(
+            f"{safe_path(path)}: written by an older haltingvt: its tensors are checked, its metadata (architecture, "
+            "class names) is not covered by a digest; save it again to cover it"), stacklevel=4)
+    else:
+        warnings.warn(IntegrityWarning(
+            f"{safe_path(path)}: haltingvt .safetensors without a digest (made by hand?): loaded unchecked, "
+            "damage to it would go unnoticed"), stacklevel=4)
     obj: dict[str, Any] = {"format": FORMAT, "model": tensors}
     key = "format_version"
     try:
@@ -281,36 +359,74 @@ def _read_safetensors(path: Path) -> Any:
             if key in meta:
                 obj[key] = json.loads(meta[key])
     except (ValueError, RecursionError) as err:
-        raise CheckpointError(f"{path}: metadata '{key}' is not valid ({err})") from None
-    return obj
+        raise CheckpointError(f"{path}: metadata '{key}' is not valid ({error_text(err, 80)})") from None
+    return obj, meta
+
+
+#: The keys a config.json of ours may hold (save_pretrained writes them all).
+PRETRAINED_KEYS = ("format", "format_version", "library_name", "name", "model", "data", "test", "classes")
 
 
 def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
     """A folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``) as a checkpoint
-    dict of ours: format, model, arch, classes and config (name, model, data, test sections)."""
+    dict of ours: format, model, arch, classes and config (name, model, data, test sections).
+
+    model.safetensors' digest covers its tensors and metadata, and the metadata records config.json's
+    sha256: an edited or damaged config.json, or one from another save, is refused (one line naming it).
+    A folder without that record (made by hand, or by an older haltingvt) loads with an IntegrityWarning.
+    """
     folder = Path(folder)
     weights, config_file = folder / PRETRAINED_WEIGHTS, folder / PRETRAINED_CONFIG
     if not weights.is_file() or not config_file.is_file():
+        left = interrupted_save(folder)
         raise CheckpointError(f"{folder}: not a haltingvt model folder (it needs {PRETRAINED_WEIGHTS} and "
-                              f"{PRETRAINED_CONFIG}, as save_pretrained writes them)")
+                              f"{PRETRAINED_CONFIG}, as save_pretrained writes them)"
+                              + (f"; an interrupted save_pretrained left the previous folder as {left}" if left else ""))
     try:
         if config_file.stat().st_size > MAX_CONFIG_JSON_BYTES:
             raise CheckpointError(f"{config_file}: larger than {MAX_CONFIG_JSON_BYTES >> 20} MB: refused")
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        raw = config_file.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{config_file}: cannot read: {err.strerror or err}") from None
+    obj, meta = _read_safetensors_meta(weights)
+    if obj.get("format") != FORMAT:
+        raise CheckpointError(f"{weights}: not written by haltingvt (no format metadata): refused")
+    recorded = meta.get(CONFIG_DIGEST_KEY)
+    if recorded is not None:
+        if hashlib.sha256(raw).hexdigest() != recorded:
+            raise CheckpointError(f"{config_file}: does not match the sha256 recorded for it in {PRETRAINED_WEIGHTS} "
+                                  "(edited or damaged, or the two files come from different saves): refused")
+    elif DIGEST_KEY in meta:  # ours, written without the folder: config.json was put beside it by hand
+        warnings.warn(IntegrityWarning(
+            f"{safe_path(config_file)}: not covered by a digest ({PRETRAINED_WEIGHTS} records none for it: made by "
+            "hand?): its settings and class names are loaded unchecked"), stacklevel=3)
+    # (a model.safetensors without any digest has warned already: one line per folder is enough)
+    try:
+        config = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{config_file}: not valid JSON text ({type(err).__name__})") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{config_file}:{err.lineno}: invalid JSON: {err.msg}") from None
-    except OSError as err:
-        raise CheckpointError(f"{config_file}: cannot read: {err.strerror or err}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{config_file}: not a haltingvt config.json (no \"format\": \"{FORMAT}\")")
-    obj = _read_safetensors(weights)
-    if obj.get("format") != FORMAT:
-        raise CheckpointError(f"{weights}: not written by haltingvt (no format metadata): refused")
+    unknown = sorted(k for k in config if k not in PRETRAINED_KEYS)
+    if unknown:
+        raise CheckpointError(f"{config_file}: unknown key \"{unknown[0]}\" (a config.json of haltingvt holds "
+                              f"{', '.join(PRETRAINED_KEYS)})")
+    version = config.get("format_version", FORMAT_VERSION)
+    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{config_file}: format_version {version!r:.40} is not one this haltingvt reads "
+                              f"(1 to {FORMAT_VERSION}; a newer haltingvt wrote it?)")
     for key in ("model", "data", "test"):
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{config_file}: \"{key}\" must be a mapping")
+    name = config.get("name")
+    if name is not None:
+        if not isinstance(name, str) or len(name) > 1000:
+            raise CheckpointError(f"{config_file}: \"name\" must be a string, got {type(name).__name__}")
+        if unsafe_char(name) is not None:
+            raise CheckpointError(f"{config_file}: \"name\" ('{escape(name)[:80]}') contains the control character "
+                                  f"{describe_char(unsafe_char(name))}: refused")
     _check_plain(config, config_file, "config.json")
     arch = check_arch(config["model"], config_file)
     if obj.get("arch") is not None and check_arch(obj["arch"], weights) != arch:
@@ -319,8 +435,15 @@ def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
     classes = config.get("classes", obj.get("classes"))
     if classes is not None:
         classes = check_class_names(classes, arch["num_classes"], f"{config_file}: \"classes\"")
+    if obj.get("classes") is not None and classes is not None:
+        stored = check_class_names(obj["classes"], arch["num_classes"], f"{weights}: 'classes'")
+        if stored != classes:
+            diff = next(i for i, (a, b) in enumerate(zip(stored, classes)) if a != b)
+            raise CheckpointError(f"{folder}: the class names in {PRETRAINED_CONFIG} differ from the ones stored with "
+                                  f"the weights in {PRETRAINED_WEIGHTS} (class {diff}: '{escape(classes[diff])[:80]}' vs "
+                                  f"'{escape(stored[diff])[:80]}')")
     obj.update(arch=arch, classes=classes, config={
-        "name": str(config.get("name") or folder.name), "model": arch, "data": config["data"], "test": config["test"]})
+        "name": str(name or folder.name), "model": arch, "data": config["data"], "test": config["test"]})
     return obj
 
 
@@ -636,6 +759,174 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], A
     finally:
         _writing.discard(tmp)
     return path
+
+
+# ----------------------------------------------------------------------------- writing a folder whole
+# mkdtemp names of atomic_write_folder beside its target: ".<target name>.p<writer's process id>.<random>.new";
+# a target renamed away (where the atomic exchange is unavailable) becomes "....old".
+_TMP_DIR_NAME = re.compile(r"^\.(?P<target>.+)\.p(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.(?P<kind>new|old)$")
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``): True when done, False where the
+    system or file system does not offer it; another failure raises OSError."""
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (AttributeError, OSError, TypeError):
+            _renameat2 = False
+    if _renameat2 is False:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, someone else's
+        return True
+    return True
+
+
+def _leftovers(folder: Path) -> list[tuple[Path, str]]:
+    """(path, 'new' or 'old') of what interrupted writes of ``folder`` by processes now gone left beside it."""
+    out = []
+    try:
+        entries = list(folder.parent.iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        match = _TMP_DIR_NAME.match(entry.name)
+        if (match is not None and match["target"] == folder.name and not _alive(int(match["pid"]))
+                and entry.is_dir() and not entry.is_symlink()):
+            out.append((entry, match["kind"]))
+    def age(entry: tuple[Path, str]) -> float:
+        try:
+            return entry[0].stat().st_mtime
+        except OSError:
+            return 0.0
+
+    return sorted(out, key=age)
+
+
+def interrupted_save(folder: str | os.PathLike) -> Path | None:
+    """The previous ``folder`` that an interrupted :func:`atomic_write_folder` renamed away and did not put
+    back (only where the atomic exchange is unavailable), when ``folder`` is missing; else None."""
+    folder = Path(folder)
+    if folder.exists():
+        return None
+    old = [p for p, kind in _leftovers(folder) if kind == "old"]
+    return old[-1] if old else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        view, done = memoryview(data), 0
+        while done < len(view):
+            done += os.write(fd, view[done:done + (1 << 22)])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Another file of the previous folder (.git, .gitattributes, notes ...) into the new one: hard links
+    (copies where links fail), symbolic links kept as links; the previous folder is left as it is."""
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(a, b, follow_symlinks=False)
+
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    elif src.is_dir():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    else:
+        link(str(src), str(dst))
+
+
+def atomic_write_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` (name -> bytes, in that order) as the folder ``folder``, whole or not at all.
+
+    The files go into a new folder beside the target (``.<name>.p<pid>.<random>.new``), fsynced, which is
+    then swapped with the target in one step (Linux ``renameat2(RENAME_EXCHANGE)``; renamed in where the
+    target does not exist), and the previous folder is removed. A kill at any instant leaves the previous
+    folder or the new one, never a mix. Other entries of the previous folder (``.git`` of a Hub clone ...)
+    are carried into the new one as hard links. Where the exchange is unavailable the target is renamed
+    away first, and for an instant only that previous folder exists (under the ``.old`` name): the next
+    write of ``folder`` puts it back before anything else, and loading the missing folder names it.
+    Leftovers of interrupted writes (their process gone) are removed at the next write. A failure raises
+    CheckpointWriteError naming the folder; the previous folder is then intact.
+    """
+    folder = Path(folder)
+    if folder.is_symlink():  # write where the link points; the link stays
+        folder = Path(os.path.realpath(folder))
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        for path, kind in _leftovers(folder):
+            if kind == "old" and not folder.exists():
+                os.rename(path, folder)  # the previous folder, renamed away by an interrupted write
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.p{os.getpid()}.", suffix=".new", dir=folder.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+        if folder.exists():
+            for entry in folder.iterdir():
+                if entry.name not in files and not _TMP_NAME.match(entry.name):
+                    _link_tree(entry, tmp / entry.name)
+        for name, data in files.items():
+            _write_new_file(tmp / name, data)
+        _fsync_dir(tmp)
+        if not folder.exists():
+            os.rename(tmp, folder)
+        elif _exchange(tmp, folder):
+            pass  # tmp now holds the previous folder
+        else:
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.p{os.getpid()}.", suffix=".old", dir=folder.parent))
+            os.rename(folder, old)  # replaces the empty folder just made
+            os.rename(tmp, folder)
+            tmp, old = old, None
+        _fsync_dir(folder.parent)
+    except BaseException as err:
+        if old is not None and old.exists() and not folder.exists():
+            os.rename(old, folder)  # the previous folder back
+        for path in (tmp, old):
+            if path is not None and path.exists() and not (folder.exists() and path.samefile(folder)):
+                shutil.rmtree(path, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise CheckpointWriteError(folder, err) from None
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)  # the previous folder
+    return folder
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
