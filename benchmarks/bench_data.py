@@ -10,6 +10,8 @@ a GPU fed at ``--target`` clips per second. Writes the numbers as JSON.
     python benchmarks/bench_data.py --workers 0 2 --seconds 10 --target 400
 
 Numbers depend on the CPU and on other load; on a shared machine they are noisy.
+Decode speed on real 1280x720 footage (original mp4, re-encoded mp4, frame folders; PyAV and torchcodec):
+benchmarks/bench_decode.py.
 """
 from __future__ import annotations
 
