@@ -38,6 +38,7 @@ from .hub import pipeline_config, resolve_pretrained
 from .models import create_model
 from .models.weights import (CheckpointError, arch_from_weights, check_arch, detect_format, load_checkpoint,
                              read_checkpoint)
+from .textsafe import describe_char, escape, safe_path, unsafe_char
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
 # Architecture settings that must match between a checkpoint and the config: a difference gives wrong
@@ -64,9 +65,9 @@ def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
         else:
             clips, crops = (int(v) for v in views)
     except (ValueError, TypeError):
-        raise ConfigError(f"views '{views}' must look like CLIPSxCROPS, e.g. 1x3") from None
+        raise ConfigError(f"views '{escape(views)}' must look like CLIPSxCROPS, e.g. 1x3") from None
     if clips < 1 or crops < 1:
-        raise ConfigError(f"views '{views}': clips and crops must be at least 1")
+        raise ConfigError(f"views '{escape(views)}': clips and crops must be at least 1")
     return clips, crops
 
 
@@ -96,14 +97,14 @@ def _resolve_config(
             try:
                 cfg = load_config(stored, overrides)
             except ConfigError as err:
-                raise ConfigError(f"{path}: stored config: {err}") from None
+                raise ConfigError(f"{safe_path(path)}: stored config: {escape(err)}") from None
             cfg.setdefault("name", path.stem)
             return cfg, stored_arch
         if stored_arch:
             return load_config(_config_from_arch(stored_arch, path.stem), overrides), stored_arch
-        raise ConfigError(f"{path}: the checkpoint stores no config or architecture; pass --config")
+        raise ConfigError(f"{safe_path(path)}: the checkpoint stores no config or architecture; pass --config")
     raise ConfigError(
-        f"{path}: release checkpoint needs --config (its architecture and test pipeline are not stored in it)"
+        f"{safe_path(path)}: release checkpoint needs --config (its architecture and test pipeline are not stored in it)"
     )
 
 
@@ -119,7 +120,7 @@ def _check_input_size(path: Path, cfg: Mapping[str, Any]) -> None:
     need = frames * 3 * data["test_scale"] * (data["test_scale"] * 16 // 9 + 1) + frames * 3 * data["crop_size"] ** 2
     if need > MAX_INPUT_BYTES:
         raise ConfigError(
-            f"{path}: the test pipeline of config '{cfg.get('name', 'given')}' ({frames} frames per input, test_scale "
+            f"{safe_path(path)}: the test pipeline of config '{escape(cfg.get('name', 'given'))}' ({frames} frames per input, test_scale "
             f"{data['test_scale']}, crop_size {data['crop_size']}) needs about {need / 2**30:.0f} GiB per input, over "
             f"{MAX_INPUT_BYTES >> 30} GiB: refused")
 
@@ -142,7 +143,7 @@ def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, weig
     soft = [k for k in BEHAVIOUR_KEYS if k in stored and stored[k] != arch.get(k)]
     if soft:
         warnings.warn(
-            f"{path}: config '{name}' runs the model with "
+            f"{safe_path(path)}: config '{escape(name)}' runs the model with "
             + ", ".join(f"{k}={arch.get(k)} (trained with {stored[k]})" for k in soft),
             stacklevel=3,
         )
@@ -238,14 +239,19 @@ class Predictor:
             return None
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
-                raise ConfigError(f"class-name file {source} not found")
+                raise ConfigError(f"class-name file {safe_path(source)} not found")
             try:
-                names = list(read_class_names(source))
+                names = list(read_class_names(source))  # refuses names with control characters (file:line)
             except DataError as err:
                 raise ConfigError(_one_line(err)) from None
-            where = str(source)
+            where = safe_path(source)
         else:
             names, where = [str(n) for n in source], "the class list"
+            for index, name in enumerate(names):
+                bad = unsafe_char(name)
+                if bad is not None:
+                    raise ConfigError(f"{where}: class {index} ('{escape(name)[:80]}') contains the control character "
+                                      f"{describe_char(bad)}: refused")
         if len(names) != num:
             raise ConfigError(f"{where} has {len(names)} class names but the model has {num} classes")
         return names

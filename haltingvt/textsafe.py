@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from typing import Iterable
 
-__all__ = ["escape", "unsafe_char", "describe_char", "safe_path"]
+__all__ = ["escape", "escape_lines", "unsafe_char", "describe_char", "safe_path", "warning_lines"]
 
 #: Bidirectional controls (Unicode category Cf): embeddings, overrides, isolates and marks. They reorder
 #: what a terminal shows ("Trojan Source").
@@ -77,3 +78,20 @@ def describe_char(ch: str) -> str:
     name = unicodedata.name(ch, "")
     short = {"\x00": "NUL", "\x1b": "ESC", "\r": "CR", "\n": "LF", "\t": "TAB", "\x7f": "DEL"}.get(ch, name)
     return f"U+{ord(ch):04X}" + (f" {short}" if short else "")
+
+
+def escape_lines(text: object) -> str:
+    """A multi-line report (lines split at ``\\n`` only) with each line :func:`escape`d: the report keeps
+    its lines, a CR, ESC or newline-like character inside one of them is shown escaped."""
+    return "\n".join(escape(line) for line in str(text).split("\n"))
+
+
+def warning_lines(caught: Iterable[object]) -> list[str]:
+    """The messages of recorded warnings (``warnings.catch_warnings(record=True)``), each on one escaped
+    line, each message once (a file read twice warns twice)."""
+    lines: list[str] = []
+    for warning in caught:
+        line = escape(getattr(warning, "message", warning))
+        if line not in lines:
+            lines.append(line)
+    return lines

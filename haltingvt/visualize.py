@@ -33,6 +33,7 @@ from matplotlib.patches import Patch
 from PIL import Image, ImageDraw
 
 from .models.haltingvt import ARCH_DEFAULTS
+from .textsafe import escape
 
 #: Brightness of dropped patches (their grey level is luminance * DROPPED_DIM).
 DROPPED_DIM = 0.35
@@ -54,8 +55,13 @@ def _arch_value(arch: Mapping[str, Any], key: str) -> Any:
 
 
 def _printable(text: str) -> str:
-    """``text`` with the bytes of a non-UTF-8 file name (surrogate escapes) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """``text`` with the bytes of a non-UTF-8 file name (surrogate escapes) shown as U+FFFD and control
+    characters (a newline or ESC in a file name, a bidirectional override) shown escaped."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte: escape() shows it as \udXXX
+        pass
+    return escape(text)
 
 
 def tokens_of(out: Any, index: int) -> tuple[Any, Any]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 
 from ..config import load_config
@@ -10,6 +12,7 @@ from ..engine import distributed
 from ..engine.evaluate import evaluate, format_metrics
 from ..engine.train import seed_everything
 from ..models import create_model, load_checkpoint
+from ..textsafe import escape_lines, safe_path, warning_lines
 from .options import add_overrides, add_run_options, run_overrides
 
 
@@ -37,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     info = distributed.setup(args.device)
     try:
         model = create_model(cfg["model"])
-        load_checkpoint(model, args.checkpoint)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. a hand-made file loaded unchecked: one line
+            warnings.simplefilter("always")
+            load_checkpoint(model, args.checkpoint)
+        if info.is_main:
+            for line in warning_lines(caught):
+                print(f"haltingvt eval: warning: {line}", file=sys.stderr)
         model.to(info.device)
         metrics = evaluate(model, cfg, split=args.split, device=info.device, dump=args.dump, confusion=args.confusion)
         metrics["checkpoint"] = str(args.checkpoint)
@@ -46,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
             if out:
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 Path(out).write_text(json.dumps(metrics, indent=1))
-            print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
+            # the text report escapes what came from files (class names, paths in messages); JSON keeps them
+            print(json.dumps(metrics, indent=1) if args.json else escape_lines(format_metrics(metrics)))
             for what, path in (("metrics", out), ("confusion matrix", args.confusion)):
                 if path and not args.json:
-                    print(f"{what}: {path}")
+                    print(f"{what}: {safe_path(path)}")
     finally:
         distributed.cleanup()
     return 0

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from ..predict import Predictor
+from ..textsafe import escape, warning_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,13 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_result(res: dict) -> str:
-    """Human-readable lines for one result."""
+    """Human-readable lines for one result. Text that came from files (paths, class names, error messages
+    quoting them) is shown with its control characters escaped (``haltingvt.textsafe.escape``); the JSON
+    output keeps the real strings."""
     if res.get("error"):
-        return f"{res['path']}\n  error: {res['error']}"
-    lines = [f"{res['path'] or '<tensor>'}"]
-    width = max(len(t["label"]) for t in res["top"])
-    for rank, t in enumerate(res["top"], 1):
-        lines.append(f"  {rank}. {t['label']:<{width}}  {t['prob']:7.2%}")
+        return f"{escape(res['path'])}\n  error: {escape(res['error'])}"
+    lines = [escape(res["path"]) if res["path"] else "<tensor>"]
+    labels = [escape(t["label"]) for t in res["top"]]
+    width = max(len(label) for label in labels)
+    for rank, (t, label) in enumerate(zip(res["top"], labels), 1):
+        lines.append(f"  {rank}. {label:<{width}}  {t['prob']:7.2%}")
     layers = res["halting_layers"]
     tokens = " ".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in res["tokens_per_layer"])
     views = res["num_views"]
@@ -46,7 +50,7 @@ def format_result(res: dict) -> str:
         f" | tokens entering layers {layers[0]}-{layers[-1]}: {tokens}"
     )
     if res.get("vis"):
-        lines.append(f"  saved {', '.join(res['vis'])}")
+        lines.append(f"  saved {', '.join(escape(v) for v in res['vis'])}")
     return "\n".join(lines)
 
 
@@ -57,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
             views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
         )
-    for warning in caught:
-        print(f"haltingvt predict: warning: {warning.message}", file=sys.stderr)
+    for line in warning_lines(caught):
+        print(f"haltingvt predict: warning: {line}", file=sys.stderr)
     results = predictor.predict_many(args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size)
     failed = [r for r in results if r["error"]]
     clips, crops = predictor.views
@@ -78,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"{doc['config']} on {doc['device']}, {clips} clip(s) x {crops} crop(s) per input")
+        print(f"{escape(doc['config'])} on {doc['device']}, {clips} clip(s) x {crops} crop(s) per input")
         for res in results:
             print(format_result(res))
     for res in failed:
-        print(f"haltingvt predict: error: {res['error']}", file=sys.stderr)
+        print(f"haltingvt predict: error: {escape(res['error'])}", file=sys.stderr)
     if failed:
         print(f"haltingvt predict: {len(results) - len(failed)} of {len(results)} inputs classified", file=sys.stderr)
     return 1 if failed else 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..textsafe import describe_char, escape, safe_path, unsafe_char
 from .errors import ListFormatError
 
 LIST_FORMATS = ("video", "rawframes", "arnet")
@@ -195,15 +196,18 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     The indexed form is used when every line starts with an integer followed by a name
     (separator: whitespace, ``,``, ``:`` or ``;``) and the integers are ``0..n-1`` or
     ``1..n`` (UCF-style ``classInd.txt``; shifted to start at 0), in any order.
-    Raises FileNotFoundError or :class:`ListFormatError` naming ``file:line``.
+    A name holding a character that cannot be meant in one (a control character such as ESC,
+    NUL or CR, a bidirectional override, a line separator: ``haltingvt.textsafe.unsafe_char``)
+    is refused. Raises FileNotFoundError or :class:`ListFormatError` naming ``file:line``.
     """
     path = Path(path)
+    where = safe_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"class-name file not found: {path}")
+        raise FileNotFoundError(f"class-name file not found: {where}")
     lines = [(i, raw.strip()) for i, raw in enumerate(read_text_lines(path), start=1)]
     lines = [(i, s) for i, s in lines if s and not s.startswith("#")]
     if not lines:
-        raise ListFormatError(f"{path}: the class-name file is empty")
+        raise ListFormatError(f"{where}: the class-name file is empty")
     matches = [(i, _INDEXED.match(s)) for i, s in lines]
     if all(m is not None for _, m in matches):
         indices = [int(m.group(1)) for _, m in matches]
@@ -211,16 +215,24 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
         base = min(indices)
         if sorted(indices) == list(range(base, base + n)) and base in (0, 1):
             names = [""] * n
-            for (_, m), idx in zip(matches, indices):
-                names[idx - base] = m.group(2)
+            for (lineno, m), idx in zip(matches, indices):
+                names[idx - base] = _class_name(m.group(2), where, lineno)
             return names
         seen: dict[int, int] = {}
         for (lineno, _), idx in zip(matches, indices):
             if idx in seen:
-                raise ListFormatError(f"{path}:{lineno}: class index {idx} already used on line {seen[idx]}")
+                raise ListFormatError(f"{where}:{lineno}: class index {idx} already used on line {seen[idx]}")
             seen[idx] = lineno
         raise ListFormatError(
-            f"{path}: 'index name' lines must number the classes 0..{n - 1} or 1..{n}, "
+            f"{where}: 'index name' lines must number the classes 0..{n - 1} or 1..{n}, "
             f"got indices {min(indices)}..{max(indices)}"
         )
-    return [s for _, s in lines]
+    return [_class_name(s, where, lineno) for lineno, s in lines]
+
+
+def _class_name(name: str, where: str, lineno: int) -> str:
+    bad = unsafe_char(name)
+    if bad is not None:
+        raise ListFormatError(f"{where}:{lineno}: class name '{escape(name)[:80]}' contains the control character "
+                              f"{describe_char(bad)}: refused")
+    return name
