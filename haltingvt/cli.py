@@ -11,7 +11,7 @@ import sys
 from . import __version__
 from .config import ConfigError
 from .data.errors import DataError
-from .models.weights import CheckpointError
+from .models.weights import CheckpointError, CheckpointWriteError
 
 #: Subcommand -> help line; the code is in haltingvt.commands.<name>.
 SUBCOMMANDS = {
@@ -59,6 +59,10 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; the exit status (docs/reliability.md, "Exit codes"): 0 done; 1 the operating system
+    refused (a full disk, a read-only folder, no permission) or training stopped on a NaN/inf loss; 2 a mistake
+    in the input (command line, config, checkpoint, data, a missing file, a work dir in use); 130 interrupted
+    (Ctrl-C); 141 the output's reader went away (`| head`)."""
     argv = sys.argv[1:] if argv is None else argv
     # Build only the parser of the requested subcommand, so a missing optional part cannot break the others.
     parser = build_parser([argv[0]] if argv and argv[0] in SUBCOMMANDS else None)
@@ -72,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         # status of a SIGPIPE death; stdout goes to /dev/null so that the exit-time flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except CheckpointWriteError as err:  # a full disk while writing a checkpoint: an OS error (exit 1), not bad input
+        print(f"haltingvt {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
         print(f"haltingvt {args.command}: error: {err}", file=sys.stderr)
         return 2

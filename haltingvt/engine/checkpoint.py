@@ -91,6 +91,19 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _progress(stored: Any, rank: int) -> dict[str, Any] | None:
+    """Process ``rank``'s progress from a checkpoint's ``progress`` list, if it has the right types (an older
+    checkpoint has none: the resumed run then logs its first row over the steps since the checkpoint)."""
+    if not isinstance(stored, list) or len(stored) <= rank or not isinstance(stored[rank], Mapping):
+        return None
+    mine = stored[rank]
+    read, skipped = mine.get("read"), mine.get("skipped")
+    if not (isinstance(read, int) and not isinstance(read, bool) and read >= 0 and isinstance(skipped, list)
+            and all(isinstance(m, str) for m in skipped) and isinstance(mine.get("meters"), torch.Tensor)):
+        return None
+    return {"meters": mine["meters"], "read": read, "skipped": skipped}
+
+
 def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
@@ -129,15 +142,21 @@ class Checkpointer:
         self.work_dir, self.cfg, self.model, self.classes = work_dir, cfg, model, classes
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
         self.world_size, self.is_main = world_size, is_main
+        #: After :meth:`restore`: this process's ``progress`` from the checkpoint (None: none stored, or not usable).
+        self.restored_progress: dict[str, Any] | None = None
 
-    def save(self, names: list[str], state: TrainState) -> None:
-        """Write ``work_dir/<name>`` for each name (atomically; same payload)."""
+    def save(self, names: list[str], state: TrainState, progress: Mapping[str, Any] | None = None) -> None:
+        """Write ``work_dir/<name>`` for each name (atomically; same payload). ``progress``: this process's
+        part of the epoch in progress (``meters``: the log meters' partial sums, a tensor; ``read``: samples
+        read; ``skipped``: messages of samples skipped), stored per process as the RNG states are."""
         rngs = distributed.all_gather_objects(rng_state())
+        progresses = distributed.all_gather_objects(dict(progress)) if progress is not None else None
         if self.is_main:
+            extra = {"progress": progresses} if progresses is not None else {}
             payload = model_payload(
                 self.model, self.cfg, classes=self.classes, **asdict(state), world_size=self.world_size,
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                scaler=self.scaler.state_dict(), rng=rngs)
+                scaler=self.scaler.state_dict(), rng=rngs, **extra)
             for name in names:
                 save_checkpoint(self.work_dir / name, payload)
 
@@ -177,6 +196,7 @@ class Checkpointer:
                               f"train.epochs={self.cfg['train']['epochs']}")
         rngs = ckpt["rng"]
         set_rng_state(rngs[rank % len(rngs)])
+        self.restored_progress = _progress(ckpt.get("progress"), rank)
         return state, changed
 
     def _apply_schedule(self, lr: float) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -40,7 +41,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from .. import data
-from ..config import ConfigError, load_config
+from ..config import ConfigError, check_model_size, load_config
+from ..data.errors import DataError
 from ..flops import clip_gflops, dense_gflops
 from ..models import HaltingVTLoss, create_model, load_checkpoint
 from ..models.weights import atomic_write, describe_init
@@ -49,6 +51,7 @@ from . import distributed
 from .amp import autocast
 from .checkpoint import Checkpointer, TrainState, resume_path
 from .evaluate import evaluate, format_metrics
+from .lock import WorkDirLock
 from .metrics import top1_hits
 from .runlog import RunLog
 
@@ -138,6 +141,17 @@ class Meters:
         self.sums.zero_()
         return dict(zip(self.NAMES, total)), total[len(self.NAMES):]
 
+    def state(self) -> torch.Tensor:
+        """This process's partial sums (for a checkpoint: a resumed run's next log row covers the same steps)."""
+        return self.sums.detach().cpu().clone()
+
+    def load(self, sums: Any) -> bool:
+        """Restore :meth:`state`; False (the meters stay at zero) when ``sums`` does not fit."""
+        if not isinstance(sums, torch.Tensor) or sums.shape != self.sums.shape or not sums.is_floating_point():
+            return False
+        self.sums.copy_(sums.to(self.sums.device, self.sums.dtype))
+        return True
+
 
 # ----------------------------------------------------------------------------- the trainer
 class Trainer:
@@ -145,12 +159,33 @@ class Trainer:
 
     def __init__(self, cfg: Mapping[str, Any], resume: bool | str = False, device: str | None = None,
                  datasets: Mapping[str, Dataset] | None = None, progress: bool = True) -> None:
-        # ---- set-up: processes, work dir, seeds
+        # ---- set-up: processes, work dir (locked: one training per work dir), seeds
         self.cfg = cfg = load_config(cfg)  # a partial dict gets the defaults; a loaded config stays as it is
-        self.tc = tc = cfg["train"]
+        check_model_size(cfg["model"])  # the limit a loaded checkpoint is held to, before anything is allocated
+        self.tc = cfg["train"]
         self.ddp = ddp = distributed.setup(device)
         self.device, self.master, self.progress = ddp.device, ddp.is_main, progress
-        self.work_dir = Path(tc["work_dir"] or Path("work_dirs") / cfg.get("name", "run"))
+        self.work_dir = Path(self.tc["work_dir"] or Path("work_dirs") / cfg.get("name", "run"))
+        self.lock = WorkDirLock(self.work_dir)
+        busy: BaseException | None = None
+        if self.master:
+            try:
+                self.lock.acquire()
+            except BaseException as err:  # noqa: BLE001 - every process stops together, below
+                busy = err
+        failed = torch.tensor([0.0 if busy is None else 1.0], device=self.device)
+        if distributed.all_reduce(failed, "max").item() > 0:
+            if busy is not None:
+                raise busy
+            raise ConfigError(f"{self.work_dir}: the main process could not lock the work dir", "train.work_dir")
+        try:
+            self._build(resume, datasets)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, resume: bool | str, datasets: Mapping[str, Dataset] | None) -> None:
+        cfg, tc, ddp = self.cfg, self.tc, self.ddp
         self.accum, self.batch_size, self.epochs = tc["accum_steps"], tc["batch_size"], tc["epochs"]
         self.multi_label = cfg["loss"]["multi_label"]
         self.val_key = "mAP" if self.multi_label else "top1"
@@ -220,6 +255,9 @@ class Trainer:
         # Log rows after the checkpoint's step (all of them on a fresh start) are from a run that was cut
         # short: they are redone.
         self.log = RunLog(self.work_dir, self.master, self.state.step)
+        if self.lock.previous:
+            self.log.line(f"took over the lock of a run that ended without releasing it (PID "
+                          f"{self.lock.previous.get('pid')} on {self.lock.previous.get('host')})")
         if resume is not False and self.resume_from is None:
             self.log.line(f"no checkpoint in {self.work_dir} to resume from: starting from scratch")
         if changed:
@@ -234,6 +272,14 @@ class Trainer:
             self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                            find_unused_parameters=not cfg["loss"]["motion_loss"])
         self.meters = Meters(self.model.num_halting_layers, self.device)
+        # This process's part of the epoch in progress: samples read and skipped (kept in checkpoints with the
+        # meters' partial sums, so that a run resumed mid-epoch logs the same rows and counts as one never cut).
+        self.epoch_read, self.epoch_skipped = 0, []
+        progress = self.checkpointer.restored_progress
+        if progress is not None:
+            self.meters.load(progress.get("meters"))
+            if self.state.iteration > 0:
+                self.epoch_read, self.epoch_skipped = progress["read"], list(progress["skipped"])
         self.last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.tick = time.time()  # start of the current log interval (clips/s)
 
@@ -253,22 +299,27 @@ class Trainer:
             self.log.line(describe_init(self.cfg["init"]["pretrained"], self.init_meta))
         start_time = time.time()
         try:
-            for epoch in range(state.epoch, self.epochs):
-                state.epoch = epoch
-                skipped = self.train_epoch()
-                self.end_epoch(skipped)
-        except BaseException:
-            self.log.close()
-            raise
-        return self.summary(time.time() - start_time)
+            try:
+                for epoch in range(state.epoch, self.epochs):
+                    state.epoch = epoch
+                    self.train_epoch()
+                    self.end_epoch()
+            except BaseException:
+                self.log.close()
+                raise
+            return self.summary(time.time() - start_time)
+        finally:
+            self.lock.release()
 
-    def train_epoch(self) -> list[str]:
-        """Run the rest of the current epoch (from ``state.iteration``); returns this process's skipped samples."""
+    def train_epoch(self) -> None:
+        """Run the rest of the current epoch (from ``state.iteration``); this process's samples read and
+        skipped add up in ``epoch_read`` and ``epoch_skipped``."""
         state, tc = self.state, self.tc
+        if state.iteration == 0:
+            self.epoch_read, self.epoch_skipped = 0, []
         self.sampler.set_epoch(state.epoch, skip=state.iteration * self.batch_size)
         self.loader_rng.manual_seed(tc["seed"] * 1_000_003 + state.epoch * 1009 + self.ddp.rank)
         self.net.train()
-        skipped: list[str] = []
         self.tick = time.time()
         bar = tqdm(total=self.steps_per_epoch, initial=state.iteration // self.accum,
                    desc=f"epoch {state.epoch + 1}/{self.epochs}", disable=not (self.master and self.progress),
@@ -278,7 +329,8 @@ class Trainer:
                 break
             for message in batch["skipped"]:  # also listed again in the epoch summary
                 (self.log.line if self.master else print)(f"[rank {self.ddp.rank}] skipped bad sample: {message}")
-            skipped.extend(batch["skipped"])
+            self.epoch_skipped.extend(batch["skipped"])
+            self.epoch_read += len(batch["path"])
             self.train_step(batch)
             if state.iteration % self.accum:
                 continue  # gradients accumulate until the last micro-batch of the group
@@ -287,11 +339,17 @@ class Trainer:
             if state.step % tc["log_interval"] == 0 or state.iteration == self.micro_per_epoch:
                 row = self.log_step(grad_norm)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{100 * row['acc']:.0f}%")
-            if tc["ckpt_interval"] and state.step % tc["ckpt_interval"] == 0 and state.iteration < self.micro_per_epoch:
+            if tc["ckpt_interval"] and state.step % tc["ckpt_interval"] == 0 and state.iteration < self.micro_per_epoch \
+                    and self._epoch_counts()[0] > 0:  # never a checkpoint of an epoch that has read nothing yet
                 self.save(["latest.pth"])
         bar.close()
         state.iteration = 0
-        return skipped
+
+    def _epoch_counts(self) -> tuple[int, int]:
+        """(samples read, samples skipped) in the epoch so far, over all processes."""
+        counts = torch.tensor([float(self.epoch_read), float(len(self.epoch_skipped))], device=self.device)
+        read, skipped = distributed.all_reduce(counts).tolist()
+        return int(read), int(skipped)
 
     def train_step(self, batch: Mapping[str, Any]) -> None:
         """Forward and backward of one micro-batch (real/static clip pairs); adds to the meters."""
@@ -379,13 +437,32 @@ class Trainer:
         self.tick = time.time()
         return row
 
-    def end_epoch(self, skipped: list[str]) -> None:
-        """Bad samples of all processes, validation, then latest/epoch_N(/best) checkpoints."""
+    def end_epoch(self) -> None:
+        """Bad samples of all processes, validation, then latest/epoch_N(/best) checkpoints.
+
+        An epoch that read no sample at all stops the run (DataError) before anything is saved; one that
+        skipped more than ``train.max_skip_ratio`` of its samples warns on stderr and in the log."""
         state, epoch = self.state, self.state.epoch
-        all_skipped = [m for part in distributed.all_gather_objects(skipped) for m in part]
-        state.skipped_total += len(all_skipped)
+        all_skipped = [m for part in distributed.all_gather_objects(self.epoch_skipped) for m in part]
+        read = self._epoch_counts()[0]
+        total = read + len(all_skipped)
         self.log.line(f"epoch {epoch + 1} done: step {state.step}, {len(all_skipped)} bad sample(s) skipped"
                       + "".join(f"\n  skipped: {m}" for m in all_skipped))
+        if read == 0:
+            first = " ".join(str(all_skipped[0]).split())[:300] if all_skipped else "no sample"
+            latest = self.work_dir / "latest.pth"
+            kept = f"the last checkpoint is {latest}" if latest.exists() else "no checkpoint was written"
+            raise DataError(f"epoch {epoch + 1}: none of the {total} training samples could be read (the first: "
+                            f"{first}); training stopped without saving this epoch, {kept}")
+        state.skipped_total += len(all_skipped)
+        if len(all_skipped) > self.tc["max_skip_ratio"] * total:
+            warning = (f"warning: epoch {epoch + 1}: {len(all_skipped)} of {total} training samples "
+                       f"({len(all_skipped) / total:.0%}) could not be read, more than train.max_skip_ratio = "
+                       f"{self.tc['max_skip_ratio']:g}; the epoch trained on {read} (the skipped files are listed in "
+                       f"{self.work_dir / 'train.log'})")
+            self.log.line(warning)
+            if self.master:
+                print(f"haltingvt train: {warning}", file=sys.stderr, flush=True)
         names = [f"epoch_{epoch + 1}.pth"]
         if self.val_set is not None and ((epoch + 1) % self.tc["val_interval"] == 0 or epoch + 1 == self.epochs):
             val = evaluate(self.model, self.cfg, "val", self.device, dataset=self.val_set,
@@ -418,7 +495,8 @@ class Trainer:
             # (At an epoch end the state already points at iteration 0 of the next epoch.)
             raise NonFiniteLossError(self._bad_message(problem or "another process's weights are not good",
                                                        self.state.iteration, kept="saving these weights"))
-        self.checkpointer.save(names, self.state)
+        progress = {"meters": self.meters.state(), "read": self.epoch_read, "skipped": list(self.epoch_skipped)}
+        self.checkpointer.save(names, self.state, progress)
 
     def _weights_problem(self) -> str | None:
         """None when the weights are finite and give a finite loss and finite gradients on the last batch,
