@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "paths relative to OUT_DIR")
     parser.add_argument("--classes", default=None, metavar="FILE",
                         help="class-name file when the videos sit in class folders (default OUT_DIR/classes.txt)")
+    parser.add_argument("--class-names", default=None, metavar="FILE",
+                        help="label by this class-name file (e.g. the training split's classes.txt when extracting "
+                             "the validation split) instead of the sorted class folders")
     parser.add_argument("--summary", default=None, metavar="FILE",
                         help="JSON summary (default OUT_DIR/extract_summary.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.extract import extract_videos, show
+    from ..data.lists import read_class_names
 
     if min(args.new_short, args.new_width, args.new_height) < 0:
         raise ConfigError("--new-short, --new-width and --new-height must be positive")
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     s = extract_videos(
         args.video_dir, args.out_dir, to_video=args.to_video, level=args.level, extensions=args.ext,
         new_short=args.new_short, new_width=args.new_width, new_height=args.new_height, gop=args.gop,
+        class_names=read_class_names(args.class_names) if args.class_names else None,
         crf=args.crf, preset=args.preset, quality=args.quality, workers=args.workers, threads=args.threads,
         list_file=args.list, class_file=args.classes, summary_file=args.summary, progress=not args.no_progress,
     )
@@ -66,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{s['videos']} videos: {s['extracted']} {what}, {s['already_done']} already done, {s['failed']} failed")
     if s["list"]:
         fmt = "video" if args.to_video else "rawframes"
-        classes = f", {s['num_classes']} classes in {show(s['classes'])}" if s["classes"] else " (no class folders: label 0)"
+        if args.class_names:
+            classes = f", labels of {show(args.class_names)}"
+        elif s["classes"]:
+            classes = f", {s['num_classes']} classes in {show(s['classes'])}"
+        else:
+            classes = " (no class folders: label 0)"
         print(f"list: {show(s['list'])} (data.format={fmt}, data.data_root={show(args.out_dir)}){classes}")
     print(f"summary: {show(s['summary'])}")
     return 0 if ok else 1

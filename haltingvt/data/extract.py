@@ -275,6 +275,7 @@ def extract_videos(
     threads: int = 1,
     list_file: str | os.PathLike | None = None,
     class_file: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
     summary_file: str | os.PathLike | None = None,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
@@ -286,8 +287,10 @@ def extract_videos(
     relative to ``out_dir`` (use it as ``data.data_root``). When every video sits in a sub-folder, the
     label is the index of its folder's name (the class) among the sorted folder names, and the
     names are written one per line to ``class_file`` (default ``out_dir/classes.txt``); videos
-    directly in ``video_dir`` get label 0 and no class file is written. ``report`` gets one line per
-    video that failed (default: stderr).
+    directly in ``video_dir`` get label 0 and no class file is written. ``class_names`` (e.g. the
+    class file of the training split, for the validation split) fixes the class order instead: a
+    video whose folder is not one of them is reported and skipped, and no class file is written.
+    ``report`` gets one line per video that failed (default: stderr).
     """
     if new_short < 0 or new_width < 0 or new_height < 0:
         raise ValueError("sizes must be positive")
@@ -317,6 +320,8 @@ def extract_videos(
         problem = list_path_problem(rel)
         if problem is None and out_rel in outputs:
             problem = f"same output as {show(outputs[out_rel])}"
+        if problem is None and class_names is not None and Path(rel).parent.name not in class_names:
+            problem = f"its folder {show(repr(Path(rel).parent.name))} is not a class of the class-name file"
         if problem is None and _strip_ext(rel).endswith(PARTIAL):
             problem = f"its name ends in '{PARTIAL}', the suffix of unfinished outputs"
         if problem:
@@ -345,16 +350,21 @@ def extract_videos(
         bar.close()
 
     good = sorted(results)
-    class_names = sorted({Path(rel).parent.name for rel in videos}) if all("/" in rel for rel in videos) else None
+    fixed = class_names is not None
+    if fixed:
+        class_names = list(class_names)
+    elif all("/" in rel for rel in videos):
+        class_names = sorted({Path(rel).parent.name for rel in videos})
+    index = {name: i for i, name in enumerate(class_names or [])}
     lines = []
     for rel in good:
-        label = class_names.index(Path(rel).parent.name) if class_names else 0
+        label = index[Path(rel).parent.name] if class_names else 0
         out_rel = _strip_ext(rel) + (".mp4" if to_video else "")
         fields = (label,) if to_video else (results[rel]["frames"], label)
         lines.append(list_line(out_rel, *fields))
     if lines:
         _write_text(list_file, "".join(line + "\n" for line in lines))
-    if class_names and lines:
+    if class_names and lines and not fixed:
         class_file = Path(class_file) if class_file else out_dir / "classes.txt"
         tmp = class_file.with_name(class_file.name + PARTIAL)
         write_class_names(class_names, tmp)

@@ -176,3 +176,19 @@ def test_to_video_reencodes_with_short_gop(tmp_path, capsys):
     assert [frame_number(f) for f in frames] == list(range(16))
     again = extract_videos(videos, out, to_video=True, new_short=33)
     assert (again["extracted"], again["already_done"]) == (0, 3)
+
+
+def test_class_names_of_the_training_split_label_the_validation_split(tmp_path, capsys):
+    videos = _video_tree(tmp_path)  # classes jump, run
+    val = tmp_path / "val"
+    for rel in ("run/v1.mp4", "swim/v2.mp4"):  # no "jump" clip; "swim" is not a training class
+        (val / rel).parent.mkdir(parents=True)
+        write_numbered_video(val / rel, 6)
+    assert main(["extract-frames", str(videos), str(tmp_path / "f" / "train"), "--workers", "1", "--no-progress"]) == 0
+    classes = tmp_path / "f" / "train" / "classes.txt"
+    assert main(["extract-frames", str(val), str(tmp_path / "f" / "val"), "--workers", "1", "--no-progress",
+                 "--class-names", str(classes)]) == 0
+    captured = capsys.readouterr()
+    assert "skipped swim/v2.mp4: its folder 'swim' is not a class of the class-name file" in captured.err
+    assert (tmp_path / "f" / "val" / "rawframes.txt").read_text() == "run/v1 6 1\n"  # run is class 1, as in training
+    assert not (tmp_path / "f" / "val" / "classes.txt").exists()
