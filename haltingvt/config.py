@@ -446,10 +446,11 @@ class ConfigLoader(yaml.SafeLoader):
                     continue
                 key = self.construct_object(key_node, deep=True)
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line)
+                    first = seen.get(key)
                 except TypeError:  # an unhashable key: SafeLoader's own error follows
                     continue
-                if first != key_node.start_mark.line:
+                seen.setdefault(key, key_node.start_mark.line)
+                if first is not None:
                     raise _YamlProblem(f"duplicate key {_show(key, 60)} (first given on line {first + 1}); "
                                        "each key may appear once", key_node.start_mark)
         return super().construct_mapping(node, deep)
