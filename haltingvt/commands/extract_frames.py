@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", default=None, metavar="FILE",
                         help="list file to write (default OUT_DIR/rawframes.txt, with --to-video OUT_DIR/videos.txt); "
                              "paths relative to OUT_DIR")
+    parser.add_argument("--split-lists", action="store_true",
+                        help="VIDEO_DIR/<split>/<class>/<video>: one list per split, <split>_rawframes.txt (or "
+                             "<split>_videos.txt) beside --list, one class order for all")
     parser.add_argument("--classes", default=None, metavar="FILE",
                         help="class-name file when the videos sit in class folders (default OUT_DIR/classes.txt)")
     parser.add_argument("--class-names", default=None, metavar="FILE",
@@ -64,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
         new_short=args.new_short, new_width=args.new_width, new_height=args.new_height, gop=args.gop,
         class_names=read_class_names(args.class_names) if args.class_names else None,
         crf=args.crf, preset=args.preset, quality=args.quality, workers=args.workers, threads=args.threads,
-        list_file=args.list, class_file=args.classes, summary_file=args.summary, progress=not args.no_progress,
+        list_file=args.list, split_lists=args.split_lists, class_file=args.classes, summary_file=args.summary, progress=not args.no_progress,
     )
     ok = s["extracted"] + s["already_done"]
     what = "re-encoded" if args.to_video else f"extracted ({s['frames']} frames listed)"
     print(f"{s['videos']} videos: {s['extracted']} {what}, {s['already_done']} already done, {s['failed']} failed")
-    if s["list"]:
+    if s["lists"]:
         fmt = "video" if args.to_video else "rawframes"
         if args.class_names:
             classes = f", labels of {show(args.class_names)}"
@@ -77,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             classes = f", {s['num_classes']} classes in {show(s['classes'])}"
         else:
             classes = " (no class folders: label 0)"
-        print(f"list: {show(s['list'])} (data.format={fmt}, data.data_root={show(args.out_dir)}){classes}")
+        names = ", ".join(show(p) for p in s["lists"].values())
+        print(f"list{'s' if len(s['lists']) > 1 else ''}: {names} (data.format={fmt}, "
+              f"data.data_root={show(args.out_dir)}){classes}")
     print(f"summary: {show(s['summary'])}")
     return 0 if ok else 1

@@ -274,6 +274,7 @@ def extract_videos(
     workers: int = 1,
     threads: int = 1,
     list_file: str | os.PathLike | None = None,
+    split_lists: bool = False,
     class_file: str | os.PathLike | None = None,
     class_names: Sequence[str] | None = None,
     summary_file: str | os.PathLike | None = None,
@@ -290,6 +291,9 @@ def extract_videos(
     directly in ``video_dir`` get label 0 and no class file is written. ``class_names`` (e.g. the
     class file of the training split, for the validation split) fixes the class order instead: a
     video whose folder is not one of them is reported and skipped, and no class file is written.
+    ``split_lists``: one list per top-level folder of ``video_dir`` (``<split>/<class>/<video>``) instead,
+    ``<split>_rawframes.txt`` (``<split>_videos.txt``) beside ``list_file``, all with paths relative to
+    ``out_dir`` and one class order (the class folders of every split).
     ``report`` gets one line per video that failed (default: stderr).
     """
     if new_short < 0 or new_width < 0 or new_height < 0:
@@ -305,6 +309,10 @@ def extract_videos(
         where = f" at level {level}" if level else ""
         raise DataError(f"{show(video_dir)}: no video files{where} "
                         f"(extensions {' '.join(sorted({e.lower() for e in extensions}))})")
+    if split_lists and not all(rel.count("/") >= 2 for rel in videos):
+        flat = next(rel for rel in videos if rel.count("/") < 2)
+        raise DataError(f"{show(video_dir)}: split lists need VIDEO_DIR/<split>/<class>/<video>, but "
+                        f"{show(flat)} is not in a split and a class folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     list_file = Path(list_file) if list_file else out_dir / ("videos.txt" if to_video else "rawframes.txt")
     summary_file = Path(summary_file) if summary_file else out_dir / "extract_summary.json"
@@ -356,14 +364,16 @@ def extract_videos(
     elif all("/" in rel for rel in videos):
         class_names = sorted({Path(rel).parent.name for rel in videos})
     index = {name: i for i, name in enumerate(class_names or [])}
-    lines = []
+    lists: dict[Path, list[str]] = {}
     for rel in good:
         label = index[Path(rel).parent.name] if class_names else 0
         out_rel = _strip_ext(rel) + (".mp4" if to_video else "")
         fields = (label,) if to_video else (results[rel]["frames"], label)
-        lines.append(list_line(out_rel, *fields))
-    if lines:
-        _write_text(list_file, "".join(line + "\n" for line in lines))
+        target = list_file.with_name(f"{rel.split('/')[0]}_{list_file.name}") if split_lists else list_file
+        lists.setdefault(target, []).append(list_line(out_rel, *fields))
+    for target, lines in lists.items():
+        _write_text(target, "".join(line + "\n" for line in lines))
+    lines = [line for part in lists.values() for line in part]
     if class_names and lines and not fixed:
         class_file = Path(class_file) if class_file else out_dir / "classes.txt"
         tmp = class_file.with_name(class_file.name + PARTIAL)
@@ -379,7 +389,8 @@ def extract_videos(
         "crf": crf if to_video else None,
         "videos": len(videos), "extracted": done, "already_done": len(results) - done, "failed": len(failures),
         "frames": sum(r.get("frames") or 0 for r in results.values()),
-        "list": str(list_file) if lines else None, "classes": str(class_file) if class_file else None,
+        "list": None if split_lists or not lines else str(list_file),
+        "lists": {target.name: str(target) for target in lists}, "classes": str(class_file) if class_file else None,
         "num_classes": len(class_names) if class_names else None,
         "failures": [{"video": show(f["video"]), "error": show(f["error"])} for f in failures],
         "outputs": {show(rel): {k: v for k, v in results[rel].items() if k != "status"} for rel in good},

@@ -192,3 +192,20 @@ def test_class_names_of_the_training_split_label_the_validation_split(tmp_path, 
     assert "skipped swim/v2.mp4: its folder 'swim' is not a class of the class-name file" in captured.err
     assert (tmp_path / "f" / "val" / "rawframes.txt").read_text() == "run/v1 6 1\n"  # run is class 1, as in training
     assert not (tmp_path / "f" / "val" / "classes.txt").exists()
+
+
+def test_split_lists_share_one_root_and_class_order(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    for rel in ("train/run/a.mp4", "train/jump/b.mp4", "val/run/c.mp4", "val/swim/d.mp4"):
+        (videos / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_numbered_video(videos / rel, 5)
+    out = tmp_path / "frames"
+    assert main(["extract-frames", str(videos), str(out), "--split-lists", "--workers", "1", "--no-progress"]) == 0
+    assert "train_rawframes.txt" in capsys.readouterr().out
+    assert read_class_names(out / "classes.txt") == ["jump", "run", "swim"]
+    assert (out / "train_rawframes.txt").read_text() == "train/jump/b 5 0\ntrain/run/a 5 1\n"
+    assert (out / "val_rawframes.txt").read_text() == "val/run/c 5 1\nval/swim/d 5 2\n"
+    assert not (out / "rawframes.txt").exists()
+    (videos / "loose.mp4").write_bytes(b"")
+    assert main(["extract-frames", str(videos), str(out), "--split-lists"]) == 2
+    assert "loose.mp4 is not in a split and a class folder" in capsys.readouterr().err
