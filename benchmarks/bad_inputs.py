@@ -3,8 +3,10 @@
 Every case is a command line (run in this process through ``haltingvt.cli.main``, or in a shell when a
 pipe or a special file system is part of the case) and its expected outcome:
 
-* ``error`` cases must exit non-zero with ONE error line that names the key, file or ``file:line``
-  (given as substrings the line must contain), and never a traceback;
+* ``error`` cases must exit non-zero (with the status of docs/reliability.md's table where ``rc`` is given:
+  1 for the operating system's refusals, 2 for mistakes in the input) with ONE error line that names the key,
+  file or ``file:line`` (given as substrings the line must contain), and never a traceback; a ``check`` of
+  an error case looks at what the failed run left (no checkpoint of an untrained model ...);
 * ``works`` cases must exit 0 and pass a check of the result (the problem they guard against was a
   silently wrong result).
 
@@ -58,6 +60,7 @@ class Case:
     shell: bool = False
     needs_root: bool = False
     issue: str = ""                           # what the issue reported
+    rc: int | None = None                     # the exit status an error case must give (None: any but 0)
 
 
 @dataclass
@@ -80,8 +83,19 @@ def train_argv(*overrides: str, cfg: str = "demo_synthetic") -> list[str]:
 
 
 def set_case(id: str, override: str, names: tuple[str, ...], issue: str = "") -> Case:
-    """A wrong ``--set`` value: an error naming the key (and the value) before any work starts."""
-    return Case(id, train_argv(override), names=names, issue=issue)
+    """A wrong ``--set`` value: an error naming the key (and the value) before any work starts (exit 2)."""
+    return Case(id, train_argv(override), names=names, issue=issue, rc=2)
+
+
+def file_case(id: str, files: dict[str, str], names: tuple[str, ...], issue: str = "", main: str | None = None) -> Case:
+    """A config file mistake: ``files`` (name -> text) are written to the scratch folder and the first (or
+    ``main``) is trained; an error naming the file (exit 2)."""
+    first = main or next(iter(files))
+
+    def setup(ctx: "Ctx") -> None:
+        for name, text in files.items():
+            write(ctx.tmp / name, text)
+    return Case(id, train_argv(cfg="{tmp}/" + first), names=names, setup=setup, issue=issue, rc=2)
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -202,6 +216,74 @@ def _setup_full(ctx: Ctx) -> None:
     ctx.extra.setdefault("mounts", []).append(full)
 
 
+def _train_list(ctx: Ctx, name: str, line: Callable[[int, list[str]], str]) -> Path:
+    """The exported train list with each line rewritten by ``line(i, fields)``."""
+    rows = (ctx.data / "train_rawframes.txt").read_text().splitlines()
+    return write(ctx.tmp / name, "".join(line(i, r.split()) + "\n" for i, r in enumerate(rows)))
+
+
+def _no_checkpoint(ctx: Ctx, out: str, err: str) -> str | None:
+    written = sorted(p.name for p in ctx.work.glob("*.pth")) if ctx.work.exists() else []
+    return f"checkpoints of the untrained model written: {written}" if written else None
+
+
+def _check_skip_warning(ctx: Ctx, out: str, err: str) -> str | None:
+    if "more than train.max_skip_ratio" not in err:
+        return "no warning about the skipped samples on stderr"
+    return _check_best_written(ctx, out, err)
+
+
+def _check_section_merge(ctx: Ctx, out: str, err: str) -> str | None:
+    import yaml
+
+    train = yaml.safe_load((ctx.work / "config.yaml").read_text())["train"]
+    got = (train["ckpt_interval"], train["epochs"], train["weight_decay"], train["optimizer"])
+    return None if got == (1, 1, 0.05, "adamw") else (
+        f"--set 'train={{ckpt_interval: 1}}': ckpt_interval, epochs, weight_decay, optimizer = {got} "
+        "(want 1, 1, 0.05, adamw: the rest of the section kept)")
+
+
+def _setup_busy(ctx: Ctx) -> None:
+    from haltingvt.engine.lock import WorkDirLock
+
+    lock = WorkDirLock(ctx.work).acquire()  # another training holds the work dir
+    ctx.extra.setdefault("undo", []).append(lock.release)
+
+
+def _setup_stale_lock(ctx: Ctx) -> None:
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    write(ctx.work / "train.lock", json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                                               "started": "earlier", "command": "a killed run"}))
+
+
+def _check_stale_lock(ctx: Ctx, out: str, err: str) -> str | None:
+    if (ctx.work / "train.lock").exists():
+        return "train.lock left behind by a finished run"
+    return _check_best_written(ctx, out, err)
+
+
+def _setup_enospc(ctx: Ctx) -> None:
+    """A full disk without root: the checkpoint writer fails with ENOSPC as on a full tmpfs."""
+    import errno
+
+    import haltingvt.engine.checkpoint as ckpt_mod
+    from haltingvt.models.weights import CheckpointWriteError
+
+    real = ckpt_mod.save_checkpoint
+
+    def full(path, payload):
+        raise CheckpointWriteError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    ckpt_mod.save_checkpoint = full
+    ctx.extra.setdefault("undo", []).append(lambda: setattr(ckpt_mod, "save_checkpoint", real))
+
+
+def _chain(n: int) -> dict[str, str]:
+    return {f"chain{i}.yaml": f"_base_: chain{i + 1}.yaml\n" for i in range(n)} | {
+        f"chain{n}.yaml": "_base_: demo_synthetic\n"}
+
+
 def _check_best_written(ctx: Ctx, out: str, err: str) -> str | None:
     summary = json.loads((ctx.work / "summary.json").read_text())
     missing = [p for p in (summary["checkpoints"]["latest"], summary["checkpoints"]["best"]) if p and not Path(p).exists()]
@@ -311,7 +393,7 @@ CASES: list[Case] = [
     Case("resume-missing-path", train_argv() + ["--resume", "{tmp}/nope.pth"], names=("nope.pth",)),
     # ---- NaN/inf: exit 1 with one line, no bad checkpoint, a resume with a lower lr finishes
     Case("nan-huge-lr", train_argv("train.lr=1e4", "train.warmup_epochs=0", "train.ckpt_interval=1"),
-         names=("train.lr", "--resume")),
+         names=("train.lr", "--resume"), rc=1),
     Case("nan-then-resume-lower-lr", train_argv("train.lr=1e-3", "train.warmup_epochs=0") + ["--resume"],
          kind="works", setup=lambda c: run_cli(c, train_argv("train.lr=1e4", "train.warmup_epochs=0",
                                                              "train.ckpt_interval=1")),
@@ -355,9 +437,9 @@ CASES: list[Case] = [
          kind="works", shell=True, setup=_setup_vis_names, check=_check_vis, issue="non-UTF-8 file name aborts the run"),
     # ---- the file system and the terminal
     Case("read-only-work-dir", train_argv("train.work_dir={tmp}/ro/run"), setup=_setup_ro, needs_root=True,
-         names=("ro/run", "Read-only")),
+         names=("ro/run", "Read-only"), rc=1),
     Case("disk-full", train_argv("train.work_dir={tmp}/full/run"), setup=_setup_full, needs_root=True,
-         names=("full/run", "No space left")),
+         names=("full/run", "No space left"), rc=1, issue="exit 2 where the README says 1"),
     # the reader quits early: a quiet end (exit 0 or 141, the status of a SIGPIPE death, as other tools), no error
     Case("broken-pipe", ["{py} -m haltingvt.cli flops demo_synthetic --json | head -c 10 >/dev/null; a=${PIPESTATUS[0]}; "
                          "{py} -m haltingvt.cli configs | head -c 1 >/dev/null; b=${PIPESTATUS[0]}; echo \"$a $b\""],
@@ -365,6 +447,79 @@ CASES: list[Case] = [
          check=lambda c, out, err: None if err.strip() == "" and set(out.split()) <= {"0", "141"}
          else f"statuses {out.split()}, stderr {err.strip()[-200:]!r}"),
 ]
+
+# ---- issue 22: config files and --set values that ended in tracebacks or were silently dropped or ignored
+ISSUE22_CONFIG: list[Case] = [
+    file_case("config-duplicate-section", {"dup_section.yaml": "_base_: demo_synthetic\ntrain:\n  lr: 0.1\n"
+                                           "model:\n  depth: 4\ntrain:\n  epochs: 1\n"},
+              ("dup_section.yaml:6", "duplicate key 'train'", "line 2"), "a second train: block drops the first"),
+    file_case("config-duplicate-key", {"dup_key.yaml": "_base_: demo_synthetic\ntrain:\n  lr: 0.1\n  lr: 0.2\n"},
+              ("dup_key.yaml:4", "duplicate key 'lr'"), "a repeated key drops the first"),
+    file_case("config-duplicate-flow", {"dup_flow.yaml": "_base_: demo_synthetic\nmodel: {depth: 4, depth: 5}\n"},
+              ("dup_flow.yaml:2", "'depth'")),
+    file_case("config-base-cycle", {"cyc_a.yaml": "_base_: cyc_b.yaml\n", "cyc_b.yaml": "_base_: cyc_a.yaml\n"},
+              ("cyc_a.yaml", "cyc_b.yaml", "cycle"), "RecursionError"),
+    file_case("config-base-self", {"cyc_self.yaml": "_base_: cyc_self.yaml\n"}, ("cyc_self.yaml", "cycle"),
+              "RecursionError"),
+    file_case("config-base-chain-900", _chain(900), ("chain", "_base_ chain longer than 32"), "RecursionError",
+              main="chain0.yaml"),
+    file_case("config-base-not-a-name", {"base_list.yaml": "_base_: [demo_synthetic]\n"}, ("base_list.yaml", "_base_")),
+    file_case("config-deep-nesting", {"deep.yaml": "_base_: demo_synthetic\nmodel:\n  keep_rate: "
+                                      + "[" * 900 + "]" * 900 + "\n"}, ("deep.yaml:3", "nested deeper"), "RecursionError"),
+    file_case("config-huge-int", {"hugeint.yaml": "_base_: demo_synthetic\ntrain:\n  epochs: " + "1" * 5000 + "\n"},
+              ("hugeint.yaml:3", "too long"), "ValueError: Exceeds the limit for integer string conversion"),
+    file_case("config-int-beyond-float", {"bigint.yaml": "_base_: demo_synthetic\ntrain:\n  lr: 1" + "0" * 400 + "\n"},
+              ("bigint.yaml", "train.lr")),
+    file_case("config-name-dict", {"name_dict.yaml": "_base_: demo_synthetic\nname: {a: 1}\n"},
+              ("name_dict.yaml", "'name'"), "TypeError"),
+    file_case("config-synthetic-crop", {"syn_crop.yaml": "_base_: demo_synthetic\ndata:\n  crop_size: 224\n"},
+              ("syn_crop.yaml", "data.crop_size", "synthetic"), "accepted and ignored"),
+    set_case("set-huge-int", "train.epochs=" + "1" * 5000, ("train.epochs", "too long"),
+             "ValueError: Exceeds the limit for integer string conversion"),
+    set_case("set-int-beyond-float", "train.epochs=1" + "0" * 400, ("train.epochs",), "OverflowError"),
+    set_case("set-deep-nesting", "model.keep_rate=" + "[" * 900 + "]" * 900, ("model.keep_rate", "nested deeper"),
+             "RecursionError"),
+    set_case("set-section-bad-value", "train={epochs: two}", ("train.epochs", "two")),
+    set_case("set-section-list", "train=[1,2]", ("'train'", "mapping")),
+    set_case("set-name-dict", "name={a: 1}", ("'name'",), "TypeError"),
+    set_case("set-name-absolute", "name=/tmp/elsewhere", ("'name'", "/tmp/elsewhere"), "run outside work_dirs"),
+    set_case("set-name-dotdot", "name=../../elsewhere", ("'name'", "../../elsewhere"), "run outside work_dirs"),
+    set_case("set-name-empty", "name=''", ("'name'",)),
+    set_case("set-model-too-big", "model.embed_dim=400000", ("model.embed_dim=400000", "billion parameters"),
+             "tries to allocate 1.9 TB"),
+    set_case("set-model-too-many-frames", "model.num_frames=1000000000", ("model.num_frames=1000000000", "billion")),
+    set_case("set-synthetic-crop", "data.crop_size=224", ("data.crop_size", "synthetic"), "accepted and ignored"),
+    set_case("set-synthetic-train_scale", "data.train_scale=[256,320]", ("data.train_scale", "synthetic")),
+    set_case("set-synthetic-test_scale", "data.test_scale=256", ("data.test_scale", "synthetic")),
+    set_case("set-synthetic-randaugment", "data.randaugment={num_ops: 2, magnitude: 9}", ("data.randaugment", "synthetic")),
+    set_case("set-synthetic-img_size", "model.img_size=64", ("data.crop_size", "64")),
+    Case("set-section-merges", train_argv("train={ckpt_interval: 1}"), kind="works", check=_check_section_merge,
+         issue="--set 'train={lr: 0.5}' resets the rest of train to the defaults"),
+]
+
+# ---- issue 22: runs that cannot work, one training per work dir, exit codes
+RAWT = ["data.format=rawframes", "data.data_root={data}", "data.train_list={tmp}/LIST", "train.val_interval=0"]
+ISSUE22_RUNS: list[Case] = [
+    Case("train-all-unreadable-frames", train_argv(*[a.replace("LIST", "huge_frames.txt") for a in RAWT]),
+         setup=lambda c: _train_list(c, "huge_frames.txt", lambda i, f: f"{f[0]} 1000000000000 {f[2]}"),
+         names=("epoch 1", "none of the 16 training samples"), check=_no_checkpoint, rc=2,
+         issue="every sample skipped, still 'done', exit 0, checkpoints of an untrained model"),
+    Case("train-offset-past-end", train_argv(*[a.replace("LIST", "offset.txt") for a in RAWT], "data.with_offset=true"),
+         setup=lambda c: _train_list(c, "offset.txt", lambda i, f: f"{f[0]} 5000 8 {f[2]}"),
+         names=("epoch 1", "none of the 16"), check=_no_checkpoint, rc=2,
+         issue="every sample skipped, still 'done', exit 0"),
+    Case("train-skip-rate-warning", train_argv(*[a.replace("LIST", "mostly_bad.txt") for a in RAWT]), kind="works",
+         setup=lambda c: _train_list(c, "mostly_bad.txt", lambda i, f: f"{f[0]} {10**12 if i % 4 else 8} {f[2]}"),
+         check=_check_skip_warning, issue="75% of the samples skipped without a word"),
+    Case("train-work-dir-busy", train_argv(), setup=_setup_busy, rc=2,
+         names=("another training is running", f"PID {os.getpid()}", "train.work_dir"),
+         issue="two trainings into one work dir both exit 0 with a mix of files"),
+    Case("train-stale-lock", train_argv(), kind="works", setup=_setup_stale_lock, check=_check_stale_lock,
+         issue="a lock of a killed run must not block the next"),
+    Case("disk-full-injected", train_argv(), setup=_setup_enospc, rc=1, names=("epoch_1.pth", "No space left"),
+         issue="exit 2 where the README says 1"),
+]
+CASES += ISSUE22_CONFIG + ISSUE22_RUNS
 
 
 # ----------------------------------------------------------------------------------------- running
@@ -410,6 +565,11 @@ def judge(case: Case, ctx: Ctx, rc: int | None, out: str, err: str, tb: str | No
         return "unclear", f"exit {rc}: {line[:200]}" + (f" (does not name {missing})" if missing else "")
     if len(errors) > 1 and not lines[0].startswith("usage:"):
         return "unclear", f"{len(errors)} error lines: {line[:200]}"
+    if case.rc is not None and rc != case.rc:
+        return "unclear", f"exit {rc}, the table says {case.rc}: {line[:200]}"
+    problem = case.check(ctx, "", "") if case.check else None
+    if problem:
+        return "silent", problem
     return "ok", line[:200]
 
 
@@ -444,6 +604,8 @@ def run_case(case: Case, ctx: Ctx) -> tuple[str, str, float]:
     except Exception as exc:  # noqa: BLE001 - a failing check is reported, the catalogue goes on
         outcome, detail = "traceback", f"(while checking) {type(exc).__name__}: {exc}"[:200]
     finally:
+        for undo in ctx.extra.pop("undo", []):
+            undo()
         for mount in ctx.extra.pop("mounts", []):
             subprocess.run(["umount", str(mount)], check=False)
     return outcome, detail, time.time() - start
