@@ -425,3 +425,146 @@ def resave_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, drop: 
     else:
         dst.write_bytes(safetensors.torch.save(tensors, metadata=meta))
     return dst
+
+
+# ----------------------------------------------------------------------------- kill -9 while a folder is written
+#: File operations of ``atomic_write_folder`` a trial may kill the writer before (os.write also halfway).
+FOLDER_OPS = (("os", "open"), ("os", "write"), ("os", "fsync"), ("os", "close"), ("os", "mkdir"), ("os", "rename"),
+              ("os", "replace"), ("os", "link"), ("os", "symlink"), ("os", "chmod"), ("shutil", "rmtree"),
+              ("weights", "_exchange"))
+
+
+def folder_kill_trials(root: str, mode: str, random_kills: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Kill -9 a process writing ``save_pretrained`` of model B over the folder of model A, before each file
+    operation of the write in turn (and halfway through each os.write), then ``random_kills`` times at a
+    random instant of a loop of saves; after each kill, what the folder and any leftover beside it load as.
+
+    Runs in a process of its own (the tests start it with ``python -c``): each trial is a fork. ``mode``:
+    'exchange' (the atomic swap) or 'fallback' (no swap: the target renamed away, then the new one in).
+    Returns {"ops": [op names of one write], "trials": [{"kill": ..., "state": ..., "leftovers": [...],
+    "interrupted": ..., "after_next_save": ..., "left_after_next_save": [...]}]}.
+    """
+    import random
+    import shutil
+    import signal
+    import time
+    import warnings
+
+    import haltingvt
+    from haltingvt.models import weights
+    from haltingvt.models.weights import CheckpointError, read_checkpoint
+
+    torch.set_num_threads(1)
+    root_dir = Path(root)
+    arch = dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, num_heads=2, depth=3, num_classes=3)
+    models, names = {}, {"A": ["a0", "a1", "a2"], "B": ["b0", "b1", "b2"]}
+    for seed_, key in enumerate("AB"):
+        torch.manual_seed(seed_)
+        models[key] = haltingvt.HaltingVT(arch)
+    target = root_dir / "model"
+    if mode == "fallback":
+        weights._exchange = lambda a, b: False
+
+    def save(key: str) -> None:
+        models[key].save_pretrained(target, classes=names[key])
+
+    def state(folder: Path) -> str:
+        """'A', 'B', 'refused', 'warned' (loaded with a warning) or 'mix'."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                obj = read_checkpoint(folder)
+            except CheckpointError:
+                return "refused"
+        if caught:
+            return "warned"
+        for key, model in models.items():
+            if obj["classes"] == names[key]:
+                same = all(torch.equal(v, obj["model"][k]) for k, v in model.state_dict().items())
+                return key if same else "mix"
+        return "mix"
+
+    def reset() -> None:
+        for entry in root_dir.iterdir():
+            shutil.rmtree(entry)
+        save("A")
+
+    def hooked(kill_at: int | None, halfway: bool, log: list[str]) -> None:
+        """In the forked writer: count the file operations, kill -9 before the kill_at-th."""
+        modules = {"os": os, "shutil": shutil, "weights": weights}
+        for mod_name, fn_name in FOLDER_OPS:
+            module = modules[mod_name]
+            real = getattr(module, fn_name)
+
+            def wrapper(*args, _real=real, _name=f"{mod_name}.{fn_name}", **kwargs):
+                log.append(_name)
+                if kill_at is not None and len(log) == kill_at:
+                    if halfway and _name == "os.write" and len(args[1]) > 1:
+                        _real(args[0], bytes(args[1][: len(args[1]) // 2]))
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return _real(*args, **kwargs)
+
+            setattr(module, fn_name, wrapper)
+
+    def leftovers() -> list[Path]:
+        return [p for p in root_dir.iterdir() if p.name != "model"]
+
+    def trial(kill: str, child) -> dict[str, Any]:
+        reset()
+        pid = os.fork()
+        if pid == 0:  # the writer
+            try:
+                child()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        result = {"kill": kill, "state": state(target) if target.exists() else "missing",
+                  "leftovers": sorted(f"{p.name[-4:]}:{state(p)}" for p in leftovers())}
+        left = weights.interrupted_save(target)
+        result["interrupted"] = state(left) if left is not None else None
+        save("B")  # the next write cleans up (and in fallback mode first puts a folder renamed away back)
+        result["after_next_save"] = state(target)
+        result["left_after_next_save"] = [p.name for p in leftovers()]
+        return result
+
+    # one write, counted
+    reset()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        log: list[str] = []
+        hooked(None, False, log)
+        save("B")
+        os.write(write_fd, json.dumps(log).encode())
+        os._exit(0)
+    os.close(write_fd)
+    ops = json.loads(os.fdopen(read_fd).read())
+    os.waitpid(pid, 0)
+    trials = []
+    for k, op in enumerate(ops, start=1):
+        for halfway in ((False, True) if op == "os.write" else (False,)):
+            def child(k=k, halfway=halfway) -> None:
+                hooked(k, halfway, [])
+                save("B")
+            trials.append(trial(f"{'halfway through' if halfway else 'before'} #{k} {op}", child))
+    rng = random.Random(seed)
+    for i in range(random_kills):
+        reset()
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                save("B")
+                save("A")
+        time.sleep(rng.uniform(0.0, 0.2))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        result = {"kill": f"random {i}", "state": state(target) if target.exists() else "missing",
+                  "leftovers": sorted(f"{p.name[-4:]}:{state(p)}" for p in leftovers())}
+        left = weights.interrupted_save(target)
+        result["interrupted"] = state(left) if left is not None else None
+        save("B")
+        result["after_next_save"] = state(target)
+        result["left_after_next_save"] = [p.name for p in leftovers()]
+        trials.append(result)
+    return {"ops": ops, "trials": trials}
