@@ -384,12 +384,14 @@ class _ViewsDataset(Dataset):
         path = self.paths[index]
         try:
             return {"index": index, "path": path, "views": load_views(path, self.cfg)}
+        # The message as it is (the path in it too): --json keeps the real strings, the text output escapes
+        # control characters (a newline or CR in a file name is shown, not folded into a space).
         except DataError as err:
-            return {"index": index, "path": path, "error": _one_line(err)}
+            return {"index": index, "path": path, "error": str(err).strip() or type(err).__name__}
         except ConfigError:
             raise  # a config problem (e.g. an unsupported crop count) concerns every input: stop with one line
         except Exception as err:  # noqa: BLE001 - one bad input must not stop the others
-            return {"index": index, "path": path, "error": f"{path}: cannot read: {type(err).__name__}: {_one_line(err)}"}
+            return {"index": index, "path": path, "error": f"{path}: cannot read: {type(err).__name__}: {str(err).strip()}"}
 
 
 def _error_result(path: str, message: str) -> dict:

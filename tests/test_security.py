@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ from haltingvt.cli import main
 from haltingvt.config import ConfigError, load_config
 from haltingvt.models.weights import (CheckpointError, CheckpointWriteError, atomic_write, load_checkpoint,
                                       model_payload, read_checkpoint, save_checkpoint)
-from security_helpers import CLASSES, TINY, build_catalogue
+from haltingvt.data.errors import ListFormatError
+from haltingvt.data.lists import read_class_names
+from haltingvt.textsafe import describe_char, escape, escape_lines, unsafe_char
+from security_helpers import CLASSES, CONTROL_NAMES, TINY, build_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +269,104 @@ def test_huge_stored_config_refused_before_allocation(crafted, tmp_path, monkeyp
     with pytest.raises((CheckpointError, ConfigError), match=message) as info:
         haltingvt.Predictor(path, device="cpu")
     assert str(path) in str(info.value) and "\n" not in str(info.value) and not built
+
+
+# ----------------------------------------------------------------------------------------- text from files
+RAW_CONTROLS = "\x1b\x00\x07\r\x9b\u202e\u2066\u2028"
+
+
+def _no_raw_controls(text: str) -> bool:
+    return not any(c in text for c in RAW_CONTROLS)
+
+
+def test_escape_and_unsafe_char():
+    assert escape("plain name ok") == "plain name ok"
+    assert escape("a\x1b[2Jb\r\n\t\x00\x7f\x9b") == "a\\x1b[2Jb\\r\\n\\t\\x00\\x7f\\x9b"
+    assert escape("\u202eevil\u2066\u2028") == "\\u202eevil\\u2066\\u2028"
+    assert escape("caf\u00e9 \u6f22\u5b57 \U0001f600 \u200d") == "caf\u00e9 \u6f22\u5b57 \U0001f600 \u200d"  # printable kept
+    assert escape(os.fsdecode(b"clip\xff.mp4")) == "clip\\xff.mp4"  # a non-UTF-8 file name's byte
+    assert escape_lines("line 1\nname\x1b[31m\rx") == "line 1\nname\\x1b[31m\\rx"
+    for name, bad in CONTROL_NAMES.items():
+        assert unsafe_char(f"clap{bad}ping") == bad[0], name
+    assert unsafe_char("Persian \u200c joiner, emoji \U0001f44b\u200d") is None  # ZWNJ/ZWJ are meant
+    assert describe_char("\u202e") == "U+202E RIGHT-TO-LEFT OVERRIDE" and describe_char("\x00") == "U+0000 NUL"
+
+
+@pytest.mark.parametrize("name", sorted(set(CONTROL_NAMES) - {"lf"}))
+def test_class_name_file_with_control_character_refused(crafted, tmp_path, name, capsys):
+    """A class-name file whose line 3 holds a control character: one line naming file:3 (the character
+    shown escaped), from read_class_names, the Predictor and the command line; the indexed form too."""
+    bad = CONTROL_NAMES[name]
+    for form, lines in (("plain", ["waving", "clapping", f"stand{bad}ing"]),
+                        ("indexed", ["0 waving", "1 clapping", f"2 stand{bad}ing"])):
+        path = tmp_path / f"{form}_{name}.txt"
+        path.write_bytes("\n".join(lines).encode() + b"\n")
+        with pytest.raises(ListFormatError, match=rf"{re.escape(str(path))}:3: class name .*control character U\+") as info:
+            read_class_names(path)
+        assert "\n" not in str(info.value) and _no_raw_controls(str(info.value))
+        with pytest.raises(ConfigError, match=rf":3: class name") as info:
+            haltingvt.Predictor(crafted.base, device="cpu", classes=path)
+        assert "\n" not in str(info.value) and _no_raw_controls(str(info.value))
+        code, err = _cli(["predict", crafted.base, crafted.clip, "--classes", path, "--workers", "0"], capsys)
+        assert code == 2 and err.count("\n") == 1 and f"{path}:3:" in err and _no_raw_controls(err)
+
+
+def test_class_name_file_crlf_and_unicode_accepted(tmp_path):
+    path = tmp_path / "classes.txt"
+    path.write_bytes("waving\r\nclapping \u6f22\u5b57\r\n\ufeffstanding\u200dstill\r\n".encode())
+    assert read_class_names(path) == ["waving", "clapping \u6f22\u5b57", "\ufeffstanding\u200dstill"]
+
+
+def test_class_names_refused_wherever_given(crafted, tmp_path):
+    """Names with control characters given in Python, stored with weights or asked for as the model name."""
+    bad = ["waving", "clap\x1b]52;c;cm0gLXJmIH4=\x07ping", "standing"]
+    with pytest.raises(ConfigError, match=r"class 1 .*control character U\+001B ESC") as info:
+        haltingvt.Predictor(crafted.base, device="cpu", classes=bad)
+    assert _no_raw_controls(str(info.value))
+    with pytest.raises(CheckpointError, match=r"classes\[1\] .*control character"):
+        model_payload(crafted.model, crafted.cfg, classes=bad)
+    with pytest.raises(CheckpointError, match=r"classes\[1\] .*control character"):
+        crafted.model.save_pretrained(tmp_path / "m", classes=bad)
+    with pytest.raises(CheckpointError, match=r"model name .*control character U\+000D CR"):
+        crafted.model.save_pretrained(tmp_path / "m", classes=CLASSES, name="tiny\rfake")
+    assert not (tmp_path / "m").exists()
+
+
+def test_paths_with_control_characters_escaped_in_text_kept_in_json(crafted, tmp_path, capsys):
+    """Inputs whose names hold ESC, BEL, a newline or an RLO: the text table, the warnings and the error lines
+    show them escaped, one line each; --json and predictions.json keep the real names."""
+    good = tmp_path / "clip\x1b[31mred\nsecond line\u202e"
+    shutil.copytree(crafted.clip, good)
+    broken = tmp_path / "bad\x1b]0;title\x07.mp4"
+    broken.write_bytes(b"not a video" * 20)
+    missing = tmp_path / "gone\r.mp4"
+    argv = ["predict", crafted.base, good, broken, missing, "--workers", "0"]
+    assert main([str(a) for a in argv]) == 1
+    out = capsys.readouterr()
+    assert _no_raw_controls(out.out) and _no_raw_controls(out.err)
+    assert escape(str(good)) in out.out.splitlines()  # the path is one line of the table
+    errors = [line for line in out.err.splitlines() if ": error: " in line]
+    assert len(errors) == 2 and escape(str(broken)) in errors[0] and escape(str(missing)) in errors[1]
+    assert main([str(a) for a in argv] + ["--json", "--save-vis", str(tmp_path / "vis")]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in doc["results"]] == [str(good), str(broken), str(missing)]
+    saved = json.loads((tmp_path / "vis" / "predictions.json").read_text())
+    assert saved["results"][0]["path"] == str(good) and saved["results"][0]["vis"]
+    code, err = _cli(["predict", tmp_path / "no\x1b[2Jsuch.pth", crafted.clip], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no\\x1b[2Jsuch.pth" in err and _no_raw_controls(err)
+
+
+def test_eval_report_escapes_what_it_quotes(crafted, tmp_path, monkeypatch, capsys):
+    """The eval text report escapes class names and error messages from files; --out keeps the real strings."""
+    metrics = {"split": "test", "num_evaluated": 2, "views": 1, "execution": "masked", "early_exit": True,
+               "world_size": 1, "top1": 0.5, "top5": 1.0, "mean_class_acc": 0.5, "gflops_per_clip": 0.01,
+               "gflops_per_video": 0.01, "tokens_per_layer": [5.0], "clips_per_second": 10.0,
+               "per_class": [{"index": 0, "name": "wav\x1b[2Jing", "top1": 0.0, "clips": 1},
+                             {"index": 1, "name": "clap\u202eping", "top1": 1.0, "clips": 1}],
+               "unreadable": ["bad\x1b]0;x\x07.mp4"], "unreadable_errors": ["bad\x1b]0;x\x07.mp4: cannot read\rfake"]}
+    monkeypatch.setattr("haltingvt.commands.eval.evaluate", lambda *a, **k: json.loads(json.dumps(metrics)))
+    out_file = tmp_path / "m\x1b.json"
+    assert main(["eval", str(crafted.yaml), str(crafted.base), "--device", "cpu", "--out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert _no_raw_controls(out) and "wav\\x1b[2Jing" in out and "cannot read\\rfake" in out and "m\\x1b.json" in out
+    assert json.loads(out_file.read_text())["per_class"][0]["name"] == "wav\x1b[2Jing"
