@@ -116,7 +116,7 @@ def test_build_dataset_config_errors(tmp_path, monkeypatch):
 def test_synthetic_dispatch(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(haltingvt.data.datasets, "build_synthetic", lambda cfg, split: calls.append(split) or "synthetic-dataset")
-    cfg = small_config(tmp_path, "synthetic", "unused.txt")
+    cfg = load_config("demo_synthetic")  # data keys that synthetic data ignores are refused, so a shipped config
     assert build_dataset(cfg, "val") == "synthetic-dataset" and calls == ["val"]
 
 
