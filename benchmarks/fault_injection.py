@@ -2,7 +2,9 @@
 run ends, bit for bit, with every promised file present and no orphan temporary file.
 
 A tiny model is trained on the built-in synthetic clips (3 epochs x 4 optimizer steps, a checkpoint
-after every step). The run is killed with SIGKILL
+after every step, a log row every 3 steps and at each epoch end: most checkpoints fall inside a log
+interval, so a resumed run must carry on the log meters' partial sums to write the same rows). The run is
+killed with SIGKILL
 
 * right before a chosen file operation (``--sweep``: before every checkpoint rename, fsync, log and
   summary write of an epoch end, so between any two writes of it), and
@@ -43,13 +45,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The test suite's trial: killed between epoch_1.pth and best.pth, a full disk while latest.pth is written at
-#: that epoch end (after epoch_1.pth and best.pth), killed before the summary; then resumed to the end.
-QUICK_CHAIN = [("kill", "replace epoch_1.pth"), ("enospc", "fsync .latest.pth"), ("kill", "replace summary.json")]
+#: The test suite's trial: killed before the first log row (step 3, inside a log interval: latest.pth is from
+#: step 2), between epoch_1.pth and best.pth, a full disk while latest.pth is written at that epoch end (after
+#: epoch_1.pth and best.pth), killed before the summary; then resumed to the end.
+QUICK_CHAIN = [("kill", "open-a train_log.csv"), ("kill", "replace epoch_1.pth"), ("enospc", "fsync .latest.pth"),
+               ("kill", "replace summary.json")]
 
-#: 16 training clips, batch 4: 4 optimizer steps per epoch, 3 epochs, latest.pth after every step.
+#: 16 training clips, batch 4: 4 optimizer steps per epoch, 3 epochs, latest.pth after every step, log rows at
+#: steps 3, 4, 6, 8, 9, 12 (every 3 steps and at each epoch end).
 OVERRIDES = ["data.synthetic_num_train=16", "data.synthetic_num_val=8", "data.synthetic_num_test=8",
-             "train.batch_size=4", "train.epochs=3", "train.ckpt_interval=1", "train.log_interval=1",
+             "train.batch_size=4", "train.epochs=3", "train.ckpt_interval=1", "train.log_interval=3",
              "train.val_interval=1", "test.batch_size=8", "data.num_workers=0"]
 TIMING_COLUMNS = {"clips_per_s", "clips_per_second", "wall_seconds"}
 
