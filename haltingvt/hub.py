@@ -170,14 +170,16 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        token: str | bool | None = None) -> Path:
     """A local path as it is; otherwise a Hub id whose config.json and model.safetensors are downloaded
     (or found in the Hub cache). A failure is one CheckpointError line naming the id."""
-    from .models.weights import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, CheckpointError, error_text
+    from .models.weights import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, CheckpointError, error_text, interrupted_save
 
     path = Path(name_or_path)
     if path.exists():
         return path
     name = str(name_or_path)
     if name.count("/") != 1 or name.startswith((".", "/")) or name.endswith((".pth", ".pt", ".safetensors")):
-        raise CheckpointError(f"{name}: no such file or folder (and not a Hub id of the form user/model)")
+        left = interrupted_save(path)
+        raise CheckpointError(f"{name}: no such file or folder (and not a Hub id of the form user/model)" + (
+            f"; an interrupted save_pretrained left the previous folder as {left}" if left else ""))
     # Deferred: huggingface_hub is only needed (and imported) for Hub downloads.
     from huggingface_hub import hf_hub_download
 

@@ -79,7 +79,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     """Read a checkpoint on the CPU without running code from it, and check its structure.
 
     ``.pth``/``.pt``: a ``torch.save`` zip archive, read by :func:`haltingvt.models.archive.read_torch_zip`
-    (never ``torch.load``); ``.safetensors``: ours carry a sha256 of their tensors, checked here; a
+    (never ``torch.load``); ``.safetensors``: ours carry a digest of their tensors and metadata, checked here; a
     folder: ``model.safetensors`` + ``config.json`` as :func:`save_pretrained` writes them. Whatever is
     returned passed :func:`check_structure`; anything else is a one-line CheckpointError naming the file.
     """
@@ -87,7 +87,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if path.is_dir():
         obj = read_pretrained(path)
     elif not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        left = interrupted_save(path)
+        raise CheckpointError(f"{path}: checkpoint file not found" + (
+            f"; an interrupted save_pretrained left the previous folder as {left}" if left else ""))
     elif path.suffix == ".safetensors":
         obj = _read_safetensors(path)
     else:

@@ -76,3 +76,62 @@ def test_pos_embed_resize_is_nearest_and_arch_from_weights(tmp_path):
                                           "mlp_ratio": 4.0, "num_classes": 5}
     with pytest.raises(haltingvt.CheckpointError, match="x.pth: not a HaltingVT"):
         detect_format({"foo": 1}, "x.pth")
+
+
+def test_digest_covers_metadata_and_tensors(tmp_path):
+    """The digest of our .safetensors changes with any metadata entry or tensor; an edit with the digest kept
+    is refused, an edit whose digest was recomputed is read as edited (the digest is for damage, not a
+    signature)."""
+    import json
+    import struct
+
+    from haltingvt.models.weights import CheckpointError, content_digest, read_checkpoint, save_safetensors
+
+    tensors = {"w": torch.arange(6.0).view(2, 3)}
+    meta = {"format": "haltingvt", "arch": json.dumps({"keep_rate": [1.0, 0.5]})}
+    base = content_digest(tensors, meta)
+    assert content_digest(tensors, {**meta, "digest": "x"}) == base  # the digest entry itself is left out
+    for changed in ({**meta, "arch": json.dumps({"keep_rate": [1.0, 0.4]})}, {**meta, "extra": ""},
+                    {k: v for k, v in meta.items() if k != "arch"}):
+        assert content_digest(tensors, changed) != base
+    assert content_digest({"w": tensors["w"].clone().index_fill_(1, torch.tensor([0]), 9)}, meta) != base
+    assert content_digest({"v": tensors["w"]}, meta) != base
+    assert content_digest({"w": tensors["w"].double()}, meta) != base
+
+    path = save_safetensors(tmp_path / "w.safetensors", tensors, {"classes": ["a", "b"]})
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"]["classes"] = json.dumps(["a", "c"])
+    text = json.dumps(header).encode()
+    (tmp_path / "edited.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    with pytest.raises(CheckpointError, match="edited.safetensors: the contents .* do not match their sha256 digest"):
+        read_checkpoint(tmp_path / "edited.safetensors")
+
+
+def test_folder_leftovers_removed_only_when_their_writer_is_gone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from haltingvt.models.weights import CheckpointError, atomic_write_folder, interrupted_save, read_checkpoint
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    target = tmp_path / "m"
+    stale_new = tmp_path / f".m.p{dead}.abcd_123.new"
+    live_new = tmp_path / f".m.p{os.getppid()}.abcd_123.new"  # a running writer's: kept
+    other = tmp_path / f".other.p{dead}.abcd_123.new"  # another target's: kept
+    for d in (stale_new, live_new, other):
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+    # the fallback's window: the previous folder renamed away, the new one not yet in
+    old = tmp_path / f".m.p{dead}.abcd_456.old"
+    old.mkdir()
+    (old / "keep.txt").write_text("previous")
+    assert interrupted_save(target) == old
+    with pytest.raises(CheckpointError, match=r"interrupted save_pretrained left the previous folder as .*abcd_456\.old"):
+        read_checkpoint(target)
+    atomic_write_folder(target, {"a.txt": b"new"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", live_new.name, other.name])
+    assert (target / "keep.txt").read_text() == "previous" and (target / "a.txt").read_bytes() == b"new"
