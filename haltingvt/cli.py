@@ -12,6 +12,7 @@ from . import __version__
 from .config import ConfigError
 from .data.errors import DataError
 from .models.weights import CheckpointError, CheckpointWriteError
+from .textsafe import escape
 
 #: Subcommand -> help line; the code is in haltingvt.commands.<name>.
 SUBCOMMANDS = {
@@ -58,6 +59,11 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, message: object) -> None:
+    # Messages quote paths, values and names from files: shown escaped, never as raw terminal controls.
+    print(f"haltingvt {command}: error: {escape(str(message))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; the exit status (docs/reliability.md, "Exit codes"): 0 done; 1 the operating system
     refused (a full disk, a read-only folder, no permission) or training stopped on a NaN/inf loss; 2 a mistake
@@ -77,14 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except CheckpointWriteError as err:  # a full disk while writing a checkpoint: an OS error (exit 1), not bad input
-        print(f"haltingvt {args.command}: error: {err}", file=sys.stderr)
+        _error(args.command, err)
         return 1
     except (ConfigError, CheckpointError, DataError, FileNotFoundError) as err:
-        print(f"haltingvt {args.command}: error: {err}", file=sys.stderr)
+        _error(args.command, err)
         return 2
     except OSError as err:  # a read-only folder, a full disk ...: one line naming the file
-        where = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
-        print(f"haltingvt {args.command}: error: {where}", file=sys.stderr)
+        _error(args.command, f"{err.filename}: {err.strerror}" if err.filename and err.strerror else err)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -54,6 +54,7 @@ from .evaluate import evaluate, format_metrics
 from .lock import WorkDirLock
 from .metrics import top1_hits
 from .runlog import RunLog
+from ..textsafe import escape
 
 #: Parameters never weight-decayed (the release's paramwise setting).
 NO_DECAY_NAMES = ("cls_token", "pos_embed", "time_embed")
@@ -328,7 +329,7 @@ class Trainer:
             if state.iteration >= self.micro_per_epoch:
                 break
             for message in batch["skipped"]:  # also listed again in the epoch summary
-                (self.log.line if self.master else print)(f"[rank {self.ddp.rank}] skipped bad sample: {message}")
+                (self.log.line if self.master else print)(f"[rank {self.ddp.rank}] skipped bad sample: {escape(message)}")
             self.epoch_skipped.extend(batch["skipped"])
             self.epoch_read += len(batch["path"])
             self.train_step(batch)
@@ -447,7 +448,7 @@ class Trainer:
         read = self._epoch_counts()[0]
         total = read + len(all_skipped)
         self.log.line(f"epoch {epoch + 1} done: step {state.step}, {len(all_skipped)} bad sample(s) skipped"
-                      + "".join(f"\n  skipped: {m}" for m in all_skipped))
+                      + "".join(f"\n  skipped: {escape(m)}" for m in all_skipped))
         if read == 0:
             first = " ".join(str(all_skipped[0]).split())[:300] if all_skipped else "no sample"
             latest = self.work_dir / "latest.pth"

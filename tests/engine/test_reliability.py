@@ -260,3 +260,23 @@ def test_checkpoint_without_progress_still_resumes(tmp_path, monkeypatch):
     monkeypatch.undo()
     summary = train(cfg, resume=True, datasets=datasets(24), progress=False)
     assert summary["optimizer_steps"] == 6
+
+
+def test_skipped_sample_messages_show_control_characters_escaped(tmp_path, capsys):
+    class EscapingNames(type(datasets(12)["train"])):
+        def __getitem__(self, index):
+            if index == 3:
+                return {"error": "/data/\x1b[2J\x1b]52;c;cHduZWQ=\x07evil\r.mp4: cannot open", "index": 3, "path": ""}
+            return super().__getitem__(index)
+
+    cfg = tiny_config(tmp_path / "run", epochs=1, val_interval=0)
+    train(cfg, datasets={"train": EscapingNames(12)}, progress=False)
+    shown = capsys.readouterr().out + (tmp_path / "run" / "train.log").read_text()
+    assert "\x1b" not in shown and "\x07" not in shown and "\r" not in shown
+    assert "/data/\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07evil\\r.mp4: cannot open" in shown
+
+
+def test_cli_error_lines_show_control_characters_escaped(tmp_path, capsys):
+    assert _cli(["train", str(tmp_path / "no\x1b[31mpe.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "no\\x1b[31mpe.yaml" in err and err.count("\n") == 1
