@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
 KEY = re.compile(r"(?<![\w./-])(model|init|loss|data|train|test)\.([a-z][a-z0-9_]*)\b(?!\.py|/)")
-FILE_SUFFIXES = {"txt", "log", "json", "csv", "pth", "yaml", "safetensors", "png", "gif", "mp4", "jpg", "py"}
+FILE_SUFFIXES = {"txt", "log", "json", "csv", "pth", "pkl", "yaml", "safetensors", "png", "gif", "mp4", "jpg", "py"}
 
 
 def _commands(page: Path) -> list[tuple[int, list[str]]]:
