@@ -5,8 +5,8 @@ DeiT-S, 8 x 224 x 224, G03/b10 architecture, random weights with a halting profi
 clips average about ``--target-gflops`` (10, the paper's G03 operating point; see bench_common.py); the
 measured average is printed.
 
-    .venv/bin/python benchmarks/bench_compact.py --json-out bench_compact.json
-    .venv/bin/python benchmarks/bench_compact.py --device cuda --batch-sizes 1 8 32
+    .venv/bin/python -m benchmarks.bench_compact --json-out bench_compact.json
+    .venv/bin/python -m benchmarks.bench_compact --device cuda --batch-sizes 1 8 32
 
 Every variant is timed in the same run, round-robin over repetitions (so load from other processes
 spreads over all of them), after warm-up; the median is reported. Timings on a shared CPU are noisy.
@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-from haltingvt.data import normalize
 import haltingvt
+from benchmarks.bench_common import calibrate, padded_gflops, set_halt_bias, sync
+from haltingvt.data import normalize
 from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops
-
-from bench_common import calibrate, padded_gflops, set_halt_bias, sync  # benchmarks/: the script's own folder
 
 ARCH = "minik_g03_b10"
 

@@ -7,7 +7,7 @@ sample) through a DataLoader with each worker count. Prints clips per second (a 
 sample = 2 clips: real and static), clips per second per worker, and how many workers keep
 a GPU fed at ``--target`` clips per second. Writes the numbers as JSON.
 
-    python benchmarks/bench_data.py --workers 0 2 --seconds 10 --target 400
+    python -m benchmarks.bench_data --workers 0 2 --seconds 10 --target 400
 
 Numbers depend on the CPU and on other load; on a shared machine they are noisy.
 Decode speed on real 1280x720 footage (original mp4, re-encoded mp4, frame folders; PyAV and torchcodec):

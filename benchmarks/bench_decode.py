@@ -17,7 +17,7 @@ single-threaded (PyAV ``threads=1``, torchcodec ``num_ffmpeg_threads=1``, one to
 DataLoader worker. Settings are measured in interleaved rounds and the median round is reported, so that ratios
 come from one run under the same load. torchcodec's frames are compared with PyAV's (max |difference|).
 
-    python benchmarks/bench_decode.py --seconds 3 --rounds 5 --json bench_decode.json
+    python -m benchmarks.bench_decode --seconds 3 --rounds 5 --json bench_decode.json
 
 torchcodec needs FFmpeg's shared libraries (Debian/Ubuntu: ``apt-get install ffmpeg``); without it the torchcodec
 rows say why they are missing.

@@ -3,22 +3,25 @@ operating point, with the ratios they should reach and the memory each step need
 
 DeiT-S, 8 x 224 x 224, G03/b10 architecture, random weights with the halting profile of bench_compact.py
 (calibrated so that compact execution costs about ``--target-gflops`` = 10 GFLOPs per clip; bench_common.py).
-One training step is what ``haltingvt train`` does per batch: the forward pass on real/static clip pairs, the
-loss (action CE + ponder + motion CE), backward, gradient clipping and an Adam step. Variants:
+One training step is what ``haltingvt train`` does per batch, run by its own code: ``Trainer.train_step`` (the
+forward pass on real/static clip pairs, the loss: action CE + ponder + motion CE, backward) and
+``Trainer.optimizer_step`` (gradient clipping at the config's ``train.grad_clip``, the Adam step). Each variant is
+a real ``haltingvt.engine.train.Trainer`` built from the ``minik_g03_b10`` config (with a placeholder train set and
+a scratch work dir; ``--set`` adds config overrides, e.g. ``train.grad_clip=0``). Variants:
 
 * ``dense``: the same backbone with neither Glimpser selection nor halting (the dense joint model);
 * ``masked``: HaltingVT as the release trains it (halted tokens zeroed, every layer on all tokens);
 * ``compact``: HaltingVT with halted tokens removed (``train.execution: compact``, the same loss and gradients).
 
-    python benchmarks/bench_train.py                          # CPU: ~5 minutes on 2 idle cores
-    python benchmarks/bench_train.py --device cuda --batch-sizes 8 32 --steps 10 --amp bf16
+    python -m benchmarks.bench_train                          # CPU: ~5 minutes on 2 idle cores
+    python -m benchmarks.bench_train --device cuda --batch-sizes 8 32 --steps 10 --amp bf16
 
 ``--batch-sizes`` counts clips per step (pairs: 4 clips = 2 samples). Every variant is timed in the same run,
 round-robin over the timed steps (so load from other processes spreads over all of them), after warm-up steps
 that are not timed. Reported: the median step, the fastest, and the median process CPU time (user + system of
 all threads; on a CPU shared with other processes it varies less than wall-clock; on CUDA it is host time).
-Adam runs with lr 0, so that the halting profile stays at the calibrated point while timing (the update costs
-the same). Ideal speed-ups are forward FLOPs ratios (backward costs about twice the forward pass in every
+Adam runs with lr 0 (set on the trainer's optimizer and schedule after it is built: the config insists on lr > 0),
+so that the halting profile stays at the calibrated point while timing (the update costs the same). Ideal speed-ups are forward FLOPs ratios (backward costs about twice the forward pass in every
 variant). Memory per step: CUDA max allocated during a step (CUDA), or on the CPU the peak RSS growth of a
 first step in a fresh process (activations, gradients and Adam state; the last two are equal for masked and
 compact); and, exactly, the activations autograd saves for backward (parameters excluded).
@@ -30,27 +33,29 @@ import json
 import multiprocessing
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
-import haltingvt
+from benchmarks.bench_common import calibrate, padded_gflops, set_halt_bias, sync
+from haltingvt.config import load_config
 from haltingvt.data import normalize
 from haltingvt.engine.amp import autocast
-from haltingvt.engine.train import build_optimizer
+from haltingvt.engine.train import Trainer
 from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops
-
-from bench_common import calibrate, padded_gflops, set_halt_bias, sync  # benchmarks/: the script's own folder
 
 ARCH = "minik_g03_b10"
 VARIANTS = ("dense", "masked", "compact")
 
 
-def make_batch(clips: int, arch: dict[str, Any], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``clips`` normalised clips (B, 3, T, H, W) as the trainer builds them: real/static pairs (a static clip
-    repeats one frame of its real clip), action labels (B,) and motion labels (B,) = 1, 0, 1, 0, ..."""
+def make_batch(clips: int, arch: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A collated training batch as the trainer's loader gives it: ``clips`` uint8 clips (B, 3, T, H, W) in
+    real/static pairs (a static clip repeats one frame of its real clip), action labels (B,) and motion labels
+    (B,) = 1, 0, 1, 0, ..."""
     if clips % 2:
         raise SystemExit(f"--batch-sizes counts clips in real/static pairs: {clips} is odd")
     g = torch.Generator().manual_seed(seed)
@@ -59,57 +64,77 @@ def make_batch(clips: int, arch: dict[str, Any], seed: int) -> tuple[torch.Tenso
     static = real[:, :, :1].expand_as(real)
     u8 = torch.stack([real, static], dim=1).flatten(0, 1)
     labels = torch.randint(0, arch["num_classes"], (clips // 2,), generator=g).repeat_interleave(2)
-    return normalize(u8), labels, torch.tensor([1, 0] * (clips // 2))
+    return {"clips": u8, "label": labels, "motion_label": torch.tensor([1, 0] * (clips // 2)),
+            "path": [f"clip{i}" for i in range(clips // 2)], "skipped": []}
 
 
-def build(variant: str, seed: int, delta: float, device: torch.device) -> haltingvt.HaltingVT:
-    torch.manual_seed(seed)
+def head(batch: dict[str, Any], clips: int) -> dict[str, Any]:
+    """The first ``clips`` clips of ``batch``."""
+    return {"clips": batch["clips"][:clips], "label": batch["label"][:clips],
+            "motion_label": batch["motion_label"][:clips], "path": batch["path"][:clips // 2], "skipped": []}
+
+
+class _NoSamples(Dataset):
+    """The trainer's train set: one sample that is never read (batches are handed to ``train_step`` directly)."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int):
+        raise RuntimeError("bench_train hands its batches to Trainer.train_step; the loader is not used")
+
+
+def build(variant: str, seed: int, delta: float, amp: str, device: torch.device, work_dir: Path,
+          overrides: list[str] = ()) -> Trainer:
+    """The real trainer of ``haltingvt train`` for ``variant`` (dense / masked / compact) on ARCH, its optimizer at
+    lr 0 and, for HaltingVT, the halting bias ``delta``; the model is in training mode."""
+    sets = [f"train.seed={seed}", f"train.amp={amp}", "train.execution=" + ("compact" if variant == "compact" else "masked"),
+            f"train.work_dir={work_dir / variant}", "train.val_interval=0", "train.batch_size=1", "init.pretrained=null"]
     if variant == "dense":
-        return haltingvt.create_model(ARCH, keep_rate=[1.0, 1.0], halting=False).to(device).train()
-    model = haltingvt.create_model(ARCH).to(device).train()
-    set_halt_bias(model, delta)
-    return model
+        sets += ["model.keep_rate=[1.0,1.0]", "model.halting=false"]
+    trainer = Trainer(load_config(ARCH, [*sets, *overrides]), device=str(device), datasets={"train": _NoSamples()},
+                      progress=False)
+    for group in trainer.optimizer.param_groups:  # lr 0: the weights (and the halting profile) stay as they are
+        group["lr"] = group["initial_lr"] = 0.0
+    trainer.scheduler.base_lrs = [0.0] * len(trainer.optimizer.param_groups)
+    if variant != "dense":
+        set_halt_bias(trainer.model, delta)
+    trainer.model.train()
+    return trainer
 
 
-class Trainer:
-    """One variant's training step: model, its optimizer (lr 0), AMP scaler and loss."""
+def step(trainer: Trainer, batch: dict[str, Any]) -> None:
+    """One training step as ``haltingvt train`` runs it (one micro-batch per optimizer step)."""
+    trainer.train_step(batch)
+    trainer.optimizer_step()
 
-    def __init__(self, model: haltingvt.HaltingVT, execution: str, amp: str, device: torch.device) -> None:
-        self.model, self.execution, self.amp, self.device = model, execution, amp, device
-        self.optimizer = build_optimizer(model, lr=0.0, weight_decay=1e-5)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-        self.loss_fn = haltingvt.HaltingVTLoss()
 
-    def loss(self, clips: torch.Tensor, labels: torch.Tensor, motion: torch.Tensor):
-        with autocast(self.device, self.amp):
-            out = self.model(clips, execution=self.execution)
-            return out, self.loss_fn(out, labels, motion).total
+def close(trainer: Trainer) -> None:
+    trainer.log.close()
+    trainer.lock.release()
 
-    def step(self, clips: torch.Tensor, labels: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """Forward, loss, backward, clipping, Adam; returns the token counts (B, n)."""
-        out, loss = self.loss(clips, labels, motion)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 40.0)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return out.token_counts.detach()
 
-    def saved_mib(self, clips: torch.Tensor, labels: torch.Tensor, motion: torch.Tensor) -> float:
-        """MiB of tensors autograd keeps for backward in one step (distinct storages, parameters excluded)."""
-        params = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
-        seen: dict[int, int] = {}
+def token_counts(trainer: Trainer, batch: dict[str, Any]) -> torch.Tensor:
+    """Tokens entering each halting layer (B, n) for ``batch`` in the trainer's execution (lr 0: as in its steps)."""
+    with torch.no_grad(), autocast(trainer.device, trainer.tc["amp"]):
+        out = trainer.model(normalize(batch["clips"].to(trainer.device)), execution=trainer.tc["execution"])
+    return out.token_counts.float().cpu()
 
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            storage = t.untyped_storage()
-            if storage.data_ptr() not in params:
-                seen[storage.data_ptr()] = storage.nbytes()
-            return t
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            self.loss(clips, labels, motion)
-        return sum(seen.values()) / 2**20
+def saved_mib(trainer: Trainer, batch: dict[str, Any]) -> float:
+    """MiB of tensors autograd keeps for backward in one step (distinct storages, parameters excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step(trainer, batch)
+    return sum(seen.values()) / 2**20
 
 
 def _proc_status_mib(field: str) -> float:
@@ -120,24 +145,26 @@ def _proc_status_mib(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def first_step_rss(variant: str, clips_n: int, seed: int, delta: float, amp: str, threads: int) -> float:
+def first_step_rss(variant: str, clips_n: int, seed: int, delta: float, amp: str, threads: int,
+                   overrides: list[str]) -> float:
     """Run in a fresh (spawned) process: peak RSS growth in MiB over one first training step (Linux).
 
     VmHWM is the peak RSS of this process's own address space (ru_maxrss is not: it keeps the parent's peak
     across fork + exec), and a fresh process has no freed heap memory left over from other variants' steps."""
     torch.set_num_threads(threads)
-    device = torch.device("cpu")
-    model = build(variant if variant == "dense" else "haltingvt", seed, delta, device)
-    trainer = Trainer(model, "masked" if variant == "dense" else variant, amp, device)
-    batch = make_batch(clips_n, model.arch, seed + 1)
-    try:  # reset VmHWM to the current RSS (Linux >= 4.0), so that imports and model building do not count
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    before = _proc_status_mib("VmRSS")
-    trainer.step(*batch)
-    return _proc_status_mib("VmHWM") - before
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        trainer = build(variant, seed, delta, amp, torch.device("cpu"), Path(tmp), overrides)
+        batch = make_batch(clips_n, trainer.model.arch, seed + 1)
+        try:  # reset VmHWM to the current RSS (Linux >= 4.0), so that imports and model building do not count
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        before = _proc_status_mib("VmRSS")
+        step(trainer, batch)
+        grown = _proc_status_mib("VmHWM") - before
+        close(trainer)
+    return grown
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -153,42 +180,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results to this file")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every variant's trainer, e.g. train.grad_clip=0")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     started = time.time()
+    scratch = tempfile.TemporaryDirectory(prefix="bench_train_")  # the trainers' work dirs (locks, logs)
+    work = Path(scratch.name)
 
-    halting = build("haltingvt", args.seed, 0.0, device)
-    arch = halting.arch
-    clips_all, labels_all, motion_all = make_batch(max(args.batch_sizes), arch, args.seed + 1)
-    clips_all, labels_all, motion_all = clips_all.to(device), labels_all.to(device), motion_all.to(device)
+    trainers = {name: build(name, args.seed, 0.0, args.amp, device, work, args.set) for name in VARIANTS}
+    arch = trainers["masked"].model.arch
+    batch_all = make_batch(max(args.batch_sizes), arch, args.seed + 1)
     if args.halt_bias is None:
-        delta, calib = calibrate(halting.eval(), clips_all, args.target_gflops)
+        halting = trainers["masked"].model
+        delta, calib = calibrate(halting.eval(), normalize(batch_all["clips"].to(device)), args.target_gflops)
         halting.train()
         print(f"halting bias delta = {delta:.4f} (calibration clips: {calib:.2f} GFLOPs)", flush=True)
     else:
         delta = args.halt_bias
-        set_halt_bias(halting, delta)
-    trainers = {
-        "dense": Trainer(build("dense", args.seed, delta, device), "masked", args.amp, device),
-        "masked": Trainer(halting, "masked", args.amp, device),
-        "compact": Trainer(halting, "compact", args.amp, device),
-    }
+    for name in ("masked", "compact"):  # the same weights (same seed), the same halting profile
+        set_halt_bias(trainers[name].model, delta)
+    grad_clip = trainers["masked"].tc["grad_clip"]
     gflops_fixed = {"dense": dense_gflops(arch), "masked": glimpser_only_gflops(arch)}
 
     result: dict[str, Any] = {
         "arch": ARCH, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
         (platform.processor() or platform.machine()), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "halt_bias": delta, "settings": vars(args), "batches": {},
+        "halt_bias": delta, "grad_clip": grad_clip, "settings": vars(args), "batches": {},
     }
     lines = []
     for B in args.batch_sizes:
-        batch = clips_all[:B], labels_all[:B], motion_all[:B]
+        batch = head(batch_all, B)
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         cpu_times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         peak: dict[str, float] = {}
-        counts = None
         for rep in range(args.warmup + args.steps):
             for name, trainer in trainers.items():
                 if device.type == "cuda" and rep == args.warmup:
@@ -196,21 +223,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     base = torch.cuda.memory_allocated(device)
                 sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
-                tc = trainer.step(*batch)
+                step(trainer, batch)
                 sync(device)
                 if rep >= args.warmup:
                     times[name].append(time.perf_counter() - t0)
                     cpu_times[name].append(time.process_time() - c0)
                 if device.type == "cuda" and rep == args.warmup:
                     peak[name] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-                if name == "compact":
-                    counts = tc.float().cpu()
-        saved = {name: trainer.saved_mib(*batch) for name, trainer in trainers.items()}
+        counts = token_counts(trainers["compact"], batch)
+        saved = {name: saved_mib(trainer, batch) for name, trainer in trainers.items()}
         if device.type == "cpu" and not args.no_memory:
             ctx = multiprocessing.get_context("spawn")  # a fresh process per measurement: the heap starts empty
             with ctx.Pool(1, maxtasksperchild=1) as pool:
                 for name in ("masked", "compact"):
-                    peak[name] = pool.apply(first_step_rss, (name, B, args.seed, delta, args.amp, torch.get_num_threads()))
+                    peak[name] = pool.apply(first_step_rss, (name, B, args.seed, delta, args.amp,
+                                                             torch.get_num_threads(), args.set))
 
         gfl = {**gflops_fixed, "compact": float(clip_gflops(arch, counts).mean())}
         med = {k: statistics.median(v) for k, v in times.items()}
@@ -259,9 +286,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     peak_kind = "CUDA max allocated during a step" if device.type == "cuda" else "peak RSS growth of a first step in a fresh process"
     print(f"\n{ARCH}, {arch['num_frames']}x{arch['img_size']}px, random weights, halting bias {delta:.4f}, {result['device']}, "
-          f"{torch.get_num_threads()} threads, amp {args.amp}, median of {args.steps} steps after {args.warmup} warm-up; "
+          f"{torch.get_num_threads()} threads, amp {args.amp}, grad clip {grad_clip}, median of {args.steps} steps after {args.warmup} warm-up; "
           f"peak = {peak_kind}; {time.time() - started:.0f} s in all")
     print("\n".join(lines))
+    for trainer in trainers.values():
+        close(trainer)
+    scratch.cleanup()
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")

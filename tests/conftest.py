@@ -1,22 +1,13 @@
+"""Fixtures of the release's tiny checkpoint (tests/fixtures/official-tiny). Plain constants and helpers live in
+the ``*_helpers`` modules (model_helpers: OFFICIAL, tiny_model); tests import those, never this file."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 import haltingvt
 from haltingvt.data import normalize
-
-FIXTURES = Path(__file__).parent / "fixtures"
-OFFICIAL = FIXTURES / "official-tiny"
-
-
-def tiny_model(**kw) -> haltingvt.HaltingVT:
-    """A small random HaltingVT (32 px, 4 frames, 5 classes); keyword arguments change its architecture."""
-    arch = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=6, divid_depth=2,
-                keep_rate=[1.0, 0.5], halt_scale=10.0, halt_center=3.0, eps=0.01)
-    arch.update(kw)
-    return haltingvt.create_model(arch, num_classes=5)
+from model_helpers import OFFICIAL, tiny_model  # noqa: F401 - tiny_model: until no test imports it from here
 
 
 @pytest.fixture(scope="session")

@@ -159,6 +159,5 @@ def main(argv: list[str]) -> int:
     raise SystemExit(f"unknown command {argv[0]}")
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":  # the callers put the repository root on PYTHONPATH (subprocess_env)
     raise SystemExit(main(sys.argv[1:]))

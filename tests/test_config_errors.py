@@ -1,4 +1,4 @@
-"""Every case of the bad-input catalogue (benchmarks/bad_inputs.py) through the ``haltingvt`` command line:
+"""Every case of the bad-input catalogue (tests/harness/bad_inputs.py) through the ``haltingvt`` command line:
 user mistakes give one error line naming the key or file:line, never a traceback; the cases that used to
 give silently wrong results give the right one. Cases that need a shell (pipes, non-UTF-8 argv) run in
 tests of their own below, the tmpfs ones only as root."""
@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark_helpers import load_benchmark
 from engine_helpers import subprocess_env
+from tests.harness import bad_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-bad_inputs = load_benchmark("bad_inputs")
 
 IN_PROCESS = [c for c in bad_inputs.CASES if not c.shell]
 

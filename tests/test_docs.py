@@ -67,17 +67,58 @@ def test_haltingvt_commands_parse(page):
         assert checked > 0
 
 
+def _script(words: list[str]) -> tuple[str, Path, list[str]] | None:
+    """(the name as written, the repository file, the words after it) of a `python X.py ...` or
+    `python -m package.module ...` line that runs this repository's own code; None for other lines. The CLI's
+    modules (`python -m haltingvt.cli`) and installed tools (`python -m pip`) are not scripts of this kind."""
+    if Path(words[0]).name not in ("python", "python3") or len(words) < 2:
+        return None
+    if words[1].endswith(".py"):
+        return words[1], ROOT / words[1], words[2:]
+    if words[1] != "-m" or len(words) < 3:
+        return None
+    module = words[2]
+    package = module.split(".")[0]
+    if package == "haltingvt" or not (ROOT / package).is_dir():
+        return None
+    path = ROOT / Path(*module.split("."))
+    return module, (path / "__main__.py" if path.is_dir() else path.with_suffix(".py")), words[3:]
+
+
+def _inline_commands(page: Path) -> list[tuple[int, list[str]]]:
+    """Commands written in running text as `python ...` code spans, as (line number, words)."""
+    text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), page.read_text())  # fenced blocks: _commands
+    out = []
+    for number, text_line in enumerate(text.splitlines(), start=1):
+        for code in re.findall(r"`(python[^`]*)`", text_line):
+            out.append((number, shlex.split(code)))
+    return out
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_scripts_and_flags_exist(page):
-    """`python benchmarks/X.py --flag` lines name a script that exists and flags that it defines."""
-    for line, words in _commands(page):
-        if words[0] != "python" or len(words) < 2 or not words[1].endswith(".py"):
+    """`python benchmarks/X.py --flag` and `python -m benchmarks.X --flag` lines (in bash blocks or running text)
+    name a script (a module of the repository) that exists and flags that it defines."""
+    for line, words in _commands(page) + _inline_commands(page):
+        found = _script(words)
+        if found is None:
             continue
-        script = ROOT / words[1]
-        assert script.is_file(), f"{page.name}:{line}: {words[1]} does not exist"
+        name, script, rest = found
+        assert script.is_file(), f"{page.name}:{line}: {name} does not exist"
         source = script.read_text()
-        for flag in (w.split("=")[0] for w in words[2:] if w.startswith("--")):
-            assert f'"{flag}"' in source, f"{page.name}:{line}: {words[1]} has no option {flag}"
+        for flag in (w.split("=")[0] for w in rest if w.startswith("--")):
+            assert f'"{flag}"' in source, f"{page.name}:{line}: {name} has no option {flag}"
+
+
+def test_script_lines_are_recognised():
+    """The parsing behind test_scripts_and_flags_exist: both spellings of a repository script are checked."""
+    assert _script(["python", "-m", "benchmarks.bench_compact", "--device", "cuda"]) == (
+        "benchmarks.bench_compact", ROOT / "benchmarks" / "bench_compact.py", ["--device", "cuda"])
+    assert _script(["python", "-m", "tests.harness.bad_inputs"])[1] == ROOT / "tests" / "harness" / "bad_inputs.py"
+    assert _script([".venv/bin/python", "experiments/motion_recipes.py", "--report"])[1] == \
+        ROOT / "experiments" / "motion_recipes.py"
+    assert _script(["python", "-m", "haltingvt.cli", "train"]) is None
+    assert _script(["python", "-m", "pip", "install", "-e", "."]) is None
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

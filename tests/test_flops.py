@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import haltingvt
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from haltingvt import cli
 from haltingvt.data import normalize
 from haltingvt.flops import (

@@ -1,14 +1,11 @@
-"""The motion datasets of benchmarks/motion_datasets.py (their own renderers, for motion_recipes.py): each is
+"""The motion datasets of experiments/motion_datasets.py (their own renderers, for motion_recipes.py): each is
 written in its disk format and read back through the real data pipeline as the benchmark configures it, and
 each class is the time reversal of its pair partner."""
 import numpy as np
 import pytest
 
 import haltingvt
-from benchmark_helpers import load_benchmark
-
-motion_datasets = load_benchmark("motion_datasets")
-motion_recipes = load_benchmark("motion_recipes")
+from experiments import motion_datasets, motion_recipes
 
 
 @pytest.mark.parametrize("name", list(motion_datasets.DATASETS))
@@ -71,12 +68,13 @@ def test_class_subset_probe(tmp_path):
 
 
 def test_rotation_estimator_reads_the_sense_of_a_spin():
-    """benchmarks/rotation_probe.py's hand-written estimator (no training) gets the sense of turns8's spins
+    """experiments/rotation_probe.py's hand-written estimator (no training) gets the sense of turns8's spins
     from clips as the model sees them: 8 frames, interval 3, rescaled to 32 px."""
     import torch
     import torch.nn.functional as F
 
-    probe = load_benchmark("rotation_probe")
+    from experiments import rotation_probe as probe
+
     ds = motion_datasets.DATASETS["turns8"]
     for seed in range(4):
         for name, sign in (("spin_cw", 1), ("spin_ccw", -1)):

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 import haltingvt
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import ConfigError, load_config
 from haltingvt.data import load_views, normalize

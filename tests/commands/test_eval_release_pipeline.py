@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from engine_helpers import one_thread
 from footage import real_frame_folders
 from haltingvt.cli import main

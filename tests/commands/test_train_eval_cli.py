@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from engine_helpers import one_thread
 from haltingvt.cli import main
 

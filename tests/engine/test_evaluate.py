@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import haltingvt
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from engine_helpers import HELPERS, TINY_MODEL, TinyEvalSet, one_thread, subprocess_env, tiny_config
 from haltingvt.data import normalize
 from haltingvt.engine.evaluate import evaluate, format_metrics

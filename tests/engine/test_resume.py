@@ -165,12 +165,11 @@ def test_resume_refuses_settings_that_cannot_change(tmp_path):
 
 
 def test_fault_injection_quick(tmp_path):
-    """benchmarks/fault_injection.py --quick: killed inside a log interval (before the first train_log.csv row,
+    """python -m tests.harness.fault_injection --quick: killed inside a log interval (before the first train_log.csv row,
     latest.pth from the step before), between epoch_1.pth and best.pth, a full disk while
     latest.pth is written, killed before summary.json; the resumed run ends bit-identical to an
     uninterrupted one, with every promised file and no orphan temp file."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--keep", str(tmp_path), "--json",
+    proc = subprocess.run([sys.executable, "-m", "tests.harness.fault_injection", "--quick", "--keep", str(tmp_path), "--json",
                            str(tmp_path / "report.json")], env=subprocess_env(), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import haltingvt
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
 from haltingvt.config import ConfigError, load_config
 from haltingvt.engine.train import train

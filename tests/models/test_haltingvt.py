@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import haltingvt
-from conftest import tiny_model
+from model_helpers import tiny_model
 
 
 def test_create_model_by_name_matches_deit_small():

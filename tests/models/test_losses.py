@@ -2,7 +2,7 @@
 import torch
 
 import haltingvt
-from conftest import tiny_model
+from model_helpers import tiny_model
 
 
 def test_losses_hard_soft_and_backward():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import haltingvt
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 
 TOL = 1e-4
 

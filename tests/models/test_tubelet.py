@@ -4,7 +4,7 @@ import timm
 import torch
 
 import haltingvt
-from conftest import tiny_model
+from model_helpers import tiny_model
 from haltingvt.flops import clip_gflops, dense_gflops, dense_tokens, tokens_after_glimpser, torch_counted_gflops
 from haltingvt.models import ArchError
 from haltingvt.models.weights import arch_from_weights, check_arch, describe_init, estimate_params, model_payload

@@ -6,7 +6,7 @@ video lengths (1..2499) whose frame indices equal MMAction2's, for ``data.test_s
 other sizes) it compares Resize(-1, 256) + CenterCrop(224) on the same decoded frames, for ``data.resize=mmcv``
 and ``torchvision``. Prints the table and writes it as JSON.
 
-    python benchmarks/pipeline_vs_mmaction2.py --out pipeline_vs_mmaction2.json
+    python -m experiments.pipeline_vs_mmaction2 --out pipeline_vs_mmaction2.json
 """
 from __future__ import annotations
 

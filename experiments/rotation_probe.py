@@ -1,6 +1,6 @@
 """Is the sense of a rotation in the clips the model sees, and can a network other than HaltingVT learn it in the
 budget? A probe for one pair of rotation classes of a motion dataset (e.g. ``turns8``'s spin_cw/spin_ccw),
-through the same data pipeline as ``haltingvt train`` (clip 8 x interval 3 at 32 px, benchmarks/motion_recipes.py's
+through the same data pipeline as ``haltingvt train`` (clip 8 x interval 3 at 32 px, experiments/motion_recipes.py's
 config of the dataset):
 
 1. a hand-written estimator, no training: rotate frame t about the centre of the clip's motion by each angle
@@ -9,7 +9,7 @@ config of the dataset):
 2. a small 3D CNN (4 conv layers with BatchNorm, 0.20 M parameters, no attention, no halting) trained on the
    pair alone with AdamW for ``--steps`` steps of batch 8, printed every epoch.
 
-    python benchmarks/rotation_probe.py --data data/motion --dataset turns8 --classes spin_cw spin_ccw
+    python -m experiments.rotation_probe --data data/motion --dataset turns8 --classes spin_cw spin_ccw
 
 HaltingVT on the pair alone, for comparison: ``motion_recipes.py --datasets turns8 --classes spin_cw spin_ccw``.
 Results are also written as JSON (``--out``).
@@ -29,11 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_recipes import COUNTS, DATASETS, run_config, write_dataset  # noqa: E402
-
-import haltingvt  # noqa: E402
-from haltingvt.data import collate_eval, collate_train, normalize  # noqa: E402
+import haltingvt
+from experiments.motion_recipes import COUNTS, DATASETS, run_config, write_dataset
+from haltingvt.data import collate_eval, collate_train, normalize
 
 
 def rotation_per_frame(clip: torch.Tensor, max_deg: float = 40.0, radius: float = 9.0) -> float:

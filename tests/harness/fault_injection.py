@@ -15,9 +15,9 @@ then ``haltingvt train ... --resume`` runs it to the end. The disk-full check ru
 small tmpfs (root; otherwise ENOSPC is injected into the checkpoint writer): the run must stop with one
 line naming the file, leave no temporary file, and finish bit-identical after ``--resume`` with space.
 
-    python benchmarks/fault_injection.py                    # full: epoch-end sweep + 20 random kills + disk full
-    python benchmarks/fault_injection.py --quick            # the test suite's trial: 2 kills and a full disk
-    python benchmarks/fault_injection.py --random 40 --seed 3
+    python -m tests.harness.fault_injection                    # full: epoch-end sweep + 20 random kills + disk full
+    python -m tests.harness.fault_injection --quick            # the test suite's trial: 2 kills and a full disk
+    python -m tests.harness.fault_injection --random 40 --seed 3
 
 Checks after each trial (``compare``): epoch_N.pth for every epoch, latest.pth, best.pth (and the
 file summary.json names), summary.json, config.yaml, train.log, train_log.csv, val_log.csv exist; every
@@ -43,7 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.harness import tmpfs
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository root: children run with it on PYTHONPATH
 
 #: The test suite's trial: killed before the first log row (step 3, inside a log interval: latest.pth is from
 #: step 2), between epoch_1.pth and best.pth, a full disk while latest.pth is written at that epoch end (after
@@ -135,7 +137,7 @@ def run_child(work: Path, *, resume: bool = False, kill_at: int = 0, enospc_at: 
               enospc_on: str = "") -> tuple[int, str]:
     """Start a child training run; SIGKILL it ``delay`` seconds after its train.log appears (if given).
     Returns (exit code, negative for a signal; its output)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "child", "--work", str(work)]
+    cmd = [sys.executable, "-m", "tests.harness.fault_injection", "child", "--work", str(work)]
     if resume:
         cmd.append("--resume")
     if kill_at:
@@ -308,7 +310,7 @@ class Bench:
         if size_kib:
             mount = work.parent / f"{work.name}_mnt"
             mount.mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mount)], check=True)
+            tmpfs.mount(mount, f"{size_kib}k")
             run_dir = mount / "run"
         else:
             run_dir = work
@@ -325,7 +327,7 @@ class Bench:
             if orphans:
                 problems.append(f"orphan files after ENOSPC: {orphans}")
             if mount is not None:
-                subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
+                tmpfs.resize(mount, "256m")
             result = self.finish(run_dir, [f"ENOSPC ({tag}): {last[:160]}"])
             result["work"] = work.name
             result["problems"] = problems + result["problems"]
@@ -334,7 +336,7 @@ class Bench:
         finally:
             if mount is not None:
                 shutil.copytree(mount, work, dirs_exist_ok=True)
-                subprocess.run(["umount", str(mount)], check=False)
+                tmpfs.unmount(mount)
 
 
 def epoch_end_events(events: list[list[str]]) -> list[int]:
@@ -349,20 +351,6 @@ def epoch_end_events(events: list[list[str]]) -> list[int]:
         if inside or name == "summary.json":
             wanted.append(n)
     return wanted
-
-
-def can_mount() -> bool:
-    if os.geteuid() != 0:
-        return False
-    probe = Path(tempfile.mkdtemp(prefix="fi_probe_"))
-    try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
-                            capture_output=True).returncode == 0
-        if ok:
-            subprocess.run(["umount", str(probe)], check=False)
-        return ok
-    finally:
-        probe.rmdir()
 
 
 def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kills_per_chain: int = 2,
@@ -386,7 +374,7 @@ def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kill
         log(_line(results[-1]))
     full = []  # the chain's full disk is counted with the kills' trials
     if disk_full:
-        if can_mount():
+        if tmpfs.can_mount():
             ckpt = (bench.ref / "latest.pth").stat().st_size // 1024 + 1
             # Room for 3.5, 1.5 and 4.5 checkpoints: the disk fills while writing latest.pth at the end of
             # epoch 1 (after epoch_1.pth and best.pth), at the second mid-epoch latest.pth, at the end of epoch 2.

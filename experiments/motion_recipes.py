@@ -3,12 +3,12 @@ come in time-reversed pairs, through ``haltingvt train``, and report per dataset
 confusion inside the time-reversed pairs, GFLOPs per clip against the dense model, tokens per halting layer
 and the training time.
 
-    python benchmarks/motion_recipes.py --out runs/motion                       # every dataset, current recipe
-    python benchmarks/motion_recipes.py --datasets shapes6 builtin --variants recipe demo --seeds 0 1
-    python benchmarks/motion_recipes.py --jobs 2 --threads 1                    # two trainings at a time
-    python benchmarks/motion_recipes.py --datasets turns8 --classes spin_cw spin_ccw   # one pair alone (a probe)
+    python -m experiments.motion_recipes --out runs/motion                       # every dataset, current recipe
+    python -m experiments.motion_recipes --datasets shapes6 builtin --variants recipe demo --seeds 0 1
+    python -m experiments.motion_recipes --jobs 2 --threads 1                    # two trainings at a time
+    python -m experiments.motion_recipes --datasets turns8 --classes spin_cw spin_ccw   # one pair alone (a probe)
 
-Datasets: ``shapes6``, ``paths10``, ``clutter6`` (benchmarks/motion_datasets.py, written once under
+Datasets: ``shapes6``, ``paths10``, ``clutter6`` (experiments/motion_datasets.py, written once under
 ``--data``) and ``builtin`` (the demo's own synthetic clips). Every run has the demo's budget: 6000 optimizer
 steps of batch 8 at 32 px (``train.epochs`` = 6000 x 8 / number of training clips). The config of each run
 is ``_base_: scratch_motion`` (configs/scratch_motion.yaml) with the data keys replaced, plus the variant's
@@ -30,8 +30,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_datasets import DATASETS, data_config, write_dataset  # noqa: E402
+from experiments.motion_datasets import DATASETS, data_config, write_dataset
 
 STEPS, BATCH = 6000, 8
 COUNTS = {"train": 4800, "val": 400, "test": 400}

@@ -10,8 +10,8 @@ pipe or a special file system is part of the case) and its expected outcome:
 * ``works`` cases must exit 0 and pass a check of the result (the problem they guard against was a
   silently wrong result).
 
-    python benchmarks/bad_inputs.py              # all cases, a table and the totals
-    python benchmarks/bad_inputs.py -k resume    # the cases whose id contains "resume"
+    python -m tests.harness.bad_inputs              # all cases, a table and the totals
+    python -m tests.harness.bad_inputs -k resume    # the cases whose id contains "resume"
 
 Outcomes: ``ok``; ``traceback`` (an exception escaped, or "Traceback" was printed); ``silent`` (exit 0
 where an error was due, or the check of a ``works`` case failed); ``unclear`` (an error, but not one line
@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.harness import tmpfs
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository root: {py} runs with it on PYTHONPATH
 
 #: A tiny, fast training run on the built-in synthetic clips (2 optimizer steps per epoch).
 TINY = ["data.synthetic_num_train=16", "data.synthetic_num_val=8", "data.synthetic_num_test=8",
@@ -205,14 +204,14 @@ def _setup_empty_eval(ctx: Ctx) -> None:
 def _setup_ro(ctx: Ctx) -> None:
     ro = ctx.tmp / "ro"
     ro.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M,ro", "tmpfs", str(ro)], check=True)
+    tmpfs.mount(ro, "1M", read_only=True)
     ctx.extra.setdefault("mounts", []).append(ro)
 
 
 def _setup_full(ctx: Ctx) -> None:
     full = ctx.tmp / "full"
     full.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(full)], check=True)
+    tmpfs.mount(full, "1M")
     ctx.extra.setdefault("mounts", []).append(full)
 
 
@@ -607,7 +606,7 @@ def run_case(case: Case, ctx: Ctx) -> tuple[str, str, float]:
         for undo in ctx.extra.pop("undo", []):
             undo()
         for mount in ctx.extra.pop("mounts", []):
-            subprocess.run(["umount", str(mount)], check=False)
+            tmpfs.unmount(mount)
     return outcome, detail, time.time() - start
 
 

@@ -1,8 +1,8 @@
 """What each part of HaltingVT buys, on the demo task: the demo model trained with the same budget
 (config demo_synthetic: data, epochs, schedule) with one part switched off at a time.
 
-    python benchmarks/ablation_demo.py --out ablation_out            # all variants, ~2-3 min each on 2 cores
-    python benchmarks/ablation_demo.py --variants full no_halting --set train.epochs=3
+    python -m experiments.ablation_demo --out ablation_out            # all variants, ~2-3 min each on 2 cores
+    python -m experiments.ablation_demo --variants full no_halting --set train.epochs=3
 
 Prints a table and writes ``OUT/ablation.json``. Each variant is one run of ``haltingvt.demo.run_demo``
 (one seed: differences of a few points are within run-to-run noise; pass ``--seeds 0 1 2`` to average).
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 def format_table(results: dict[str, dict], n_seeds: int) -> str:
     """Markdown table of the mean metrics per variant."""
     lines = [
-        f"| variant | val top-1 | test top-1 | static top-1 | motion acc | MMAC/clip | of dense | train s |"
+        "| variant | val top-1 | test top-1 | static top-1 | motion acc | MMAC/clip | of dense | train s |"
         + ("" if n_seeds == 1 else f"  (mean of {n_seeds} seeds)"),
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -1,4 +1,4 @@
-"""Motion datasets for the recipe benchmark (benchmarks/motion_recipes.py), made by their own renderers.
+"""Motion datasets for the recipe benchmark (experiments/motion_recipes.py), made by their own renderers.
 
 Each dataset is written to disk in a format the real data pipeline reads, so training goes through
 ``haltingvt train`` exactly as for a downloaded dataset. Every class is the time reversal of another
@@ -28,7 +28,7 @@ Frames are sampled by the benchmark as clip 8 x interval 3 (22 source frames of 
 frame" travel is 3 source frames of travel. Every clip is drawn from
 ``numpy.random.default_rng([seed, split_id, index])``: the same files whatever the order of writing.
 
-    python benchmarks/motion_datasets.py OUT_DIR [--datasets shapes6 paths10 clutter6 turns8] [--num 4800 400 400]
+    python -m experiments.motion_datasets OUT_DIR [--datasets shapes6 paths10 clutter6 turns8] [--num 4800 400 400]
 """
 from __future__ import annotations
 
