@@ -7,8 +7,10 @@
 """
 from .api import create_model
 from .config import ConfigError, available_configs, load_config
-from .models import HaltingVT, HaltingVTConfig, HaltingVTLoss, HaltingVTOutput, LossConfig
-from .models.weights import CheckpointError, load_checkpoint, save_checkpoint
+from .hub import HaltingVT
+from .io.errors import CheckpointError
+from .models import HaltingVTConfig, HaltingVTLoss, HaltingVTOutput, LossConfig
+from .models.weights import load_checkpoint, save_checkpoint
 from .predict import Predictor
 
 __version__ = "0.1.0"

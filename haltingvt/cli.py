@@ -11,8 +11,8 @@ import sys
 from . import __version__
 from .config import ConfigError
 from .data.errors import DataError
-from .models.weights import CheckpointError, CheckpointWriteError
-from .textsafe import escape
+from .io.errors import CheckpointError, CheckpointWriteError
+from .io.textsafe import escape
 
 #: Subcommand -> help line; the code is in haltingvt.commands.<name>.
 SUBCOMMANDS = {

@@ -8,7 +8,8 @@ may inherit another with ``_base_: other.yaml``. Overrides use ``section.key=val
     cfg = load_config("minik_g03_b10", ["train.lr=2e-5", "model.keep_rate=[1.0,0.5]"])
 
 Defaults live in code, once: the model's in :class:`haltingvt.models.HaltingVTConfig`, the loss's in
-:class:`haltingvt.models.LossConfig`, the other sections' in :data:`SCHEMA` below. A loaded config has
+:class:`haltingvt.models.LossConfig` (with their types, ranges and rules: :mod:`haltingvt.models.config`),
+the other sections' in :data:`SCHEMA` below. A loaded config has
 every key filled; an unknown key, a wrong type or a value out of range is a :class:`ConfigError` naming
 the key, the value and what is allowed. YAML files hold only what differs from the defaults.
 """
@@ -18,15 +19,14 @@ import copy
 import difflib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from .models.haltingvt import INIT_SCHEMES, ArchError, HaltingVTConfig
-from .models.losses import LossConfig
-from .models.weights import MAX_PARAMS, estimate_params
+from .models.config import (ARCH_RULES, MAX_PARAMS, ArchError, HaltingVTConfig, LossConfig, Spec, estimate_params,
+                            specs)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SPLITS = ("train", "val", "test")
@@ -151,37 +151,38 @@ def string_list(default: Any) -> Key:
     return Key(default, check, "a list of names or null")
 
 
-_AMP = ("none", "bf16", "fp16")
-_M = HaltingVTConfig()
-_L = LossConfig()
+def from_spec(default: Any, spec: Spec) -> Key:
+    """The config key of a model or loss setting: its type and range as its field's :class:`Spec` says."""
+    if spec.kind in ("int", "float"):
+        key = num(int if spec.kind == "int" else float, default, spec.lo, spec.hi, spec.lo_open, spec.hi_open)
+    elif spec.kind == "bool":
+        key = flag(default)
+    elif spec.kind == "choice":
+        key = choice(default, spec.options)
+    elif spec.kind == "floats":
+        key = number_list(default, float, spec.lo, spec.hi, spec.lo_open)
+    else:
+        raise ValueError(f"unknown setting kind {spec.kind!r}")
+    return optional(key) if spec.optional else key
 
-#: Every section's keys: default, type and allowed values. model/loss defaults come from the model package.
+
+def dataclass_section(cls: type) -> dict[str, Key]:
+    """The keys of a section from the dataclass that owns its settings (defaults, types, ranges)."""
+    default = cls()
+    return {name: from_spec(getattr(default, name), spec) for name, spec in specs(cls).items()}
+
+
+_AMP = ("none", "bf16", "fp16")
+
+#: Every section's keys: default, type and allowed values. The model and loss sections are built from
+#: haltingvt.models.config (HaltingVTConfig, LossConfig): their settings are listed there, once.
 SCHEMA: dict[str, dict[str, Key]] = {
-    "model": {
-        "img_size": num(int, _M.img_size, 1), "patch_size": num(int, _M.patch_size, 1),
-        "num_frames": num(int, _M.num_frames, 1), "tubelet_size": num(int, _M.tubelet_size, 1),
-        "embed_dim": num(int, _M.embed_dim, 1),
-        "num_heads": num(int, _M.num_heads, 1), "depth": num(int, _M.depth, 1),
-        "divid_depth": num(int, _M.divid_depth, 0), "keep_rate": number_list(_M.keep_rate, float, 0, 1, lo_open=True),
-        "halting": flag(_M.halting), "halt_scale": num(float, _M.halt_scale), "halt_center": num(float, _M.halt_center),
-        "eps": num(float, _M.eps, 0, 1), "fuse_token": flag(_M.fuse_token), "num_classes": num(int, _M.num_classes, 1),
-        "drop_path_rate": num(float, _M.drop_path_rate, 0, 1, hi_open=True),
-        "head_dropout": num(float, _M.head_dropout, 0, 1, hi_open=True), "mlp_ratio": num(float, _M.mlp_ratio, 0, lo_open=True),
-        "init_scheme": choice(_M.init_scheme, INIT_SCHEMES),
-    },
+    "model": dataclass_section(HaltingVTConfig),
     "init": {
         # timm model name (needs internet), a local .pth/.safetensors file, or null (random init)
         "pretrained": text("deit_small_patch16_224"),
     },
-    "loss": {
-        "multi_label": flag(_L.multi_label), "label_smoothing": num(float, _L.label_smoothing, 0, 1, hi_open=True),
-        "ponder_token_scale": num(float, _L.ponder_token_scale, 0), "ponder_start_epoch": num(float, _L.ponder_start_epoch, 0),
-        "ponder_warmup_epochs": num(float, _L.ponder_warmup_epochs, 0),
-        "target_gflops_ratio": optional(num(float, _L.target_gflops_ratio, 0, 1, lo_open=True)),
-        "motion_loss": flag(_L.motion_loss), "static_action_loss": flag(_L.static_action_loss),
-        "motion_loss_weight": num(float, _L.motion_loss_weight, 0), "distr_prior": flag(_L.distr_prior),
-        "distr_prior_weight": num(float, _L.distr_prior_weight, 0), "distr_target_depth": num(float, _L.distr_target_depth, 0),
-    },
+    "loss": dataclass_section(LossConfig),
     "data": {
         "format": choice("video", ("video", "rawframes", "arnet", "folders", "synthetic")),
         # data.format: folders (haltingvt.data.folders): data_root/<class>/<clip>, or data_root/{train,val,test}/...;
@@ -236,8 +237,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 SECTIONS = tuple(SCHEMA)
-assert set(SCHEMA["model"]) == {f.name for f in fields(HaltingVTConfig)}, "model schema out of step with HaltingVTConfig"
-assert set(SCHEMA["loss"]) == {f.name for f in fields(LossConfig)}, "loss schema out of step with LossConfig"
 
 
 def defaults() -> dict[str, Any]:
@@ -356,21 +355,9 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     model = out["model"]
     if "keep_rate" not in (cfg.get("model") or {}):  # default keep rates follow divid_depth
         model["keep_rate"] = HaltingVTConfig.from_mapping({"divid_depth": model["divid_depth"]}).keep_rate
-    if len(model["keep_rate"]) != model["divid_depth"]:
-        raise ConfigError(f"config key 'model.keep_rate': {model['keep_rate']} needs one value per Glimpser layer "
-                          f"(model.divid_depth = {model['divid_depth']})")
-    if model["divid_depth"] >= model["depth"]:
-        raise ConfigError(f"config key 'model.divid_depth': {model['divid_depth']} must be below model.depth "
-                          f"({model['depth']})")
-    if model["embed_dim"] % model["num_heads"]:
-        raise ConfigError(f"config key 'model.num_heads': {model['num_heads']} must divide model.embed_dim "
-                          f"({model['embed_dim']})")
-    if model["img_size"] % model["patch_size"]:
-        raise ConfigError(f"config key 'model.img_size': {model['img_size']} must be a multiple of model.patch_size "
-                          f"({model['patch_size']})")
-    if model["num_frames"] % model["tubelet_size"]:
-        raise ConfigError(f"config key 'model.tubelet_size': {model['tubelet_size']} must divide model.num_frames "
-                          f"({model['num_frames']})")
+    for rule in ARCH_RULES:  # the rules between model settings (haltingvt.models.config)
+        if not rule.ok(model):
+            raise ConfigError(f"config key 'model.{rule.key}': {rule.config_text(model)}")
     scale = out["data"]["train_scale"]
     if isinstance(scale, list) and scale[0] > scale[1]:
         raise ConfigError(f"config key 'data.train_scale': {scale} must be [smallest, largest] short side")

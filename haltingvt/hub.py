@@ -12,7 +12,7 @@ clip length, frame interval, views, scales), the test settings (``test``) and th
 sha256 of config.json's bytes, and a digest over all of it (tensors and metadata); every load checks both,
 so an edited or damaged byte of either file, or a config.json from another save, is refused. Nothing in
 either file is code, and both are checked (types, ranges, size of the model) before anything is allocated.
-The folder is written whole or not at all (``haltingvt.models.weights.atomic_write_folder``).
+The folder is written whole or not at all (``haltingvt.io.atomic.atomic_write_folder``).
 
 This is huggingface_hub's ``PyTorchModelHubMixin`` contract (save_pretrained / from_pretrained /
 push_to_hub, the same two file names) written out here rather than inherited: the mixin records every
@@ -22,14 +22,18 @@ huggingface_hub itself does the Hub transfers (``hf_hub_download``, ``HfApi.uplo
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+
+from . import models
+from .config import ConfigError, defaults, validate
+from .io.atomic import interrupted_save
+from .io.errors import CheckpointError, error_text
+from .models.weights import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
 
 #: The ``data`` keys of a config that the test pipeline reads (``haltingvt.data.load_views``).
 TEST_PIPELINE_KEYS = ("clip_len", "frame_interval", "test_num_clips", "test_num_crops", "test_scale", "crop_size",
@@ -58,15 +62,17 @@ or `haltingvt predict {repo} clip.mp4` (a local folder or a Hub id).
 """
 
 
-class HubMixin:
-    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for :class:`haltingvt.models.HaltingVT`.
+class HaltingVT(models.HaltingVT):
+    """The model with the test pipeline, class names and Hub transfers: ``haltingvt.HaltingVT``.
 
-    (Deferred imports below: the model class inherits this mixin, so this module cannot import the model
-    package or the config module at the top.)
+    :meth:`save_pretrained` stores the test pipeline (``data``/``test`` sections composed from a config) and
+    a model card beside the architecture and weights that :class:`haltingvt.models.HaltingVT` writes;
+    :meth:`from_pretrained` also takes a Hub id and checks the stored pipeline; :meth:`push_to_hub` uploads.
     """
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, classes: Sequence[str] | None = None,
-                        config: Mapping[str, Any] | None = None, name: str | None = None) -> Path:
+                        config: Mapping[str, Any] | None = None, name: str | None = None,
+                        extras: Mapping[str, Any] | None = None, files: Mapping[str, bytes] | None = None) -> Path:
         """Write ``model.safetensors``, ``config.json`` and a model card ``README.md`` as the folder, whole or
         not at all: a kill at any instant leaves the previous folder or the new one (other files of a
         previous folder, e.g. a Hub clone's ``.git``, are kept).
@@ -75,70 +81,36 @@ class HubMixin:
         config: a full config (its ``data``/``test`` sections give the test pipeline); default: the
         pipeline the model was loaded with, else the default one for its input size and frame count.
         """
-        from .models.weights import (CONFIG_DIGEST_KEY, PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, FORMAT, FORMAT_VERSION,
-                                     CheckpointError, atomic_write_folder, check_class_names, safetensors_bytes)
-        from .textsafe import describe_char, escape, unsafe_char
-
-        folder = Path(save_directory)
-        arch = dict(getattr(self, "arch", None) or self.cfg.to_dict())  # HaltingVT(cfg) built directly has no .arch
-        classes = classes if classes is not None else getattr(self, "classes", None)
-        if classes is not None:
-            classes = check_class_names(list(classes), arch["num_classes"], "classes")
-        sections = pipeline_config(arch, config if config is not None else getattr(self, "pretrained_config", None))
-        name = str(name or (config or {}).get("name") or getattr(self, "pretrained_config", {}).get("name") or folder.name)
-        if unsafe_char(name) is not None:
-            raise CheckpointError(f"model name '{escape(name)[:80]}' contains the control character "
-                                  f"{describe_char(unsafe_char(name))}: refused")
-        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_name": "haltingvt", "name": name,
-               "model": arch, **sections, "classes": classes}
-        config_json = json.dumps(doc, indent=2).encode() + b"\n"
-        weights = safetensors_bytes(self.state_dict(), {"arch": arch, "classes": classes},
-                                    raw_metadata={CONFIG_DIGEST_KEY: hashlib.sha256(config_json).hexdigest()})
-        card = MODEL_CARD.format(name=name, repo=folder.name, **arch).encode()
-        # model.safetensors last: a folder cut short (never visible under the target's name) has no weights
-        return atomic_write_folder(folder, {"README.md": card, PRETRAINED_CONFIG: config_json,
-                                            PRETRAINED_WEIGHTS: weights})
+        return save_pretrained(self, save_directory, classes=classes, config=config, name=name, extras=extras,
+                               files=files)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
                         cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
-                        token: str | bool | None = None, device: str | torch.device = "cpu") -> Any:
+                        token: str | bool | None = None, device: str | torch.device = "cpu",
+                        check_config: Callable[[Mapping[str, Any]], None] | None = None) -> Any:
         """A model from a folder written by :meth:`save_pretrained` (offline), or a Hub id (downloads the two
         files once into the Hub cache). The model is in eval mode; ``model.classes`` holds the class names
         and ``model.pretrained_config`` the stored config (name, model, data, test)."""
-        from .models import create_model
-        from .models.weights import CheckpointError, arch_from_weights, load_checkpoint, read_checkpoint
-
-        from .config import ConfigError, validate
-
         folder = resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
                                     local_files_only=local_files_only, token=token)
-        obj = read_checkpoint(folder)
-        try:  # every setting's type and range, the test pipeline's too
-            stored = validate({k: v for k, v in obj["config"].items() if k in ("model", "data", "test")})
-        except ConfigError as err:
-            raise CheckpointError(f"{folder}: stored config: {err}") from None
-        arch = stored["model"]
-        seen = arch_from_weights(obj, "haltingvt")  # shapes first: nothing is allocated for a mismatch
-        diff = [k for k, v in seen.items() if k in arch and v != arch[k]]
-        if diff:
-            raise CheckpointError(f"{folder}: the weights do not have the stored architecture: "
-                                  + ", ".join(f"{k} {seen[k]} in the weights vs {arch[k]}" for k in diff))
-        model = create_model(arch)
-        if not isinstance(model, cls):
-            raise TypeError(f"{cls.__name__}.from_pretrained builds a {type(model).__name__}")
-        load_checkpoint(model, folder)
-        model.classes = obj.get("classes")
-        model.pretrained_config = obj["config"]
-        return model.to(device).eval()
+
+        def check(stored: Mapping[str, Any]) -> None:
+            try:  # every setting's type and range, the test pipeline's too
+                validate({k: v for k, v in stored.items() if k in ("model", "data", "test")})
+            except ConfigError as err:
+                raise CheckpointError(f"{folder}: stored config: {err}") from None
+            if check_config is not None:
+                check_config(stored)
+
+        return super().from_pretrained(folder, device=device, check_config=check)
 
     def push_to_hub(self, repo_id: str, *, classes: Sequence[str] | None = None,
                     config: Mapping[str, Any] | None = None, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload HaltingVT weights", revision: str | None = None) -> Any:
         """save_pretrained into a temporary folder, then upload it to the Hub repository ``repo_id``
         (created if needed). Returns the commit information of ``HfApi.upload_folder``."""
-        # Deferred: huggingface_hub is only needed (and imported) for Hub transfers.
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # deferred (optional): huggingface_hub, only for Hub transfers
 
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
@@ -149,12 +121,26 @@ class HubMixin:
                                      revision=revision)
 
 
+def save_pretrained(model: models.HaltingVT, save_directory: str | os.PathLike, *, classes: Sequence[str] | None = None,
+                    config: Mapping[str, Any] | None = None, name: str | None = None,
+                    extras: Mapping[str, Any] | None = None, files: Mapping[str, bytes] | None = None) -> Path:
+    """:meth:`HaltingVT.save_pretrained` for any HaltingVT (one built by ``haltingvt.models`` too): the test
+    pipeline of ``config`` (default: the one the model was loaded with, else the default for its input)
+    and a model card, composed here, beside what ``haltingvt.models.HaltingVT.save_pretrained`` writes."""
+    folder = Path(save_directory)
+    arch = model.arch
+    sections = pipeline_config(arch, config if config is not None else model.pretrained_config)
+    name = str(name or (config or {}).get("name") or (model.pretrained_config or {}).get("name") or folder.name)
+    card = MODEL_CARD.format(name=name, repo=folder.name, **arch).encode()
+    return models.HaltingVT.save_pretrained(model, folder, classes=classes, name=name,
+                                            extras={**sections, **(extras or {})},
+                                            files={"README.md": card, **(files or {})})
+
+
 def pipeline_config(arch: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """The ``data`` (test-pipeline keys only: no paths) and ``test`` sections stored with the weights.
     Without a config: the defaults, with a short side of img_size*256/224, a centre crop of img_size
     and clips of num_frames frames (the release's test pipeline scaled to the model's input)."""
-    from .config import defaults, validate
-
     if config is None:
         cfg = defaults()
         cfg["data"].update(clip_len=int(arch["num_frames"]), crop_size=int(arch["img_size"]),
@@ -170,8 +156,6 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        token: str | bool | None = None) -> Path:
     """A local path as it is; otherwise a Hub id whose config.json and model.safetensors are downloaded
     (or found in the Hub cache). A failure is one CheckpointError line naming the id."""
-    from .models.weights import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, CheckpointError, error_text, interrupted_save
-
     path = Path(name_or_path)
     if path.exists():
         return path
@@ -180,8 +164,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         left = interrupted_save(path)
         raise CheckpointError(f"{name}: no such file or folder (and not a Hub id of the form user/model)" + (
             f"; an interrupted save_pretrained left the previous folder as {left}" if left else ""))
-    # Deferred: huggingface_hub is only needed (and imported) for Hub downloads.
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # deferred (optional): huggingface_hub, only for Hub downloads
 
     try:
         for filename in (PRETRAINED_CONFIG, PRETRAINED_WEIGHTS):
@@ -191,18 +174,3 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         raise CheckpointError(f"{name}: not a local folder, and the Hub download failed "
                               f"({type(err).__name__}: {error_text(err)})") from None
     return Path(local).parent
-
-
-def convert_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       config: str | os.PathLike | Mapping[str, Any] | None = None, overrides: Sequence[str] = (),
-                       classes: str | os.PathLike | Sequence[str] | None = None, name: str | None = None) -> tuple[Path, Any]:
-    """Write ``checkpoint`` (the release's, with ``config``; or ours) as a ``save_pretrained`` folder.
-
-    The checkpoint goes through :class:`haltingvt.Predictor`'s checks (the architecture of the config must
-    fit the weights; class names must number num_classes). Returns (folder, the Predictor)."""
-    from .predict import Predictor
-
-    predictor = Predictor(checkpoint, config=config, device="cpu", classes=classes, overrides=overrides)
-    folder = predictor.model.save_pretrained(out_dir, classes=predictor.classes, config=predictor.cfg,
-                                             name=name or predictor.cfg.get("name"))
-    return folder, predictor

@@ -10,6 +10,10 @@
 validation top-1 or mAP), GFLOPs per clip (train and validation), active tokens entering each halting
 layer, and the learning rate, all against the optimizer step. The trainer writes it at the end of
 training too. Columns a log lacks are left out (older runs, a run without validation).
+
+Figures are drawn on matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``): never through
+pyplot's global state, and the backend a notebook chose is left alone. matplotlib is imported when a
+picture is drawn, not with this module.
 """
 from __future__ import annotations
 
@@ -18,18 +22,26 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Callable, Sequence
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never opens a window
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TRAIN_LOG, VAL_LOG = "train_log.csv", "val_log.csv"
 CURVES_PNG = "curves.png"
+
+
+def _agg_figure(**kwargs: Any) -> "Figure":
+    """A matplotlib Figure on its own Agg canvas (files only; pyplot and the session's backend untouched)."""
+    # deferred (slow): matplotlib, imported only when a picture is drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 class PlotError(ValueError):
@@ -93,8 +105,7 @@ def plot_curves(train_log: dict[str, np.ndarray], val_log: dict[str, np.ndarray]
                         f"tokens_L*, lr (it has {', '.join(train_log)})")
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(5.2 * cols, 3.6 * rows), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _agg_figure(figsize=(5.2 * cols, 3.6 * rows), dpi=100, layout="constrained")
     for i, (name, draw) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         draw(ax, train_log, val_log)
@@ -199,8 +210,7 @@ def save_confusion(matrix, class_names: Sequence[str] | None, out: str | os.Path
     rows = m.sum(axis=1, keepdims=True)
     shown = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0) if normalize else m
     side = min(max(4.0, 0.35 * k + 2.5), 30.0)
-    fig = Figure(figsize=(side + 1.0, side), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _agg_figure(figsize=(side + 1.0, side), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(float(shown.max()), 1.0))
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the true class" if normalize else "clips")

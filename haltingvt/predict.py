@@ -31,30 +31,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .api import create_model
 from .config import ConfigError, load_config, resolve_arch
 from .data import DataError, build_transform, load_views, normalize, read_class_names
 from .flops import clip_gflops
-from .hub import pipeline_config, resolve_pretrained
-from .models import create_model
-from .models.weights import (CheckpointError, arch_from_weights, check_arch, detect_format, load_checkpoint,
-                             read_checkpoint)
-from .textsafe import describe_char, escape, safe_path, unsafe_char
+from .hub import pipeline_config, resolve_pretrained, save_pretrained
+from .io.errors import CheckpointError
+from .io.textsafe import describe_char, escape, safe_path, unsafe_char
+from .models.config import BEHAVIOUR_KEYS, STRUCTURAL_KEYS
+from .models.keymaps import arch_from_weights, detect_format
+from .models.weights import check_arch, load_checkpoint, read_checkpoint
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
-# Architecture settings that must match between a checkpoint and the config: a difference gives wrong
-# results (num_heads) or weights that do not fit. The others change behaviour only and give a warning.
+# Architecture settings that must match between a checkpoint and the config (STRUCTURAL_KEYS): a difference
+# gives wrong results (num_heads) or weights that do not fit. The others (BEHAVIOUR_KEYS) change behaviour
+# only and give a warning.
 #: data keys naming files; never taken from a checkpoint's stored config.
 PATH_KEYS = ("classes", "data_root", "train_list", "val_list", "test_list")
-STRUCTURAL_KEYS = ("patch_size", "tubelet_size", "embed_dim", "num_heads", "depth", "divid_depth", "mlp_ratio",
-                   "num_classes")
-BEHAVIOUR_KEYS = ("keep_rate", "halting", "halt_scale", "halt_center", "eps", "fuse_token", "img_size", "num_frames")
 
 RESULT_KEYS = (
     "path", "error", "top", "num_views", "gflops", "gflops_per_view", "tokens_per_layer", "halting_layers",
     "glimpser_tokens", "motion_prob", "vis",
 )
 
-__all__ = ["Predictor", "parse_views"]
+__all__ = ["Predictor", "convert_checkpoint", "parse_views"]
 
 
 def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
@@ -400,3 +400,15 @@ def _error_result(path: str, message: str) -> dict:
     return res
 
 
+def convert_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
+                       config: str | os.PathLike | Mapping[str, Any] | None = None, overrides: Sequence[str] = (),
+                       classes: str | os.PathLike | Sequence[str] | None = None,
+                       name: str | None = None) -> tuple[Path, Predictor]:
+    """Write ``checkpoint`` (the release's, with ``config``; or ours) as a ``save_pretrained`` folder.
+
+    The checkpoint goes through :class:`Predictor`'s checks (the architecture of the config must fit the
+    weights; class names must number num_classes). Returns (folder, the Predictor)."""
+    predictor = Predictor(checkpoint, config=config, device="cpu", classes=classes, overrides=overrides)
+    folder = save_pretrained(predictor.model, out_dir, classes=predictor.classes, config=predictor.cfg,
+                             name=name or predictor.cfg.get("name"))
+    return folder, predictor

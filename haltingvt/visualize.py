@@ -18,22 +18,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never opens a window
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from PIL import Image, ImageDraw
 
-from .models.haltingvt import ARCH_DEFAULTS
-from .textsafe import escape
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
+
+from .models.config import ARCH_DEFAULTS
+from .io.textsafe import escape
 
 #: Brightness of dropped patches (their grey level is luminance * DROPPED_DIM).
 DROPPED_DIM = 0.35
@@ -117,6 +111,8 @@ def layer_colors(arch: Mapping[str, Any], cmap: str | Colormap = DEFAULT_CMAP) -
     """RGB uint8 (depth + 1, 3) colour per layer number; rows 0..divid_depth are unused (grey)."""
     first, last = int(_arch_value(arch, "divid_depth")), int(_arch_value(arch, "depth"))
     n = last - first
+    import matplotlib  # deferred (slow): matplotlib, imported only when a picture is drawn
+
     cm = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
     colors = np.full((last + 1, 3), 128, dtype=np.uint8)
     if n > 0:
@@ -222,6 +218,14 @@ def save_token_grid(
         y, x = r * cell_h + label_h, c * (w + gap)
         mosaic[y:y + h, x:x + w] = _upscale(frames[t], scale, p)
         mosaic[y + h + gap // 2:y + 2 * h + gap // 2, x:x + w] = _upscale(overlay[t], scale, p)
+
+    # deferred (slow): matplotlib, imported only when a picture is drawn; its Agg canvas directly, never
+    # pyplot's global state or the session's backend
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     fig = Figure(figsize=((mosaic.shape[1] + 170) / dpi, (mosaic.shape[0] + 90) / dpi), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)

@@ -30,7 +30,7 @@ import safetensors.torch
 import torch
 import torch.jit.unsupported_tensor_ops as jit_ops
 
-from haltingvt.models.weights import content_digest
+from haltingvt.io.tensorfile import content_digest
 
 
 #: A tiny architecture and test pipeline (--set overrides of minik_g03_b10) and its class names, for the
@@ -451,7 +451,7 @@ def folder_kill_trials(root: str, mode: str, random_kills: int = 0, seed: int = 
     import warnings
 
     import haltingvt
-    from haltingvt.models import weights
+    from haltingvt.io import atomic as weights  # atomic_write_folder's module: _exchange, interrupted_save
     from haltingvt.models.weights import CheckpointError, read_checkpoint
 
     torch.set_num_threads(1)

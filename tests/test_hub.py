@@ -25,9 +25,10 @@ import haltingvt
 from conftest import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import load_config
+from haltingvt.io.tensorfile import tensor_digest
 from haltingvt.models.weights import (CheckpointError, CheckpointWriteError, load_checkpoint, model_payload,
-                                      read_checkpoint, save_checkpoint, tensor_digest)
-from haltingvt.textsafe import warning_lines
+                                      read_checkpoint, save_checkpoint)
+from haltingvt.io.textsafe import warning_lines
 from security_helpers import CLASSES, TINY, resave_safetensors
 
 

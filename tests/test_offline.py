@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from haltingvt.offline import pretrained_hint, timm_download_problem
+from haltingvt.io.offline import pretrained_hint, timm_download_problem
 
 NAME = "deit_small_patch16_224"
 

@@ -23,7 +23,7 @@ from haltingvt.models.weights import (CheckpointError, CheckpointWriteError, ato
                                       model_payload, read_checkpoint, save_checkpoint)
 from haltingvt.data.errors import ListFormatError
 from haltingvt.data.lists import read_class_names
-from haltingvt.textsafe import describe_char, escape, escape_lines, unsafe_char
+from haltingvt.io.textsafe import describe_char, escape, escape_lines, unsafe_char
 from security_helpers import CLASSES, CONTROL_NAMES, TINY, build_catalogue
 
 

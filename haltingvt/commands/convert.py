@@ -9,6 +9,9 @@ import argparse
 import sys
 import warnings
 
+from ..io.textsafe import escape, safe_path, warning_lines
+from ..predict import convert_checkpoint
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="release checkpoint (.pth, needs --config) or one of ours")
@@ -24,9 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import convert_checkpoint
-    from ..textsafe import escape, safe_path, warning_lines
-
     with warnings.catch_warnings(record=True) as caught:  # e.g. a hand-made input file, loaded unchecked
         warnings.simplefilter("always")
         folder, predictor = convert_checkpoint(args.checkpoint, args.out_dir, config=args.config, overrides=args.set,

@@ -12,7 +12,7 @@ from ..engine import distributed
 from ..engine.evaluate import evaluate, format_metrics
 from ..engine.train import seed_everything
 from ..models import create_model, load_checkpoint
-from ..textsafe import escape_lines, safe_path, warning_lines
+from ..io.textsafe import escape_lines, safe_path, warning_lines
 from .options import add_overrides, add_run_options, run_overrides
 
 

@@ -6,7 +6,8 @@ import argparse
 import os
 
 from ..config import ConfigError
-from ..data.lists import VIDEO_EXTENSIONS
+from ..data.extract import extract_videos, show
+from ..data.lists import VIDEO_EXTENSIONS, read_class_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.extract import extract_videos, show
-    from ..data.lists import read_class_names
-
     if min(args.new_short, args.new_width, args.new_height) < 0:
         raise ConfigError("--new-short, --new-width and --new-height must be positive")
     if args.new_short and (args.new_width or args.new_height):

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from ..predict import Predictor
-from ..textsafe import escape, warning_lines
+from ..io.textsafe import escape, warning_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_result(res: dict) -> str:
     """Human-readable lines for one result. Text that came from files (paths, class names, error messages
-    quoting them) is shown with its control characters escaped (``haltingvt.textsafe.escape``); the JSON
+    quoting them) is shown with its control characters escaped (``haltingvt.io.textsafe.escape``); the JSON
     output keeps the real strings."""
     if res.get("error"):
         return f"{escape(res['path'])}\n  error: {escape(res['error'])}"

@@ -6,6 +6,8 @@ import argparse
 import shlex
 
 from ..data.decoding import DEFAULT_FILENAME_TMPL
+from ..data.extract import show
+from ..data.prepare import prepare_activitynet
 
 DATASETS = ("activitynet",)
 
@@ -22,9 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.extract import show
-    from ..data.prepare import prepare_activitynet
-
     s = prepare_activitynet(args.annotations, args.frames, args.out, filename_tmpl=args.filename_tmpl)
     for subset, counts in s["subsets"].items():
         missing = ""

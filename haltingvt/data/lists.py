@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..textsafe import describe_char, escape, safe_path, unsafe_char
+from ..io.textsafe import describe_char, escape, safe_path, unsafe_char
 from .errors import ListFormatError
 
 LIST_FORMATS = ("video", "rawframes", "arnet")
@@ -197,7 +197,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     (separator: whitespace, ``,``, ``:`` or ``;``) and the integers are ``0..n-1`` or
     ``1..n`` (UCF-style ``classInd.txt``; shifted to start at 0), in any order.
     A name holding a character that cannot be meant in one (a control character such as ESC,
-    NUL or CR, a bidirectional override, a line separator: ``haltingvt.textsafe.unsafe_char``)
+    NUL or CR, a bidirectional override, a line separator: ``haltingvt.io.textsafe.unsafe_char``)
     is refused. Raises FileNotFoundError or :class:`ListFormatError` naming ``file:line``.
     """
     path = Path(path)

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, load_config
-from ..models.weights import CheckpointError, error_text, model_payload, read_checkpoint, save_checkpoint
+from ..io.errors import CheckpointError, error_text
+from ..models.weights import model_payload, read_checkpoint, save_checkpoint
 from . import distributed
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .. import data
 from ..config import ConfigError, load_config
 from ..flops import clip_gflops
+from ..plot import save_confusion
 from . import distributed
 from .amp import autocast
 from .metrics import average_precision, classification_metrics
@@ -133,8 +134,6 @@ def evaluate(
     if dump is not None and rank == 0:
         write_predictions(dump, results, multi_label)
     if confusion is not None and rank == 0:
-        from ..plot import save_confusion  # deferred: matplotlib only when a picture is asked for
-
         matrix = confusion_matrix(results.get("probs"), results.get("label"), num_classes)
         save_confusion(matrix, names, confusion, title=f"{cfg.get('name') or 'model'} on {split}")
     return metrics

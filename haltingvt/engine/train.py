@@ -45,23 +45,21 @@ from ..config import ConfigError, check_model_size, load_config
 from ..data.errors import DataError
 from ..flops import clip_gflops, dense_gflops
 from ..models import HaltingVTLoss, create_model, load_checkpoint
-from ..models.weights import atomic_write, describe_init
+from ..io.atomic import atomic_write
+from ..models.weights import describe_init
 from ..plot import plot_after_training
 from . import distributed
 from .amp import autocast
 from .checkpoint import Checkpointer, TrainState, resume_path
 from .evaluate import evaluate, format_metrics
+from .guards import NonFiniteLossError, loss_problem, stop_message, weights_problem
 from .lock import WorkDirLock
 from .metrics import top1_hits
 from .runlog import RunLog
-from ..textsafe import escape
+from ..io.textsafe import escape
 
 #: Parameters never weight-decayed (the release's paramwise setting).
 NO_DECAY_NAMES = ("cls_token", "pos_embed", "time_embed")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; training stopped before the bad update was applied or saved."""
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -500,53 +498,18 @@ class Trainer:
         self.checkpointer.save(names, self.state, progress)
 
     def _weights_problem(self) -> str | None:
-        """None when the weights are finite and give a finite loss and finite gradients on the last batch,
-        else what is wrong."""
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            return "the weights are not finite"
-        if self.last_batch is None:
-            return None
-        clips, labels, motion = self.last_batch
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        # Eval mode (no drop path), a forked RNG and torch.autograd.grad (the .grad fields stay as they are):
-        # the check leaves the run untouched, so runs with and without an interruption stay identical.
-        # The gradients matter too: weights after a far too large step can give a finite loss whose
-        # backward overflows, and a resume from them fails at once.
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), autocast(self.device, self.tc["amp"]):
-            self.model.eval()
-            try:
-                loss = self.loss_fn(self.model(clips, execution="masked"), labels, motion).total
-                grads = torch.autograd.grad(loss, params, allow_unused=True) if torch.isfinite(loss) else []
-            finally:
-                self.model.train()
-        finite_grads = all(g is None or torch.isfinite(g).all() for g in grads)
-        if torch.isfinite(loss) and finite_grads:
-            return None
-        largest = max(float(p.detach().abs().max()) for p in self.model.parameters())
-        what = f"a loss of {float(loss.detach())}" if not torch.isfinite(loss) else "non-finite gradients"
-        return f"the weights give {what} on the last batch (largest weight {largest:.3g})"
+        """None when the weights are good to save (:func:`haltingvt.engine.guards.weights_problem`), else what is wrong."""
+        return weights_problem(self.model, self.loss_fn, self.last_batch, self.device, self.tc["amp"])
 
     def _check_finite(self, terms) -> None:
         """Stop every process together when any process's loss is NaN/inf."""
-        here = bool(torch.isfinite(terms.total.detach()))
-        bad = torch.tensor([0.0 if here else 1.0], device=terms.total.device)
-        if distributed.all_reduce(bad, "max").item() > 0:
-            parts = ", ".join(f"{k} {float(getattr(terms, k).detach()):.4g}" for k in ("action", "ponder", "motion", "prior"))
-            what = (f"the loss is {float(terms.total.detach())} ({parts})" if not here
-                    else "another process's loss is not finite")
+        what = loss_problem(terms)
+        if what is not None:
             raise NonFiniteLossError(self._bad_message(what))
 
     def _bad_message(self, what: str, iteration: int | None = None, kept: str = "applying or saving this update") -> str:
         """iteration: the micro-batch at fault (default: the one in progress)."""
-        state = self.state
-        latest = self.work_dir / "latest.pth"
-        last = latest if latest.exists() else self.resume_from
-        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-        iteration = state.iteration + 1 if iteration is None else iteration
-        return (f"{what} at epoch {state.epoch + 1}, iteration {iteration} (after {state.step} optimizer "
-                f"steps); training stopped without {kept}, {where}. Lower train.lr, raise "
-                f"train.warmup_epochs, use train.amp=none or check the data, then run again with --resume.")
+        return stop_message(what, self.state, self.work_dir, self.resume_from, iteration, kept)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         state, work_dir = self.state, self.work_dir

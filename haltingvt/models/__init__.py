@@ -1,10 +1,12 @@
-"""HaltingVT model parts: layers, Glimpser, halting layers, heads, losses, the model and its weights.
+"""HaltingVT model parts: settings, layers, Glimpser, halting layers, heads, losses, the model and its weights.
 
-Nothing here reads config files or imports the engine/data packages: the model takes an architecture
-(:class:`HaltingVTConfig` or a dict of its keys).
+Nothing here reads config files or imports the config, data, engine or hub modules: the model takes an
+architecture (:class:`HaltingVTConfig` or a dict of its keys), and reads and writes files through
+:mod:`haltingvt.io` only.
 """
-from .haltingvt import ARCH_DEFAULTS, ArchError, HaltingVT, HaltingVTConfig, HaltingVTOutput, create_model
-from .losses import HaltingVTLoss, LossConfig, LossTerms, action_loss, distribution_prior
+from .config import ARCH_DEFAULTS, ArchError, HaltingVTConfig, LossConfig
+from .haltingvt import HaltingVT, HaltingVTOutput, create_model
+from .losses import HaltingVTLoss, LossTerms, action_loss, distribution_prior
 from .weights import CheckpointError, load_checkpoint, model_payload, read_checkpoint, save_checkpoint
 
 __all__ = [

@@ -2,77 +2,25 @@
 space-time layers with adaptive token halting, and the action/motion heads. SPEC section 1."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import trunc_normal_
 
+from ..io.errors import CheckpointError
+from .config import HaltingVTConfig
 from .glimpser import GlimpserBlock
 from .halting import AdaptiveHalting, halting_depth
 from .heads import ActionMotionHead
-from ..hub import HubMixin
+from .keymaps import arch_from_weights
 from .layers import Block
-from .weights import resize_pos_embed, resize_time_embed
-
-INIT_SCHEMES = ("default", "scratch")
-
-
-class ArchError(ValueError):
-    """An architecture setting is unknown or has a wrong value; the message names the key."""
-
-
-@dataclass
-class HaltingVTConfig:
-    """Architecture settings and their defaults (DeiT-S, 8 frames, 224x224, G03/b10): the ONE source of
-    model defaults (the YAML configs and ``haltingvt.config`` read them from here)."""
-
-    img_size: int = 224
-    patch_size: int = 16
-    num_frames: int = 8
-    tubelet_size: int = 1  # frames per token (1: the release, one 2-D patch per frame; 2: ViViT/VideoMAE tubelets)
-    embed_dim: int = 384
-    num_heads: int = 6
-    depth: int = 12
-    divid_depth: int = 2  # Glimpser layers
-    keep_rate: list = field(default_factory=lambda: [1.0, 0.3])  # one per Glimpser layer; "G03" = 0.3 in the second
-    halting: bool = True  # false: plain joint layers (the dense baseline)
-    halt_scale: float = 10.0
-    halt_center: float = 10.0  # "Beta" in the release's config names (b5, b10, b20)
-    eps: float = 0.01
-    fuse_token: bool = False
-    num_classes: int = 200
-    drop_path_rate: float = 0.0
-    head_dropout: float = 0.0
-    mlp_ratio: float = 4.0
-    init_scheme: str = "default"  # default (trunc-normal, as the release) | scratch (sin-cos embeddings, Xavier)
-
-    @classmethod
-    def from_mapping(cls, arch: Mapping[str, Any] | "HaltingVTConfig", **overrides: Any) -> "HaltingVTConfig":
-        """Settings from a dict (keys of this class) plus overrides (None values ignored).
-        Unknown keys raise ArchError naming them. Without an explicit keep_rate, a divid_depth other than
-        the default's gets keep rate 1 (no selection) in every Glimpser layer."""
-        spec = asdict(arch) if isinstance(arch, HaltingVTConfig) else dict(arch)
-        spec.update({k: v for k, v in overrides.items() if v is not None})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(spec) - set(known))
-        if unknown:
-            raise ArchError(f"unknown model setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
-        if "keep_rate" not in spec and spec.get("divid_depth", cls.divid_depth) != len(cls().keep_rate):
-            spec["keep_rate"] = [1.0] * int(spec["divid_depth"])
-        spec["keep_rate"] = [float(r) for r in spec.get("keep_rate", cls().keep_rate)]
-        return cls(**spec)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-#: The defaults as a dict (``HaltingVTConfig`` is the source).
-ARCH_DEFAULTS: dict[str, Any] = HaltingVTConfig().to_dict()
-
+from .posembed import resize_pos_embed, resize_time_embed, sincos_1d, sincos_2d
+from .weights import load_checkpoint, read_checkpoint, write_pretrained
 
 @dataclass
 class HaltingVTOutput:
@@ -105,44 +53,23 @@ class HaltingVTOutput:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def sincos_1d(positions: torch.Tensor, dim: int, period: float) -> torch.Tensor:
-    """(L,) positions -> (L, dim) sin/cos features; frequencies from 1 down to 1/period radians per step."""
-    n = dim // 2
-    omega = float(period) ** (-torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
-    angles = positions[:, None].float() * omega[None]
-    out = torch.cat([angles.sin(), angles.cos()], dim=1)
-    return F.pad(out, (0, dim - out.shape[1]))
+class HaltingVT(nn.Module):
+    """HaltingVT backbone + heads. Input clips: float (B, 3, T, H, W), normalised (x - 127.5) / 127.5.
 
-
-def sincos_2d(grid: int, dim: int) -> torch.Tensor:
-    """(grid*grid, dim) sin-cos embedding of a row-major grid: half the channels for y, half for x."""
-    yy, xx = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    half = dim // 2
-    period = max(grid, 2)
-    return torch.cat([sincos_1d(yy.flatten(), half, period), sincos_1d(xx.flatten(), dim - half, period)], dim=1)
-
-
-class HaltingVT(HubMixin, nn.Module):
-    """HaltingVT backbone + heads. Input clips: float (B, 3, T, H, W), normalised (x - 127.5) / 127.5."""
+    :meth:`save_pretrained` / :meth:`from_pretrained` write and read the architecture and the weights as a
+    folder; ``haltingvt.HaltingVT`` (``haltingvt.hub``) adds the test pipeline and Hub transfers to them."""
 
     def __init__(self, cfg: HaltingVTConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """cfg: the architecture (a HaltingVTConfig or a dict of its keys); keyword arguments override it."""
         super().__init__()
-        cfg = HaltingVTConfig.from_mapping(cfg if cfg is not None else {}, **kwargs)
+        cfg = HaltingVTConfig.from_mapping(cfg if cfg is not None else {}, **kwargs).check()
         self.cfg = cfg
         img_size, patch_size, num_frames, embed_dim = cfg.img_size, cfg.patch_size, cfg.num_frames, cfg.embed_dim
         num_heads, depth, divid_depth, keep_rate = cfg.num_heads, cfg.depth, cfg.divid_depth, cfg.keep_rate
         mlp_ratio, num_classes, init_scheme = cfg.mlp_ratio, cfg.num_classes, cfg.init_scheme
-        if init_scheme not in INIT_SCHEMES:
-            raise ArchError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}")
-        if len(keep_rate) != divid_depth:
-            raise ArchError(f"keep_rate needs one value per Glimpser layer ({divid_depth}), got {keep_rate}")
-        if not 0 <= divid_depth < depth:
-            raise ArchError(f"divid_depth must be in [0, depth), got {divid_depth} with depth {depth}")
-        if img_size % patch_size:
-            raise ArchError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        if cfg.tubelet_size < 1 or num_frames % cfg.tubelet_size:
-            raise ArchError(f"num_frames {num_frames} is not a multiple of tubelet_size {cfg.tubelet_size}")
+        #: class names and the stored config (name, model, data, test) of a model read by from_pretrained
+        self.classes: list[str] | None = None
+        self.pretrained_config: dict[str, Any] | None = None
         self.tubelet_size = cfg.tubelet_size
         self.img_size, self.patch_size, self.num_frames = img_size, patch_size, num_frames
         self.embed_dim, self.depth, self.divid_depth = embed_dim, depth, divid_depth
@@ -175,6 +102,11 @@ class HaltingVT(HubMixin, nn.Module):
         self._init_weights()
         if init_scheme == "scratch":
             self._init_scratch()
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        """The architecture (every key of HaltingVTConfig), as checkpoints and FLOP counts record it."""
+        return self.cfg.to_dict()
 
     @property
     def glimpser_blocks(self) -> list[GlimpserBlock]:
@@ -315,6 +247,46 @@ class HaltingVT(HubMixin, nn.Module):
         logits, motion_logits = self.forward_head(feats["features"])
         return HaltingVTOutput(logits=logits, motion_logits=motion_logits, **feats)
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *, classes: Sequence[str] | None = None,
+                        name: str | None = None, extras: Mapping[str, Any] | None = None,
+                        files: Mapping[str, bytes] | None = None) -> Path:
+        """Write the architecture and the weights as the folder ``save_directory`` (``model.safetensors`` +
+        ``config.json``), whole or not at all: a kill at any instant leaves the previous folder or the new one
+        (other files of a previous folder, e.g. a Hub clone's ``.git``, are kept).
+
+        classes: the class names (default: ``self.classes``); name: default the stored config's, else the
+        folder's name; extras: more JSON-able sections of config.json; files: more files (name -> bytes).
+        See :func:`haltingvt.models.weights.write_pretrained`."""
+        folder = Path(save_directory)
+        name = str(name or (self.pretrained_config or {}).get("name") or folder.name)
+        return write_pretrained(self, folder, name=name, classes=classes if classes is not None else self.classes,
+                                extras=extras, files=files)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, *, device: str | torch.device = "cpu",
+                        check_config: Callable[[Mapping[str, Any]], None] | None = None) -> Any:
+        """A model from a folder written by :meth:`save_pretrained`, in eval mode; ``model.classes`` holds the
+        class names and ``model.pretrained_config`` the stored config (name, model, data, test).
+
+        Everything is checked before anything is allocated: the files (digests, types, sizes), then
+        ``check_config(stored config)`` if given (it raises to refuse), then the architecture against the
+        weights' shapes."""
+        folder = Path(folder)
+        obj = read_checkpoint(folder)
+        if check_config is not None:
+            check_config(obj["config"])
+        arch = obj["arch"]
+        seen = arch_from_weights(obj, "haltingvt")  # shapes first: nothing is allocated for a mismatch
+        diff = [k for k, v in seen.items() if k in arch and v != arch[k]]
+        if diff:
+            raise CheckpointError(f"{folder}: the weights do not have the stored architecture: "
+                                  + ", ".join(f"{k} {seen[k]} in the weights vs {arch[k]}" for k in diff))
+        model = cls(arch)
+        load_checkpoint(model, folder)
+        model.classes = obj.get("classes")
+        model.pretrained_config = obj["config"]
+        return model.to(device).eval()
+
     @staticmethod
     def _compose_kept(kept: list[torch.Tensor], B: int, T: int) -> list[torch.Tensor]:
         """Per selecting layer, map its kept slot indices back to original patch indices: (B, T, k).
@@ -334,7 +306,4 @@ class HaltingVT(HubMixin, nn.Module):
 def create_model(arch: Mapping[str, Any] | HaltingVTConfig | None = None, **overrides: Any) -> HaltingVT:
     """Build a HaltingVT from an architecture (a HaltingVTConfig or a dict of its keys) plus overrides
     (None values ignored). Unknown keys raise ArchError (a ValueError) naming them."""
-    cfg = HaltingVTConfig.from_mapping(arch if arch is not None else {}, **overrides)
-    model = HaltingVT(cfg)
-    model.arch = cfg.to_dict()  # kept so checkpoints and FLOP counts can record the architecture
-    return model
+    return HaltingVT(HaltingVTConfig.from_mapping(arch if arch is not None else {}, **overrides))

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import LossConfig
+
 
 def action_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy for hard labels (B,) long or soft/multi-label targets (B, K) float.
@@ -35,29 +37,6 @@ def distribution_prior(layer_scores: torch.Tensor, target_depth: float, std: flo
     prior = torch.exp(-0.5 * ((layers - target_depth) / std) ** 2)
     prior = prior / prior.sum()
     return F.kl_div(dist.clamp(min=1e-10).log(), prior, reduction="sum")
-
-
-@dataclass
-class LossConfig:
-    """The ``loss`` section and its defaults (the release's recipe): the ONE source of loss defaults."""
-
-    multi_label: bool = False  # multi-hot targets (ActivityNet): soft-label CE, metric mAP
-    label_smoothing: float = 0.0
-    ponder_token_scale: float = 5.0e-4
-    ponder_start_epoch: float = 0.0  # ponder weight 0 for this many epochs (training from scratch; 0: as the release)
-    ponder_warmup_epochs: float = 0.0  # then a linear ramp over this many epochs (0: constant, as the release)
-    # A compute target, a fraction of the dense model's GFLOPs: the ponder term acts only on batches whose real
-    # clips cost more (the trainer decides per micro-batch). None: the constant weight, as the release.
-    target_gflops_ratio: float | None = None
-    motion_loss: bool = True
-    motion_loss_weight: float = 1.0  # the release names motion_loss_beta=0.001 but applies weight 1
-    # The release gives the static clips (one frame repeated) the action label too. Where one frame tells
-    # nothing about the class (motion-only data) that half of the action loss cannot be learned and only
-    # adds noise; false: static clips train the motion head only.
-    static_action_loss: bool = True
-    distr_prior: bool = False  # A-ViT distribution prior: named in the release, not implemented there
-    distr_prior_weight: float = 0.1
-    distr_target_depth: float = 7.0
 
 
 #: Keys of LossConfig that configure the trainer (targets, ponder schedule), not the loss module.

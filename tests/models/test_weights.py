@@ -5,9 +5,9 @@ import torch
 
 import haltingvt
 from conftest import tiny_model
-from haltingvt.models.weights import (
-    arch_from_weights, detect_format, model_payload, resize_pos_embed, resize_time_embed,
-)
+from haltingvt.models.posembed import resize_pos_embed, resize_time_embed
+from haltingvt.models.keymaps import arch_from_weights, detect_format
+from haltingvt.models.weights import model_payload
 
 
 def test_imagenet_init_from_local_deit_file(tmp_path):
@@ -85,7 +85,8 @@ def test_digest_covers_metadata_and_tensors(tmp_path):
     import json
     import struct
 
-    from haltingvt.models.weights import CheckpointError, content_digest, read_checkpoint, save_safetensors
+    from haltingvt.io.tensorfile import content_digest, save_safetensors
+    from haltingvt.models.weights import CheckpointError, read_checkpoint
 
     tensors = {"w": torch.arange(6.0).view(2, 3)}
     meta = {"format": "haltingvt", "arch": json.dumps({"keep_rate": [1.0, 0.5]})}

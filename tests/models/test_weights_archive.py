@@ -8,7 +8,7 @@ import sys
 import torch
 
 from conftest import OFFICIAL
-from haltingvt.models.archive import Placeholder, find_placeholder, read_torch_zip
+from haltingvt.io.archive import Placeholder, find_placeholder, read_torch_zip
 
 
 def _same(a, b) -> bool:

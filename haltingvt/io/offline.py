@@ -14,6 +14,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import torch.hub
+
 #: Files timm reads from a Hub repository, in its order of preference.
 HUB_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 _TRUE = ("1", "on", "yes", "true")
@@ -25,7 +27,7 @@ def _env_flag(name: str) -> bool:
 
 def _pretrained_source(name: str) -> tuple[str | None, str | None] | None:
     """(hub repo id, url) of timm model ``name``'s default weights; None when timm does not know the name."""
-    import timm  # deferred: heavy, and only needed for timm names
+    import timm  # deferred (slow, optional): timm's model registry, only needed for timm names
     from timm.models import get_pretrained_cfg
 
     if not timm.is_model(name.split(".")[0]):
@@ -41,7 +43,7 @@ def _pretrained_source(name: str) -> tuple[str | None, str | None] | None:
 
 def _cached(repo_id: str | None, url: str | None) -> bool:
     if repo_id:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # deferred (optional): huggingface_hub, Hub cache only
 
         cache_dir = os.environ.get("HF_HUB_CACHE") or None
         repo_id = repo_id.split("@")[0]
@@ -49,8 +51,6 @@ def _cached(repo_id: str | None, url: str | None) -> bool:
             if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir), str):
                 return True
     if url:
-        import torch.hub
-
         path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urllib.parse.urlparse(url).path))
         if os.path.isfile(path):
             return True
@@ -95,7 +95,7 @@ def timm_download_problem(name: str, timeout: float = 3.0) -> str | None:
     if _cached(repo_id, url):
         return None
     if repo_id:
-        from huggingface_hub import constants
+        from huggingface_hub import constants  # deferred (optional): huggingface_hub, Hub settings only
 
         if _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE") or constants.HF_HUB_OFFLINE:
             return "HF_HUB_OFFLINE is set and they are not in the Hugging Face cache"
