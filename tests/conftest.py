@@ -7,7 +7,7 @@ import torch
 
 import haltingvt
 from haltingvt.data import normalize
-from model_helpers import OFFICIAL, tiny_model  # noqa: F401 - tiny_model: until no test imports it from here
+from model_helpers import OFFICIAL
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ def test_case(case, ctx):
     assert outcome == "ok", f"{case.id}: {outcome}: {detail}"
 
 
+@pytest.mark.slow
 def test_closed_output_pipe_ends_quietly():
     proc = subprocess.Popen([sys.executable, "-m", "haltingvt.cli", "configs"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=subprocess_env(), cwd=ROOT)

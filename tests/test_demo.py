@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from haltingvt.cli import main
 
 REQUIRED = {
@@ -11,6 +13,7 @@ REQUIRED = {
 }
 
 
+@pytest.mark.slow
 def test_quick_demo(tmp_path, capsys, monkeypatch):
     # No wall-clock assertion: timings belong in benchmarks/, and a loaded machine is 3-5x slower.
     monkeypatch.chdir(tmp_path)

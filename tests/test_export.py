@@ -31,6 +31,7 @@ def model():
     return haltingvt.create_model(ARCH).eval()
 
 
+@pytest.mark.slow
 def test_masked_execution_exports(model):
     x = torch.randn(2, 3, 2, 32, 32)
     exported = torch.export.export(Logits(model, "masked"), (x,))

@@ -33,6 +33,7 @@ def test_flop_counter_sees_attention():
     assert torch_counted_gflops(Attn(), q) * 1e9 == 2 * 2 * 10 * 11 * 8
 
 
+@pytest.mark.slow
 def test_dense_deit_s_matches_flop_counter():
     torch.manual_seed(0)
     model = haltingvt.create_model("minik_g03_b10", keep_rate=[1.0, 1.0], halting=False).eval()
@@ -44,6 +45,7 @@ def test_dense_deit_s_matches_flop_counter():
     assert 50 < ours < 60
 
 
+@pytest.mark.slow
 def test_halting_deit_s_matches_flop_counter():
     torch.manual_seed(0)
     model = haltingvt.create_model("minik_g03_b10").eval()
@@ -108,6 +110,7 @@ def test_cli_tables(capsys):
     assert f"dense {dense_gflops('minik_g03_b10'):.2f}" in text and "blocks.11" in text
 
 
+@pytest.mark.slow
 def test_cli_release_checkpoint_random_input_json(capsys):
     argv = ["flops", "minik_g03_b10", "--set", *OFFICIAL_SET, "--checkpoint", str(OFFICIAL / "checkpoint.pth"),
             "--random-input", "--json"]
@@ -126,6 +129,7 @@ def test_cli_errors(capsys):
     assert cli.main(["flops", "minik_g03_b10", "--set", "model.nosuch=1"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_frame_folder_views(tmp_path, capsys):
     gen = torch.Generator().manual_seed(0)
     for i in range(1, 9):

@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import haltingvt
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import load_config
 from haltingvt.io.tensorfile import tensor_digest
@@ -110,6 +110,7 @@ def test_our_weights_never_taken_for_imagenet_init(saved, tmp_path):
         load_checkpoint(haltingvt.create_model(saved["cfg"], num_classes=5), plain)
 
 
+@pytest.mark.slow
 def test_convert_release_fixture(tmp_path, official_arch, official_expected, official_clips, capsys):
     cfg = {"_base_": "minik_g03_b10", "model": {**official_arch, "num_classes": 7},
            "data": {"clip_len": 4, "crop_size": 64, "test_scale": 73}}
@@ -228,6 +229,7 @@ def test_training_checkpoint_names_reach_predict(saved, tmp_path):
     assert haltingvt.Predictor(ckpt, device="cpu").class_names == CLASSES
 
 
+@pytest.mark.slow
 def test_trained_checkpoint_carries_class_names(saved, tmp_path):
     """haltingvt train writes the dataset's class names into its checkpoints; predict shows them."""
     work = tmp_path / "run"
@@ -259,6 +261,7 @@ def _same_content(a, b) -> bool:
             and sorted(a["model"]) == sorted(b["model"]) and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]))
 
 
+@pytest.mark.slow
 def test_one_flipped_bit_anywhere_in_model_safetensors(saved, tmp_path):
     """A bit flipped in the length field, in every metadata byte, across the tensor header and in the tensor
     data: refused with one line naming the file, or (a flip in the name of the digest entry itself) loaded
@@ -287,6 +290,7 @@ def test_one_flipped_bit_anywhere_in_model_safetensors(saved, tmp_path):
     assert outcomes["refused"] >= len(positions) - 8, outcomes  # only a flip in the name "digest" loads
 
 
+@pytest.mark.slow
 def test_one_flipped_bit_anywhere_in_config_json(saved, tmp_path):
     """config.json's bytes are bound to model.safetensors: any flipped bit (whitespace too) is refused, naming
     config.json."""
@@ -372,6 +376,7 @@ def test_handmade_files_load_with_one_warning(saved, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------- whole folders (issue 22.2)
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["exchange", "fallback"])
 def test_kill_during_save_pretrained_leaves_old_or_new(tmp_path, mode):
     """kill -9 of save_pretrained(B) over the folder of A before each of its file operations (and halfway

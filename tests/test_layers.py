@@ -172,6 +172,7 @@ def test_models_layer_imports_no_config_or_hub():
                 assert layer_of(target) <= LAYERS["haltingvt.models"], f"{module}:{line} imports {target}"
 
 
+@pytest.mark.slow
 def test_importing_haltingvt_leaves_the_matplotlib_backend_alone():
     import subprocess
     import sys

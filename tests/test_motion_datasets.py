@@ -67,6 +67,7 @@ def test_class_subset_probe(tmp_path):
         motion_recipes.run_config("turns8", tmp_path, ["spin_up"], tmp_path / "lists")
 
 
+@pytest.mark.slow
 def test_rotation_estimator_reads_the_sense_of_a_spin():
     """experiments/rotation_probe.py's hand-written estimator (no training) gets the sense of turns8's spins
     from clips as the model sees them: 8 frames, interval 3, rescaled to 32 px."""

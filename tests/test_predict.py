@@ -203,6 +203,7 @@ def test_release_class_mismatch_and_class_names(setup, tmp_path):
     assert haltingvt.Predictor(setup["ckpt"], config=cfg, device="cpu").class_names[0] == "jump"
 
 
+@pytest.mark.slow
 def test_release_fixture_through_predictor(official_arch, official_expected):
     """The release's own outputs on its tiny checkpoint, reproduced through Predictor (tensor input)."""
     cfg = load_config("minik_g03_b10")

@@ -71,6 +71,7 @@ def test_catalogue_size_and_controls(crafted):
         assert meta["classes"] == CLASSES
 
 
+@pytest.mark.slow
 def test_payloads_are_live(crafted, tmp_path):
     """Unrestricted torch.load of each live case creates the marker: the catalogue's payloads are real."""
     live = [str(c.path) for c in crafted.cases if c.live]
@@ -148,6 +149,7 @@ def _cli(argv, capsys):
     return code, out.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "eval", "flops", "resume", "init"])
 def test_cli_refuses_with_one_line(crafted, command, capsys, tmp_path):
     cases = [c for c in crafted.cases if c.name in CLI_SAMPLE]
@@ -172,6 +174,7 @@ def test_cli_refuses_with_one_line(crafted, command, capsys, tmp_path):
     assert not crafted.marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_subprocess_end_to_end(crafted):
     """The real command line (python -m haltingvt.cli): exit 2, one line, no traceback, no code run."""
     case = next(c for c in crafted.cases if c.name == "payload_os_system")

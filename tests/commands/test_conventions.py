@@ -15,6 +15,7 @@ from haltingvt.cli import build_parser, main
 from haltingvt.commands.options import amp_mode, run_overrides
 
 
+@pytest.mark.slow
 def test_version_and_python_m_haltingvt():
     out = subprocess.run([sys.executable, "-m", "haltingvt", "--version"], capture_output=True, text=True,
                          env=subprocess_env(), timeout=120)

@@ -18,6 +18,7 @@ mmaction2_transforms()  # skip without the oracle extra
 SETTINGS = {"1x1": (4, 16, 1, 72, 64, False), "2x3": (4, 8, 2, 64, 64, True)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SETTINGS)
 def test_eval_from_frames_equals_mmaction2_pipeline(tmp_path, capsys, official_arch, official_model, name):
     clip_len, interval, clips, scale, crop, three = SETTINGS[name]

@@ -47,6 +47,7 @@ test:
 """
 
 
+@pytest.mark.slow
 def test_folder_of_clips_to_train_eval_predict(tmp_path, capsys):
     clips = tmp_path / "my_clips"
     write_clips(clips, {"train": 9, "val": 6})
@@ -86,6 +87,7 @@ def test_folder_of_clips_to_train_eval_predict(tmp_path, capsys):
     assert load_config(tmp_path / "resolved.yaml") == load_config(config)  # what it prints is a usable config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["folders", "lists"])
 def test_synthetic_prints_a_train_command_that_works(tmp_path, capsys, monkeypatch, layout):
     monkeypatch.chdir(tmp_path)
@@ -100,6 +102,7 @@ def test_synthetic_prints_a_train_command_that_works(tmp_path, capsys, monkeypat
     assert Path("run/best.pth").is_file()
 
 
+@pytest.mark.slow
 def test_the_same_path_from_python(tmp_path):
     import haltingvt
     from haltingvt.data import build_dataset

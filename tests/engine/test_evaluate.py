@@ -88,6 +88,7 @@ def test_evaluate_release_checkpoint():
     assert m["num_evaluated"] == 4 and len(m["tokens_per_layer"]) == 10
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["test"]["batch_size"] = 2  # shards of 6 and 5 videos (one unreadable): uneven, no padding

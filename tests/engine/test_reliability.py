@@ -91,6 +91,7 @@ def test_second_training_into_a_busy_work_dir_is_refused(tmp_path):
     assert not (work / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_run_is_taken_over(tmp_path):
     """A process holding the lock is killed with SIGKILL: its lock file stays, naming it; the next run takes over."""
     work = tmp_path / "run"
@@ -214,6 +215,7 @@ def _interrupt_after_save(monkeypatch, n):
     monkeypatch.setattr(train_mod.Trainer, "save", save)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_after", [1, 2, 5])
 def test_resumed_run_logs_the_same_rows(tmp_path, monkeypatch, stop_after):
     """log_interval 4 with a checkpoint every step and bad samples: stopped mid-interval (after save 1, 2 or

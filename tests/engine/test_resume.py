@@ -24,6 +24,7 @@ def _setup():
         yield
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     cfg = tiny_config(tmp_path / "killed", epochs=2, ckpt_interval=2)
     cfg["train"]["val_interval"] = 1
@@ -164,6 +165,7 @@ def test_resume_refuses_settings_that_cannot_change(tmp_path):
     assert "model.depth 4 -> 5" in str(err.value) and "train.batch_size 4 -> 3" in str(err.value)
 
 
+@pytest.mark.slow
 def test_fault_injection_quick(tmp_path):
     """python -m tests.harness.fault_injection --quick: killed inside a log interval (before the first train_log.csv row,
     latest.pth from the step before), between epoch_1.pth and best.pth, a full disk while

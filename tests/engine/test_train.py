@@ -16,6 +16,7 @@ def _setup():
         yield
 
 
+@pytest.mark.slow
 def test_training_reduces_loss_and_writes_run_files(tmp_path, capsys):
     cfg = tiny_config(tmp_path / "run", epochs=3, log_interval=6, ckpt_interval=4)
     summary = train(cfg, datasets=datasets(train_n=24, val_n=6, bad=(5,)), progress=False)
@@ -102,6 +103,7 @@ def _logged(work_dir, column: str) -> list[float]:
         return [float(r[column]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_compute_target_gates_the_ponder_term_by_the_batch_cost(tmp_path):
     def run(name: str, scale: float, target: float | None) -> list[float]:
         cfg = tiny_config(tmp_path / name, epochs=1, log_interval=1, val_interval=0)

@@ -154,6 +154,7 @@ def test_train_execution_key():
         load_config("minik_g03_b10", ["train.execution=dense"])
 
 
+@pytest.mark.slow
 def test_compact_and_masked_training_runs_agree(tmp_path):
     runs = {}
     for execution in ("compact", "masked"):
@@ -167,6 +168,7 @@ def test_compact_and_masked_training_runs_agree(tmp_path):
     assert runs["compact"]["last_log"]["tokens_L1"] == pytest.approx(runs["masked"]["last_log"]["tokens_L1"])
 
 
+@pytest.mark.slow
 def test_torchrun_two_process_compact_training_matches_one_process(tmp_path):
     # 2 processes x batch 4 see, step by step, the same 8 samples as 1 process x batch 8 (DistributedSampler
     # deals out one shuffled order); DDP averages the two halves' gradients, which is the mean over all 8.

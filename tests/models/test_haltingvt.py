@@ -8,6 +8,7 @@ import haltingvt
 from model_helpers import tiny_model
 
 
+@pytest.mark.slow
 def test_create_model_by_name_matches_deit_small():
     model = haltingvt.create_model("minik_g03_b10")
     n_params = sum(p.numel() for p in model.parameters())

@@ -30,6 +30,7 @@ def test_release_outputs(official_model, official_clips, official_expected, exec
     assert out.halting_masks.dtype == torch.bool and out.halting_masks.shape == (3, 10, 21)
 
 
+@pytest.mark.slow
 def test_release_checkpoint_loads_without_mmengine():
     # In a fresh interpreter: the oracle tests import mmengine into this one when the oracle extra is installed.
     code = f"""

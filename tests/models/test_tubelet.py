@@ -45,6 +45,7 @@ def test_flops_count_the_tubelet_embedding():
     assert clip_gflops(model.arch, counts, num_frames=8).shape == (1,)
 
 
+@pytest.mark.slow
 def test_imagenet_filter_is_inflated_over_time(tmp_path):
     """A static clip embeds through the inflated tubelet filter as each frame did through the 2-D one."""
     deit = timm.create_model("deit_tiny_patch16_224", pretrained=False)

@@ -4,12 +4,13 @@ import timm
 import torch
 
 import haltingvt
-from conftest import tiny_model
+from model_helpers import tiny_model
 from haltingvt.models.posembed import resize_pos_embed, resize_time_embed
 from haltingvt.models.keymaps import arch_from_weights, detect_format
 from haltingvt.models.weights import model_payload
 
 
+@pytest.mark.slow
 def test_imagenet_init_from_local_deit_file(tmp_path):
     """A DeiT-S state dict built locally with timm initialises an 8-frame model (SPEC section 1)."""
     deit = timm.create_model("deit_small_patch16_224", pretrained=False)

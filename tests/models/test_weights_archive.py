@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from conftest import OFFICIAL
+from model_helpers import OFFICIAL
 from haltingvt.io.archive import Placeholder, find_placeholder, read_torch_zip
 
 
