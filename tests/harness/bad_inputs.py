@@ -268,7 +268,7 @@ def _setup_enospc(ctx: Ctx) -> None:
     import errno
 
     import haltingvt.engine.checkpoint as ckpt_mod
-    from haltingvt.models.weights import CheckpointWriteError
+    from haltingvt.io.errors import CheckpointWriteError
 
     real = ckpt_mod.save_checkpoint
 
