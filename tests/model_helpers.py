@@ -3,7 +3,10 @@
 Imported by name (``from model_helpers import OFFICIAL, tiny_model``) like the other ``*_helpers`` modules;
 conftest.py builds its fixtures (official_model, official_clips, ...) on these.
 """
+import sys
 from pathlib import Path
+
+import pytest
 
 import haltingvt
 
@@ -17,3 +20,27 @@ def tiny_model(**kw) -> haltingvt.HaltingVT:
                 keep_rate=[1.0, 0.5], halt_scale=10.0, halt_center=3.0, eps=0.01)
     arch.update(kw)
     return haltingvt.create_model(arch, num_classes=5)
+
+
+class RefuseImports:
+    """A meta-path finder that fails any import of the named top-level packages and records the attempts."""
+
+    def __init__(self, *names: str) -> None:
+        self.names, self.tried = names, []
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in self.names:
+            self.tried.append(fullname)
+            raise ImportError(f"{fullname} must not be imported")
+        return None
+
+
+def refuse_imports(monkeypatch: pytest.MonkeyPatch, *names: str) -> RefuseImports:
+    """For the rest of the test, ``names`` are not importable, even if an earlier test imported them
+    (the oracle tests import mmengine into the test process)."""
+    for name in [m for m in sys.modules if m.split(".")[0] in names]:
+        monkeypatch.delitem(sys.modules, name)
+    guard = RefuseImports(*names)
+    monkeypatch.setattr(sys, "meta_path", [guard, *sys.meta_path])
+    return guard
+

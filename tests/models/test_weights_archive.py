@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from model_helpers import OFFICIAL
+from model_helpers import OFFICIAL, refuse_imports
 from haltingvt.io.archive import Placeholder, find_placeholder, read_torch_zip
 
 
@@ -40,9 +40,10 @@ def test_same_objects_as_torch_load(tmp_path):
     assert ours["view"].untyped_storage().data_ptr() == ours["same_storage"].untyped_storage().data_ptr()
 
 
-def test_release_fixture_without_mmengine():
+def test_release_fixture_without_mmengine(monkeypatch):
+    guard = refuse_imports(monkeypatch, "mmengine", "mmcv")
     obj = read_torch_zip(OFFICIAL / "checkpoint.pth")
-    assert "mmengine" not in sys.modules  # its HistoryBuffer became a placeholder, nothing was imported
+    assert guard.tried == [] and "mmengine" not in sys.modules  # its HistoryBuffer became a placeholder
     assert set(obj) >= {"meta", "state_dict", "message_hub"}
     assert all(isinstance(v, torch.Tensor) for v in obj["state_dict"].values())
     where, refers_to = find_placeholder(obj)
