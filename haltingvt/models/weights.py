@@ -46,8 +46,8 @@ MAX_CONFIG_JSON_BYTES = 16 << 20
 __all__ = [
     "PRETRAINED_WEIGHTS", "PRETRAINED_CONFIG", "read_checkpoint", "check_structure", "check_arch", "read_pretrained",
     "load_checkpoint", "describe_init", "save_checkpoint", "model_payload", "write_pretrained",
-    # re-exported, still importable from here: benchmarks/bad_inputs.py imports CheckpointWriteError from this
-    # module; arch_from_weights (haltingvt.models.keymaps) and IntegrityWarning (haltingvt.io.errors) as before
+    # the errors a load raises or warns (defined in haltingvt.io.errors) and arch_from_weights (keymaps), so that
+    # code handling weight files needs this one module
     "CheckpointError", "CheckpointWriteError", "IntegrityWarning", "arch_from_weights",
 ]
 
