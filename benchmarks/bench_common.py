@@ -6,6 +6,7 @@ constant ``delta``: the halting channel of the residual stream then rises with d
 different layers (their starting values differ). ``calibrate`` finds ``delta`` by bisection so that the clips
 average a target cost in compact execution (10 GFLOPs: the paper's G03 operating point).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,7 @@ from haltingvt.flops import clip_gflops, halting_layer_macs
 def set_halt_bias(model: haltingvt.HaltingVT, delta: float) -> None:
     """Make the halting channel (0) grow by ``delta`` per joint layer."""
     with torch.no_grad():
-        for block in model.blocks[model.divid_depth:]:
+        for block in model.blocks[model.divid_depth :]:
             block.mlp.fc2.bias[0] = delta
 
 
@@ -33,7 +34,7 @@ def calibrate(model: haltingvt.HaltingVT, clips: torch.Tensor, target: float, it
     def gflops(delta: float) -> float:
         set_halt_bias(model, delta)
         with torch.inference_mode():
-            res = model.adaptive_halting(model.blocks[model.divid_depth:], x, execution="compact")
+            res = model.adaptive_halting(model.blocks[model.divid_depth :], x, execution="compact")
         return float(clip_gflops(model.arch, res.token_counts).mean())
 
     lo, hi = 0.0, 4.0  # more delta -> earlier halting -> fewer GFLOPs

@@ -11,6 +11,7 @@ measured average is printed.
 Every variant is timed in the same run, round-robin over repetitions (so load from other processes
 spreads over all of them), after warm-up; the median is reported. Timings on a shared CPU are noisy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,9 @@ def main() -> int:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = haltingvt.create_model(ARCH).eval().to(device)
-    dense = None if args.skip_dense else haltingvt.create_model(ARCH, keep_rate=[1.0, 1.0], halting=False).eval().to(device)
+    dense = (
+        None if args.skip_dense else haltingvt.create_model(ARCH, keep_rate=[1.0, 1.0], halting=False).eval().to(device)
+    )
     arch = model.arch
     T, size = arch["num_frames"], arch["img_size"]
     gen = torch.Generator().manual_seed(args.seed + 1)
@@ -89,16 +92,25 @@ def main() -> int:
         variants = {"dense": lambda x: dense(x), **variants}
 
     results: dict = {
-        "arch": ARCH, "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(), "halt_bias": delta, "reps": args.reps,
-        "warmup": args.warmup, "gflops_dense": dense_gflops(arch), "gflops_glimpser_only": glimpser_only_gflops(arch),
+        "arch": ARCH,
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "halt_bias": delta,
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "gflops_dense": dense_gflops(arch),
+        "gflops_glimpser_only": glimpser_only_gflops(arch),
         "batches": {},
     }
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
 
-    header = (f"{'batch':>5} {'variant':<13} {'ms/clip':>9} {'(min)':>8} {'GFLOPs/clip':>12} {'x vs masked':>12} "
-              f"{'(min)':>7} {'FLOPs x':>8}")
+    header = (
+        f"{'batch':>5} {'variant':<13} {'ms/clip':>9} {'(min)':>8} {'GFLOPs/clip':>12} {'x vs masked':>12} "
+        f"{'(min)':>7} {'FLOPs x':>8}"
+    )
     lines = [header]
     for B in args.batch_sizes:
         clips = clips_all[:B]
@@ -121,17 +133,23 @@ def main() -> int:
             speed_min = ms_min["masked"] / ms_min[name]
             fratio = gfl["masked"] / gfl[name]
             rows[name] = {
-                "ms_per_clip": ms[name], "ms_per_clip_min": ms_min[name], "speedup_vs_masked_min": speed_min,
+                "ms_per_clip": ms[name],
+                "ms_per_clip_min": ms_min[name],
+                "speedup_vs_masked_min": speed_min,
                 "ms_per_clip_all": [1000 * t / B for t in times[name]],
-                "gflops_per_clip": gfl[name], "speedup_vs_masked": speed, "flops_ratio_vs_masked": fratio,
+                "gflops_per_clip": gfl[name],
+                "speedup_vs_masked": speed,
+                "flops_ratio_vs_masked": fratio,
             }
             if name in padded:
                 rows[name]["gflops_per_clip_with_padding"] = padded[name]
             if "dense" in ms:
                 rows[name]["speedup_vs_dense"] = ms["dense"] / ms[name]
                 rows[name]["flops_ratio_vs_dense"] = gfl["dense"] / gfl[name]
-            lines.append(f"{B:>5} {name:<13} {ms[name]:>9.1f} {ms_min[name]:>8.1f} {gfl[name]:>12.2f} {speed:>11.2f}x "
-                         f"{speed_min:>6.2f}x {fratio:>7.2f}x")
+            lines.append(
+                f"{B:>5} {name:<13} {ms[name]:>9.1f} {ms_min[name]:>8.1f} {gfl[name]:>12.2f} {speed:>11.2f}x "
+                f"{speed_min:>6.2f}x {fratio:>7.2f}x"
+            )
         c = rows["compact"]
         target_speed = 1.5 if B == 1 else 1.3
         checks = {
@@ -144,15 +162,21 @@ def main() -> int:
             f"      compact vs masked {c['speedup_vs_masked']:.2f}x (target >= {target_speed}x: "
             f"{'ok' if checks['speedup_ok'] else 'MISSED'}), {100 * checks['efficiency']:.0f}% of the FLOPs ratio "
             f"{c['flops_ratio_vs_masked']:.2f}x (target >= 85%: {'ok' if checks['efficiency_ok'] else 'MISSED'}); "
-            f"with padding the batch computes {padded['compact']:.2f} GFLOPs/clip; (min: {c['speedup_vs_masked_min']:.2f}x)"
+            f"with padding the batch computes {padded['compact']:.2f} GFLOPs/clip; "
+            f"(min: {c['speedup_vs_masked_min']:.2f}x)"
         )
-        results["batches"][str(B)] = {"variants": rows, "checks": checks,
-                                      "token_counts_mean": counts.double().mean(0).tolist()}
-        print("\n".join(lines[-len(variants) - 1:]), flush=True)
+        results["batches"][str(B)] = {
+            "variants": rows,
+            "checks": checks,
+            "token_counts_mean": counts.double().mean(0).tolist(),
+        }
+        print("\n".join(lines[-len(variants) - 1 :]), flush=True)
 
-    print(f"\n{ARCH}, {T}x{size}x{size}, random weights, halting bias {delta:.4f}, device {device}, "
-          f"{torch.get_num_threads()} threads, median of {args.reps} (warm-up {args.warmup}); "
-          "(min) = fastest repetition, the least disturbed by other processes")
+    print(
+        f"\n{ARCH}, {T}x{size}x{size}, random weights, halting bias {delta:.4f}, device {device}, "
+        f"{torch.get_num_threads()} threads, median of {args.reps} (warm-up {args.warmup}); "
+        "(min) = fastest repetition, the least disturbed by other processes"
+    )
     print("\n".join(lines))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))

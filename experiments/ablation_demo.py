@@ -9,6 +9,7 @@ Prints a table and writes ``OUT/ablation.json``. Each variant is one run of ``ha
 Without the motion loss the trainer still sees the real/static clip pairs (both with the action label);
 only the motion head's loss is off. "dense" is the same backbone with neither Glimpser selection nor halting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,15 @@ VARIANTS: dict[str, list[str]] = {
     "no_glimpser": ["model.keep_rate=[1.0,1.0]"],
     "dense": ["model.halting=false", "model.keep_rate=[1.0,1.0]"],
 }
-METRICS = ("val_top1", "test_top1", "static_top1", "motion_acc", "gflops_per_clip", "gflops_fraction_of_dense",
-           "train_seconds")
+METRICS = (
+    "val_top1",
+    "test_top1",
+    "static_top1",
+    "motion_acc",
+    "gflops_per_clip",
+    "gflops_fraction_of_dense",
+    "train_seconds",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,11 +59,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name} seed {seed}] training ...", file=sys.stderr, flush=True)
             s = run_demo(cfg, out / f"{name}_seed{seed}", device=args.device, progress=args.progress)
             runs.append({k: s[k] for k in METRICS} | {"tokens_per_layer": s["tokens_per_layer"]})
-            print(f"[{name} seed {seed}] val top-1 {100 * s['val_top1']:.1f}%  "
-                  f"{100 * s['gflops_fraction_of_dense']:.0f}% of dense GFLOPs", file=sys.stderr, flush=True)
+            print(
+                f"[{name} seed {seed}] val top-1 {100 * s['val_top1']:.1f}%  "
+                f"{100 * s['gflops_fraction_of_dense']:.0f}% of dense GFLOPs",
+                file=sys.stderr,
+                flush=True,
+            )
         mean = {k: statistics.fmean(r[k] for r in runs) for k in METRICS}
-        results[name] = {"overrides": VARIANTS[name], "runs": runs, "mean": mean,
-                         "dense_gflops_per_clip": s["dense_gflops_per_clip"]}
+        results[name] = {
+            "overrides": VARIANTS[name],
+            "runs": runs,
+            "mean": mean,
+            "dense_gflops_per_clip": s["dense_gflops_per_clip"],
+        }
 
     out.mkdir(parents=True, exist_ok=True)
     doc = {"config": args.config, "overrides": args.set, "seeds": args.seeds, "results": results}

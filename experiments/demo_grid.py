@@ -10,6 +10,7 @@ reused, so an interrupted grid continues where it stopped.
     python -m experiments.demo_grid --out runs/demo_grid --variants shipped motion_head_static
     python -m experiments.demo_grid --out runs/demo_grid --report                # the table of finished runs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,18 @@ def run_cell(out: Path, variant: str, seed: int, threads: int) -> dict:
     summary = folder / "summary.json"
     if not summary.exists():
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        cmd = [sys.executable, "-m", "haltingvt.cli", "demo", "--out", str(folder), "--no-progress",
-               "--set", f"train.seed={seed}", *VARIANTS[variant]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "haltingvt.cli",
+            "demo",
+            "--out",
+            str(folder),
+            "--no-progress",
+            "--set",
+            f"train.seed={seed}",
+            *VARIANTS[variant],
+        ]
         print(f"running {variant} seed {seed} threads {threads} ...", flush=True)
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     s = json.loads(summary.read_text())
@@ -46,18 +57,29 @@ def run_cell(out: Path, variant: str, seed: int, threads: int) -> dict:
 def report(rows: list[dict]) -> dict:
     print(f"{'variant':<28} {'seed':>4} {'thr':>3} {'val':>6} {'test':>6} {'of dense':>8} {'train s':>7}")
     for r in rows:
-        print(f"{r['variant']:<28} {r['seed']:>4} {r['threads']:>3} {r['val_top1']:>6.1%} {r['test_top1']:>6.1%} "
-              f"{r['gflops_fraction_of_dense']:>8.1%} {r['train_seconds']:>7.0f}")
+        print(
+            f"{r['variant']:<28} {r['seed']:>4} {r['threads']:>3} {r['val_top1']:>6.1%} {r['test_top1']:>6.1%} "
+            f"{r['gflops_fraction_of_dense']:>8.1%} {r['train_seconds']:>7.0f}"
+        )
     stats = {}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         cells = [r for r in rows if r["variant"] == variant]
-        stats[variant] = {k: {"min": min(c[k] for c in cells), "median": statistics.median(c[k] for c in cells),
-                              "max": max(c[k] for c in cells)} for k in METRICS}
+        stats[variant] = {
+            k: {
+                "min": min(c[k] for c in cells),
+                "median": statistics.median(c[k] for c in cells),
+                "max": max(c[k] for c in cells),
+            }
+            for k in METRICS
+        }
         v = stats[variant]
-        print(f"{variant}: {len(cells)} runs; val top-1 min {v['val_top1']['min']:.1%} median "
-              f"{v['val_top1']['median']:.1%} max {v['val_top1']['max']:.1%}; of dense {v['gflops_fraction_of_dense']['min']:.1%}"
-              f"-{v['gflops_fraction_of_dense']['max']:.1%}; training {v['train_seconds']['min']:.0f}-"
-              f"{v['train_seconds']['max']:.0f} s")
+        print(
+            f"{variant}: {len(cells)} runs; val top-1 min {v['val_top1']['min']:.1%} median "
+            f"{v['val_top1']['median']:.1%} max {v['val_top1']['max']:.1%}; "
+            f"of dense {v['gflops_fraction_of_dense']['min']:.1%}"
+            f"-{v['gflops_fraction_of_dense']['max']:.1%}; training {v['train_seconds']['min']:.0f}-"
+            f"{v['train_seconds']['max']:.0f} s"
+        )
     return stats
 
 

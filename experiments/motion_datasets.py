@@ -30,6 +30,7 @@ frame" travel is 3 source frames of travel. Every clip is drawn from
 
     python -m experiments.motion_datasets OUT_DIR [--datasets shapes6 paths10 clutter6 turns8] [--num 4800 400 400]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,13 +59,17 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int, amplitude: flo
     """(size, size, 3) float background: a random mean colour plus bicubic-upsampled cell noise."""
     base = rng.uniform(50, 200, size=3)
     coarse = rng.normal(0.0, amplitude, size=(cells, cells, 3))
-    up = np.stack([np.asarray(Image.fromarray(coarse[..., c].astype(np.float32), mode="F")
-                              .resize((size, size), Image.BICUBIC)) for c in range(3)], axis=-1)
+    up = np.stack(
+        [
+            np.asarray(Image.fromarray(coarse[..., c].astype(np.float32), mode="F").resize((size, size), Image.BICUBIC))
+            for c in range(3)
+        ],
+        axis=-1,
+    )
     return base + up
 
 
-def shape_sdf(kind: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float,
-              angle: float) -> np.ndarray:
+def shape_sdf(kind: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
     """Signed distance (pixels, negative inside) of a shape of "radius" r centred at (cx, cy)."""
     ca, sa = math.cos(angle), math.sin(angle)
     u = (xx - cx) * ca + (yy - cy) * sa
@@ -96,8 +101,15 @@ def paint(img: np.ndarray, sdf: np.ndarray, colour: np.ndarray, outline: np.ndar
     img[:] = img * (1 - alpha) + colour * alpha
 
 
-def draw_clip(bg: np.ndarray, kind: str, centres: np.ndarray, radii: np.ndarray, angle: float | np.ndarray,
-              colour: np.ndarray, outline: np.ndarray | None = None) -> np.ndarray:
+def draw_clip(
+    bg: np.ndarray,
+    kind: str,
+    centres: np.ndarray,
+    radii: np.ndarray,
+    angle: float | np.ndarray,
+    colour: np.ndarray,
+    outline: np.ndarray | None = None,
+) -> np.ndarray:
     """(NUM_FRAMES, H, W, 3) uint8: one shape per frame at ``centres[t]`` with ``radii[t]`` on the background,
     turned by ``angle`` (one for every frame, or (NUM_FRAMES,) for a spinning shape)."""
     size = bg.shape[0]
@@ -120,8 +132,7 @@ def contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.n
             return colour
 
 
-def travel_path(rng: np.random.Generator, size: float, r: float, direction: np.ndarray,
-                speed: float) -> np.ndarray:
+def travel_path(rng: np.random.Generator, size: float, r: float, direction: np.ndarray, speed: float) -> np.ndarray:
     """(NUM_FRAMES, 2) centres of an object travelling ``speed`` px/frame along ``direction``.
 
     The start is drawn so that the whole path stays inside the frame; the path of the reversed
@@ -149,8 +160,16 @@ class MotionDataset:
 
 
 SHAPES6 = ("move_left", "move_right", "move_up", "move_down", "zoom_in", "zoom_out")
-_AXIS = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1),
-         "move_up_left": (-1, -1), "move_down_right": (1, 1), "move_up_right": (1, -1), "move_down_left": (-1, 1)}
+_AXIS = {
+    "move_left": (-1, 0),
+    "move_right": (1, 0),
+    "move_up": (0, -1),
+    "move_down": (0, 1),
+    "move_up_left": (-1, -1),
+    "move_down_right": (1, 1),
+    "move_up_right": (1, -1),
+    "move_down_left": (-1, 1),
+}
 
 
 def _px_per_frame(size: int, model_px: float) -> float:
@@ -197,8 +216,18 @@ def render_shapes6(rng: np.random.Generator, label: int, size: int) -> np.ndarra
     return draw_clip(bg, kind, centres, radii, rng.uniform(0, 2 * math.pi), colour)
 
 
-PATHS10 = ("move_left", "move_right", "move_up", "move_down", "move_up_left", "move_down_right",
-           "move_up_right", "move_down_left", "orbit_cw", "orbit_ccw")
+PATHS10 = (
+    "move_left",
+    "move_right",
+    "move_up",
+    "move_down",
+    "move_up_left",
+    "move_down_right",
+    "move_up_right",
+    "move_down_left",
+    "orbit_cw",
+    "orbit_ccw",
+)
 
 
 def render_paths10(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
@@ -240,7 +269,7 @@ def render_clutter6(rng: np.random.Generator, label: int, size: int) -> np.ndarr
         target = (shape_sdf(kind, xx, yy, centres[t, 0], centres[t, 1], radii[t], angle), colour)
         dc = d_centre + jitter[t]
         distractor = (shape_sdf(d_kind, xx, yy, dc[0], dc[1], d_r, angle + 1.0), d_colour)
-        for sdf, col in ((target, distractor) if order else (distractor, target)):
+        for sdf, col in (target, distractor) if order else (distractor, target):
             paint(img, sdf, col)
         img += rng.normal(0.0, 6.0, size=img.shape)  # camera noise, new every frame
         frames[t] = np.clip(img, 0, 255).round().astype(np.uint8)
@@ -273,17 +302,47 @@ def render_turns8(rng: np.random.Generator, label: int, size: int) -> np.ndarray
 
 
 DATASETS: dict[str, MotionDataset] = {
-    "shapes6": MotionDataset("shapes6", SHAPES6, (("move_left", "move_right"), ("move_up", "move_down"),
-                                                  ("zoom_in", "zoom_out")), 64, render_shapes6, "arnet"),
-    "paths10": MotionDataset("paths10", PATHS10, (("move_left", "move_right"), ("move_up", "move_down"),
-                                                  ("move_up_left", "move_down_right"),
-                                                  ("move_up_right", "move_down_left"), ("orbit_cw", "orbit_ccw")),
-                             96, render_paths10, "rawframes", filename_tmpl="frame_{:04}.jpg", start_index=0),
-    "clutter6": MotionDataset("clutter6", SHAPES6, (("move_left", "move_right"), ("move_up", "move_down"),
-                                                    ("zoom_in", "zoom_out")), 48, render_clutter6, "video"),
-    "turns8": MotionDataset("turns8", TURNS8, (("move_left", "move_right"), ("zoom_in", "zoom_out"),
-                                               ("spin_cw", "spin_ccw"), ("orbit_cw", "orbit_ccw")),
-                            80, render_turns8, "arnet", filename_tmpl="{:05}.jpg"),
+    "shapes6": MotionDataset(
+        "shapes6",
+        SHAPES6,
+        (("move_left", "move_right"), ("move_up", "move_down"), ("zoom_in", "zoom_out")),
+        64,
+        render_shapes6,
+        "arnet",
+    ),
+    "paths10": MotionDataset(
+        "paths10",
+        PATHS10,
+        (
+            ("move_left", "move_right"),
+            ("move_up", "move_down"),
+            ("move_up_left", "move_down_right"),
+            ("move_up_right", "move_down_left"),
+            ("orbit_cw", "orbit_ccw"),
+        ),
+        96,
+        render_paths10,
+        "rawframes",
+        filename_tmpl="frame_{:04}.jpg",
+        start_index=0,
+    ),
+    "clutter6": MotionDataset(
+        "clutter6",
+        SHAPES6,
+        (("move_left", "move_right"), ("move_up", "move_down"), ("zoom_in", "zoom_out")),
+        48,
+        render_clutter6,
+        "video",
+    ),
+    "turns8": MotionDataset(
+        "turns8",
+        TURNS8,
+        (("move_left", "move_right"), ("zoom_in", "zoom_out"), ("spin_cw", "spin_ccw"), ("orbit_cw", "orbit_ccw")),
+        80,
+        render_turns8,
+        "arnet",
+        filename_tmpl="{:05}.jpg",
+    ),
 }
 
 
@@ -310,8 +369,9 @@ def _write_one(args: tuple[str, str, int, int, str]) -> str:
     return f"{rel} {NUM_FRAMES} {label}"
 
 
-def write_dataset(name: str, out_dir: str | Path, counts: dict[str, int], seed: int = 0,
-                  workers: int = 2) -> dict[str, Path]:
+def write_dataset(
+    name: str, out_dir: str | Path, counts: dict[str, int], seed: int = 0, workers: int = 2
+) -> dict[str, Path]:
     """Write every split of dataset ``name`` under ``out_dir/name``; returns the list file of each split.
 
     Skips a split whose list file already exists with the right number of lines."""
@@ -337,12 +397,19 @@ def data_config(name: str, root: str | Path) -> dict:
     ds = DATASETS[name]
     base = Path(root) / name
     return {
-        "format": ds.layout, "data_root": str(base), "classes": str(base / "classes.txt"),
-        "train_list": str(base / f"train_{ds.layout}.txt"), "val_list": str(base / f"val_{ds.layout}.txt"),
+        "format": ds.layout,
+        "data_root": str(base),
+        "classes": str(base / "classes.txt"),
+        "train_list": str(base / f"train_{ds.layout}.txt"),
+        "val_list": str(base / f"val_{ds.layout}.txt"),
         "test_list": str(base / f"test_{ds.layout}.txt"),
-        "filename_tmpl": ds.filename_tmpl, "start_index": ds.start_index,
-        "clip_len": 8, "frame_interval": SAMPLED_STRIDE, "train_scale": [MODEL_SIZE, MODEL_SIZE],
-        "crop_size": MODEL_SIZE, "test_scale": MODEL_SIZE,
+        "filename_tmpl": ds.filename_tmpl,
+        "start_index": ds.start_index,
+        "clip_len": 8,
+        "frame_interval": SAMPLED_STRIDE,
+        "train_scale": [MODEL_SIZE, MODEL_SIZE],
+        "crop_size": MODEL_SIZE,
+        "test_scale": MODEL_SIZE,
     }
 
 

@@ -17,6 +17,7 @@ overrides (:data:`VARIANTS`); it is written next to the run, so any row can be r
 Timings are of one machine, measured in one invocation; with ``--jobs 2`` two trainings share the cores.
 The final model (not the best epoch) is evaluated, with compact execution.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,13 @@ BUILTIN_PAIRS = (("move_right", "move_left"), ("move_up", "move_down"), ("grow",
 DEMO_LR = ["train.lr=2.0e-3", "train.warmup_epochs=0.2"]  # configs/demo_synthetic.yaml's optimizer schedule
 VARIANTS: dict[str, list[str]] = {
     "recipe": [],
-    "demo": ["model.patch_size=8", "model.tubelet_size=1", "loss.target_gflops_ratio=null",
-             "loss.static_action_loss=true", *DEMO_LR],
+    "demo": [
+        "model.patch_size=8",
+        "model.tubelet_size=1",
+        "loss.target_gflops_ratio=null",
+        "loss.static_action_loss=true",
+        *DEMO_LR,
+    ],
     "demo_lr": DEMO_LR,
     "static_action": ["loss.static_action_loss=true"],
     "p8_gate": ["model.patch_size=8", "model.tubelet_size=1"],
@@ -58,8 +64,9 @@ VARIANTS: dict[str, list[str]] = {
 BASE = "scratch_motion"
 
 
-def run_config(dataset: str, data_root: Path, only: list[str] | None = None,
-               lists_dir: Path | None = None) -> tuple[dict, list[str], list[tuple[str, str]]]:
+def run_config(
+    dataset: str, data_root: Path, only: list[str] | None = None, lists_dir: Path | None = None
+) -> tuple[dict, list[str], list[tuple[str, str]]]:
     """(config dict, class names, time-reversed pairs) of a dataset, based on the recipe (:data:`BASE`).
 
     ``only``: train and evaluate on these classes alone, relabelled 0..len(only)-1 in that order (for the
@@ -160,8 +167,11 @@ def train_run(dataset: str, variant: str, seed: int, args: argparse.Namespace) -
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = work_dir / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    overrides = VARIANTS[variant] + list(args.set) + [f"train.seed={seed}", f"train.work_dir={work_dir}",
-                                                      "train.log_interval=500"]
+    overrides = (
+        VARIANTS[variant]
+        + list(args.set)
+        + [f"train.seed={seed}", f"train.work_dir={work_dir}", "train.log_interval=500"]
+    )
     cmd = [sys.executable, "-m", "haltingvt.cli", "train", str(cfg_path), "--no-progress", "--set", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     if not (args.reuse and (work_dir / "summary.json").exists()):
@@ -174,10 +184,16 @@ def train_run(dataset: str, variant: str, seed: int, args: argparse.Namespace) -
         (work_dir / "train_seconds.txt").write_text(f"{seconds:.1f}\n")
     seconds = float((work_dir / "train_seconds.txt").read_text())
     summary = json.loads((work_dir / "summary.json").read_text())
-    row = {"dataset": dataset, "classes": args.classes, "variant": variant, "seed": seed,
-           "train_seconds": round(seconds, 1),
-           "optimizer_steps": summary["optimizer_steps"], "command": " ".join(cmd[1:]),
-           **evaluate_run(work_dir, classes, pairs)}
+    row = {
+        "dataset": dataset,
+        "classes": args.classes,
+        "variant": variant,
+        "seed": seed,
+        "train_seconds": round(seconds, 1),
+        "optimizer_steps": summary["optimizer_steps"],
+        "command": " ".join(cmd[1:]),
+        **evaluate_run(work_dir, classes, pairs),
+    }
     (work_dir / "row.json").write_text(json.dumps(row, indent=1))
     print(format_row(row), flush=True)
     return row
@@ -187,32 +203,40 @@ def format_row(r: dict) -> str:
     conf = " ".join(f"{100 * v:.0f}" for v in r["pair_confusion"].values())
     tokens = "/".join(f"{t:.1f}" for t in r["tokens_per_layer"])
     name = r["dataset"] + (f"[{','.join(r['classes'])}]" if r.get("classes") else "")
-    return (f"{name:<9} {r['variant']:<10} {r['seed']:>4} {100 * r['val_top1']:>6.1f} {100 * r['test_top1']:>6.1f}"
-            f"  {conf:<16} {r['gflops_per_clip']:.4f} {100 * r['gflops_ratio']:>5.1f}%  {tokens:<22}"
-            f" {r['train_seconds']:>7.0f}")
+    return (
+        f"{name:<9} {r['variant']:<10} {r['seed']:>4} {100 * r['val_top1']:>6.1f} {100 * r['test_top1']:>6.1f}"
+        f"  {conf:<16} {r['gflops_per_clip']:.4f} {100 * r['gflops_ratio']:>5.1f}%  {tokens:<22}"
+        f" {r['train_seconds']:>7.0f}"
+    )
 
 
-HEADER = (f"{'dataset':<9} {'variant':<10} {'seed':>4} {'val%':>6} {'test%':>6}  {'pair swap %':<16} "
-          f"{'GFLOPs':<6} {'dense%':>6}  {'tokens/halting layer':<22} {'train s':>7}")
+HEADER = (
+    f"{'dataset':<9} {'variant':<10} {'seed':>4} {'val%':>6} {'test%':>6}  {'pair swap %':<16} "
+    f"{'GFLOPs':<6} {'dense%':>6}  {'tokens/halting layer':<22} {'train s':>7}"
+)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/motion"), help="where the datasets are written")
     parser.add_argument("--out", type=Path, default=Path("runs/motion_recipes"), help="run folders and results.json")
-    parser.add_argument("--datasets", nargs="+", default=[*DATASETS, "builtin"],
-                        choices=[*DATASETS, "builtin"])
+    parser.add_argument("--datasets", nargs="+", default=[*DATASETS, "builtin"], choices=[*DATASETS, "builtin"])
     parser.add_argument("--variants", nargs="+", default=["recipe"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--classes", nargs="+", metavar="CLASS",
-                        help="a probe: train on these classes of each dataset alone (still 6000 steps), e.g. one "
-                             "time-reversed pair, to see whether the model can tell them apart at all")
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="a probe: train on these classes of each dataset alone (still 6000 steps), e.g. one "
+        "time-reversed pair, to see whether the model can tell them apart at all",
+    )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="torch threads per training")
     parser.add_argument("--reuse", action="store_true", help="skip trainings whose run folder has a summary.json")
-    parser.add_argument("--report", action="store_true",
-                        help="train nothing: print the table of every finished run under --out")
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing: print the table of every finished run under --out"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
@@ -226,14 +250,27 @@ def main() -> int:
     # every finished run under --out, also those of earlier or parallel invocations
     rank = {name: i for i, name in enumerate(VARIANTS)}  # variants of older versions sort last
     order = {name: i for i, name in enumerate([*DATASETS, "builtin"])}
-    rows = sorted((json.loads(p.read_text()) for p in args.out.glob("*/row.json")),
-                  key=lambda r: (order[r["dataset"]], r.get("classes") or [], rank.get(r["variant"], len(rank)), r["variant"],
-                                 r["seed"]))
+    rows = sorted(
+        (json.loads(p.read_text()) for p in args.out.glob("*/row.json")),
+        key=lambda r: (
+            order[r["dataset"]],
+            r.get("classes") or [],
+            rank.get(r["variant"], len(rank)),
+            r["variant"],
+            r["seed"],
+        ),
+    )
     print("\n" + HEADER)
     for r in rows:
         print(format_row(r))
-    results = {"rows": rows, "steps": STEPS, "batch_size": BATCH, "cpu_count": os.cpu_count(),
-               "jobs": args.jobs, "threads": args.threads}
+    results = {
+        "rows": rows,
+        "steps": STEPS,
+        "batch_size": BATCH,
+        "cpu_count": os.cpu_count(),
+        "jobs": args.jobs,
+        "threads": args.threads,
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"\nresults: {args.out / 'results.json'}")
     return 0

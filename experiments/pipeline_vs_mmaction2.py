@@ -8,6 +8,7 @@ and ``torchvision``. Prints the table and writes it as JSON.
 
     python -m experiments.pipeline_vs_mmaction2 --out pipeline_vs_mmaction2.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,18 @@ def real_clips(frames_per_clip: int = 8) -> dict[str, list[np.ndarray]]:
         out[f"{name} {frames[0].shape[1]}x{frames[0].shape[0]}"] = frames
     import skimage.data
 
-    for photo, (w, h) in {"astronaut": (1920, 1080), "coffee": (1280, 720), "chelsea": (341, 257),
-                          "rocket": (340, 256), "coffee ": (480, 640)}.items():
+    for photo, (w, h) in {
+        "astronaut": (1920, 1080),
+        "coffee": (1280, 720),
+        "chelsea": (341, 257),
+        "rocket": (340, 256),
+        "coffee ": (480, 640),
+    }.items():
         img = getattr(skimage.data, photo.strip())()
         big = cv2.resize(img, (w + 7 * frames_per_clip, h + 7 * frames_per_clip), interpolation=cv2.INTER_CUBIC)
-        out[f"{photo.strip()} pan {w}x{h}"] = [np.ascontiguousarray(big[:h, 7 * i:7 * i + w]) for i in range(frames_per_clip)]
+        out[f"{photo.strip()} pan {w}x{h}"] = [
+            np.ascontiguousarray(big[:h, 7 * i : 7 * i + w]) for i in range(frames_per_clip)
+        ]
     return out
 
 
@@ -58,10 +66,14 @@ def main() -> None:
         row = {"setting": f"{clip_len}x{interval}x{clips}"}
         for mode in ("mmaction2", "segments"):
             row[mode] = sum(
-                np.array_equal(sample({"total_frames": n, "start_index": 0})["frame_inds"],
-                               sample_frame_indices(n, clip_len, interval, clips, train=False,
-                                                    test_sampling=mode).flatten().numpy())
-                for n in range(1, 2500))
+                np.array_equal(
+                    sample({"total_frames": n, "start_index": 0})["frame_inds"],
+                    sample_frame_indices(n, clip_len, interval, clips, train=False, test_sampling=mode)
+                    .flatten()
+                    .numpy(),
+                )
+                for n in range(1, 2500)
+            )
         result["indices"].append(row)
         print(f"  {row['setting']:>9}: mmaction2 {row['mmaction2']}/2499, segments {row['segments']}/2499")
 
@@ -76,8 +88,10 @@ def main() -> None:
             diff = np.abs(ours.astype(np.int16) - theirs)
             row[mode] = {"max": int(diff.max()), "mean": round(float(diff.mean()), 3)}
         result["frames"].append(row)
-        print(f"  {name:>30}: mmcv max {row['mmcv']['max']} mean {row['mmcv']['mean']}; "
-              f"torchvision max {row['torchvision']['max']} mean {row['torchvision']['mean']}")
+        print(
+            f"  {name:>30}: mmcv max {row['mmcv']['max']} mean {row['mmcv']['mean']}; "
+            f"torchvision max {row['torchvision']['max']} mean {row['torchvision']['mean']}"
+        )
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"written: {args.out}")
 

@@ -14,6 +14,7 @@ config of the dataset):
 HaltingVT on the pair alone, for comparison: ``motion_recipes.py --datasets turns8 --classes spin_cw spin_ccw``.
 Results are also written as JSON (``--out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,9 @@ def rotation_per_frame(clip: torch.Tensor, max_deg: float = 40.0, radius: float 
     grid = torch.stack([2 * src_x / (W - 1) - 1, 2 * src_y / (H - 1) - 1], dim=-1)  # (A, H, W, 2)
     best = []
     for t in range(T - 1):
-        turned = F.grid_sample(gray[t].expand(len(angles), 1, H, W), grid, align_corners=True,
-                               padding_mode="border")[:, 0]
+        turned = F.grid_sample(gray[t].expand(len(angles), 1, H, W), grid, align_corners=True, padding_mode="border")[
+            :, 0
+        ]
         error = ((turned - gray[t + 1]) ** 2 * disc).sum((1, 2))
         best.append(angles[error.argmin()])
     return math.degrees(float(torch.stack(best).mean()))
@@ -81,8 +83,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/motion"), help="where the datasets are written")
     parser.add_argument("--dataset", default="turns8", choices=[*DATASETS, "builtin"])
-    parser.add_argument("--classes", nargs=2, default=["spin_cw", "spin_ccw"], metavar=("CLOCKWISE", "COUNTER"),
-                        help="the clockwise class, then the counter-clockwise one")
+    parser.add_argument(
+        "--classes",
+        nargs=2,
+        default=["spin_cw", "spin_ccw"],
+        metavar=("CLOCKWISE", "COUNTER"),
+        help="the clockwise class, then the counter-clockwise one",
+    )
     parser.add_argument("--steps", type=int, default=6000, help="CNN training steps of batch 8")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/rotation_probe.json"))
@@ -100,8 +107,11 @@ def main() -> int:
     turns = [rotation_per_frame(clip[0]) for clip in val["clips"]]
     predicted = torch.tensor([0 if t > 0 else 1 for t in turns])
     estimator_acc = float((predicted == val["label"]).float().mean())
-    print(f"{args.dataset} {classes[0]}/{classes[1]}: {len(turns)} val clips at 32 px; hand-written rotation "
-          f"estimator: {100 * estimator_acc:.1f}% right", flush=True)
+    print(
+        f"{args.dataset} {classes[0]}/{classes[1]}: {len(turns)} val clips at 32 px; hand-written rotation "
+        f"estimator: {100 * estimator_acc:.1f}% right",
+        flush=True,
+    )
 
     # 2. the small 3D CNN
     model = SmallCNN(len(classes))
@@ -129,13 +139,31 @@ def main() -> int:
         model.eval()
         with torch.no_grad():
             val_acc = float((model(val_clips).argmax(1) == val["label"]).float().mean())
-        curve.append({"epoch": epoch, "step": step, "train_loss": sum(losses) / len(losses),
-                      "train_acc": hits / seen, "val_acc": val_acc})
-        print(f"CNN epoch {epoch} step {step}: train loss {curve[-1]['train_loss']:.4f} "
-              f"acc {100 * hits / seen:.1f}%, val {100 * val_acc:.1f}%  ({time.time() - tick:.0f} s)", flush=True)
-    result = {"dataset": args.dataset, "classes": classes, "val_clips": len(turns), "estimator_val_acc": estimator_acc,
-              "cnn_parameters": sum(p.numel() for p in model.parameters()), "cnn_steps": step, "cnn_curve": curve,
-              "cnn_val_acc": curve[-1]["val_acc"], "seconds": round(time.time() - tick, 1)}
+        curve.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": sum(losses) / len(losses),
+                "train_acc": hits / seen,
+                "val_acc": val_acc,
+            }
+        )
+        print(
+            f"CNN epoch {epoch} step {step}: train loss {curve[-1]['train_loss']:.4f} "
+            f"acc {100 * hits / seen:.1f}%, val {100 * val_acc:.1f}%  ({time.time() - tick:.0f} s)",
+            flush=True,
+        )
+    result = {
+        "dataset": args.dataset,
+        "classes": classes,
+        "val_clips": len(turns),
+        "estimator_val_acc": estimator_acc,
+        "cnn_parameters": sum(p.numel() for p in model.parameters()),
+        "cnn_steps": step,
+        "cnn_curve": curve,
+        "cnn_val_acc": curve[-1]["val_acc"],
+        "seconds": round(time.time() - tick, 1),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"results: {args.out}")

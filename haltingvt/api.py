@@ -1,10 +1,12 @@
 """The package-level model factory ``haltingvt.create_model``: config names and paths resolved through
 :mod:`haltingvt.config`, the model built as ``haltingvt.HaltingVT`` (:mod:`haltingvt.hub`: with the test
 pipeline and Hub transfers). :func:`haltingvt.models.create_model` takes an architecture only."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .config import resolve_arch
 from .hub import HaltingVT

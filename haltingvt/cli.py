@@ -1,5 +1,6 @@
 """The ``haltingvt`` command: a dispatcher over :mod:`haltingvt.commands`, where each subcommand's module
 provides ``add_arguments(parser)`` and ``run(args) -> int``."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ SUBCOMMANDS = {
     "configs": "list the shipped configs",
 }
 
-DESCRIPTION = ("haltingvt: train, evaluate and run HaltingVT video transformers (Glimpser token dropping and "
-               "adaptive token halting) on your own videos or the built-in demo data.")
+DESCRIPTION = (
+    "haltingvt: train, evaluate and run HaltingVT video transformers (Glimpser token dropping and "
+    "adaptive token halting) on your own videos or the built-in demo data."
+)
 EPILOG = """examples:
   haltingvt demo                                   train + evaluate a small model on synthetic clips (CPU, minutes)
   haltingvt train my.yaml --work-dir runs/mine     train (a config that sets data.format=folders, ...)
@@ -49,8 +52,9 @@ def _command(name: str):
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser with the subcommands ``names`` (default: all)."""
-    parser = argparse.ArgumentParser(prog="haltingvt", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="haltingvt", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"haltingvt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in names or SUBCOMMANDS:

@@ -13,20 +13,21 @@ the other sections' in :data:`SCHEMA` below. A loaded config has
 every key filled; an unknown key, a wrong type or a value out of range is a :class:`ConfigError` naming
 the key, the value and what is allowed. YAML files hold only what differs from the defaults.
 """
+
 from __future__ import annotations
 
 import copy
 import difflib
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable
 
 import yaml
 
-from .models.config import (ARCH_RULES, MAX_PARAMS, ArchError, HaltingVTConfig, LossConfig, Spec, estimate_params,
-                            specs)
+from .models.config import ARCH_RULES, MAX_PARAMS, ArchError, HaltingVTConfig, LossConfig, Spec, estimate_params, specs
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SPLITS = ("train", "val", "test")
@@ -54,8 +55,9 @@ class Key:
     allowed: str
 
 
-def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-            hi_open: bool = False) -> Callable[[Any], Any]:
+def _number(
+    kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Bad
@@ -70,11 +72,13 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_ope
         if hi is not None and (value > hi or (hi_open and value == hi)):
             raise _Bad
         return value
+
     return check
 
 
-def _range_text(kind: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-                hi_open: bool = False) -> str:
+def _range_text(
+    kind: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+) -> str:
     if lo is None and hi is None:
         return kind
     left = "(" if lo_open else "["
@@ -82,8 +86,14 @@ def _range_text(kind: str, lo: float | None = None, hi: float | None = None, lo_
     return f"{kind} in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
 
 
-def num(kind: type, default: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-        hi_open: bool = False) -> Key:
+def num(
+    kind: type,
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Key:
     name = "an integer" if kind is int else "a number"
     return Key(default, _number(kind, lo, hi, lo_open, hi_open), _range_text(name, lo, hi, lo_open, hi_open))
 
@@ -93,6 +103,7 @@ def flag(default: bool) -> Key:
         if not isinstance(value, bool):
             raise _Bad
         return value
+
     return Key(default, check, "true or false")
 
 
@@ -101,6 +112,7 @@ def choice(default: Any, options: Sequence[Any]) -> Key:
         if value not in options:
             raise _Bad
         return value
+
     return Key(default, check, "one of " + ", ".join(str(o) for o in options))
 
 
@@ -111,11 +123,19 @@ def text(default: str | None, optional: bool = True) -> Key:
         if not isinstance(value, str):
             raise _Bad
         return value
+
     return Key(default, check, "a string" + (" or null" if optional else ""))
 
 
-def number_list(default: Any, kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-                length: int | None = None, scalar_ok: bool = False) -> Key:
+def number_list(
+    default: Any,
+    kind: type,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    length: int | None = None,
+    scalar_ok: bool = False,
+) -> Key:
     item = _number(kind, lo, hi, lo_open)
 
     def check(value: Any) -> Any:
@@ -124,6 +144,7 @@ def number_list(default: Any, kind: type, lo: float | None = None, hi: float | N
         if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
             raise _Bad
         return [item(v) for v in value]
+
     what = f"a list of {length or ''} {_range_text('integers' if kind is int else 'numbers', lo, hi, lo_open)}"
     return Key(default, check, ("an integer or " if scalar_ok else "") + " ".join(what.split()))
 
@@ -138,6 +159,7 @@ def optional_mapping(default: Any) -> Key:
         if value is not None and not isinstance(value, Mapping):
             raise _Bad
         return None if value is None else dict(value)
+
     return Key(default, check, "a mapping or null")
 
 
@@ -148,6 +170,7 @@ def string_list(default: Any) -> Key:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise _Bad
         return list(value)
+
     return Key(default, check, "a list of names or null")
 
 
@@ -187,13 +210,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "format": choice("video", ("video", "rawframes", "arnet", "folders", "synthetic")),
         # data.format: folders (haltingvt.data.folders): data_root/<class>/<clip>, or data_root/{train,val,test}/...;
         # without split folders each class is split by split_ratio ([train, val, test] or [train, val]) and split_seed
-        "split_ratio": number_list([0.8, 0.1, 0.1], float, 0, 1), "split_seed": num(int, 0, 0),
-        "data_root": text(None), "train_list": text(None), "val_list": text(None), "test_list": text(None),
+        "split_ratio": number_list([0.8, 0.1, 0.1], float, 0, 1),
+        "split_seed": num(int, 0, 0),
+        "data_root": text(None),
+        "train_list": text(None),
+        "val_list": text(None),
+        "test_list": text(None),
         "classes": text(None),  # optional class-name file
-        "filename_tmpl": text("img_{:05}.jpg", optional=False), "start_index": num(int, 1, 0),
+        "filename_tmpl": text("img_{:05}.jpg", optional=False),
+        "start_index": num(int, 1, 0),
         "with_offset": flag(False),  # rawframe lists: "frame_dir offset total_frames label" form
-        "clip_len": num(int, 8, 1), "frame_interval": num(int, 32, 1),
-        "num_clips": num(int, 1, 1), "test_num_clips": num(int, 1, 1), "test_num_crops": choice(1, (1, 3)),
+        "clip_len": num(int, 8, 1),
+        "frame_interval": num(int, 32, 1),
+        "num_clips": num(int, 1, 1),
+        "test_num_clips": num(int, 1, 1),
+        "test_num_crops": choice(1, (1, 3)),
         "short_video": choice("loop", ("loop", "clamp")),  # frame indices past the end of a short video
         # test-mode clip starts: mmaction2 (1.x, the release's) | segments (0.x segment centres); docs/pipeline.md
         "test_sampling": choice("mmaction2", ("mmaction2", "segments")),
@@ -201,25 +232,34 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # release's) | torchvision (antialiased bilinear, torchvision's rounding); docs/pipeline.md
         "resize": choice("mmcv", ("mmcv", "torchvision")),
         "train_scale": number_list([256, 320], int, 1, length=2, scalar_ok=True),  # short side range
-        "crop_size": num(int, 224, 1), "test_scale": num(int, 256, 1),
+        "crop_size": num(int, 224, 1),
+        "test_scale": num(int, 256, 1),
         "randaugment": optional_mapping({"num_ops": 2, "magnitude": 9}),
-        "static_from_other_video": flag(False), "num_workers": num(int, 8, 0),
+        "static_from_other_video": flag(False),
+        "num_workers": num(int, 8, 0),
         # data.format: synthetic (haltingvt.data.synthetic): clips per split, seed, classes (null: all), cache
-        "synthetic_num_train": num(int, 600, 1), "synthetic_num_val": num(int, 200, 1),
-        "synthetic_num_test": num(int, 200, 1), "synthetic_seed": num(int, 0),
-        "synthetic_classes": string_list(None), "synthetic_cache": flag(False),
+        "synthetic_num_train": num(int, 600, 1),
+        "synthetic_num_val": num(int, 200, 1),
+        "synthetic_num_test": num(int, 200, 1),
+        "synthetic_seed": num(int, 0),
+        "synthetic_classes": string_list(None),
+        "synthetic_cache": flag(False),
     },
     "train": {
-        "epochs": num(int, 20, 1), "batch_size": num(int, 16, 1),  # samples per process (real + static clip each)
+        "epochs": num(int, 20, 1),
+        "batch_size": num(int, 16, 1),  # samples per process (real + static clip each)
         "optimizer": choice("adam", ("adam", "adamw")),
         "lr": num(float, 1.0e-5, 0, lo_open=True),  # for 8 GPUs x 16 samples; scaled linearly (scale_lr)
         "scale_lr": flag(True),  # lr x (batch_size x processes x accum_steps) / base_batch_size
         "base_batch_size": num(int, 128, 1),
         "weight_decay": num(float, 1.0e-5, 0),  # never on cls_token / pos_embed / time_embed
         "no_decay_bias_norm": flag(True),  # none on biases and LayerNorm weights either (false: as the release)
-        "warmup_epochs": num(float, 5.0, 0), "warmup_start_factor": num(float, 0.1, 0, 1, lo_open=True),
+        "warmup_epochs": num(float, 5.0, 0),
+        "warmup_start_factor": num(float, 0.1, 0, 1, lo_open=True),
         "grad_clip": num(float, 40.0, 0),  # 0: no clipping
-        "accum_steps": num(int, 1, 1), "amp": choice("none", _AMP), "seed": num(int, 0, 0),
+        "accum_steps": num(int, 1, 1),
+        "amp": choice("none", _AMP),
+        "seed": num(int, 0, 0),
         # how halting runs in training: compact (halted tokens removed: the same loss and gradients, less time and
         # memory) | masked (the release's computation)
         "execution": choice("compact", ("compact", "masked")),
@@ -232,8 +272,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "work_dir": text(None),  # default work_dirs/<config name>
     },
     "test": {
-        "batch_size": num(int, 8, 1), "execution": choice("compact", ("compact", "masked")),
-        "early_exit": flag(False), "amp": choice("none", _AMP),  # fp16: CUDA only
+        "batch_size": num(int, 8, 1),
+        "execution": choice("compact", ("compact", "masked")),
+        "early_exit": flag(False),
+        "amp": choice("none", _AMP),  # fp16: CUDA only
     },
 }
 SECTIONS = tuple(SCHEMA)
@@ -258,8 +300,10 @@ def check_section(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
         try:
             out[name] = key.check(value)
         except _Bad:
-            raise ConfigError(f"config key '{section}.{name}': {_show(value)} is not allowed (allowed: {key.allowed})",
-                              f"{section}.{name}") from None
+            raise ConfigError(
+                f"config key '{section}.{name}': {_show(value)} is not allowed (allowed: {key.allowed})",
+                f"{section}.{name}",
+            ) from None
     return out
 
 
@@ -269,7 +313,7 @@ def _show(value: Any, limit: int = 80) -> str:
         text = repr(value)
     except ValueError:  # an int beyond Python's int-string conversion limit
         return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 #: ``name`` names the run (and its default work dir ``work_dirs/<name>``): a plain name, never a path.
@@ -280,11 +324,19 @@ _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 def check_name(name: Any) -> str:
     """``name`` if it is a plain run name: a string of 1 to 128 characters without '/', '\\' or control
     characters, not '.' or '..' (so ``work_dirs/<name>`` stays inside ``work_dirs``); else ConfigError."""
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or _UNSAFE_NAME.search(name) \
-            or name in (".", "..") or name != name.strip():
-        raise ConfigError(f"config key 'name': {_show(name)} is not allowed (allowed: a plain name of 1 to "
-                          f"{MAX_NAME_LENGTH} characters, no '/', '\\', control characters or surrounding spaces, "
-                          "not '.' or '..')", "name")
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= MAX_NAME_LENGTH
+        or _UNSAFE_NAME.search(name)
+        or name in (".", "..")
+        or name != name.strip()
+    ):
+        raise ConfigError(
+            f"config key 'name': {_show(name)} is not allowed (allowed: a plain name of 1 to "
+            f"{MAX_NAME_LENGTH} characters, no '/', '\\', control characters or surrounding spaces, "
+            "not '.' or '..')",
+            "name",
+        )
     return name
 
 
@@ -320,15 +372,24 @@ def check_synthetic_keys(cfg: Mapping[str, Any], given: Iterable[str] = ()) -> N
     size = cfg["model"]["img_size"]
     for key in SYNTHETIC_IGNORES:
         value = data[key]
-        fits = value is None if key == "randaugment" else value in ((size, [size, size]) if key == "train_scale"
-                                                                     else (size,))
+        fits = (
+            value is None
+            if key == "randaugment"
+            else value in ((size, [size, size]) if key == "train_scale" else (size,))
+        )
         if fits or (f"data.{key}" not in given and _synthetic_neutral(key, value, size)):
             continue
-        what = ("no augmentation is applied" if key == "randaugment"
-                else f"clips are rendered at model.img_size = {size} px, never resized or cropped")
+        what = (
+            "no augmentation is applied"
+            if key == "randaugment"
+            else f"clips are rendered at model.img_size = {size} px, never resized or cropped"
+        )
         fix = "null" if key == "randaugment" else f"[{size}, {size}]" if key == "train_scale" else str(size)
-        raise ConfigError(f"config key 'data.{key}': {_show(value)} has no effect with data.format=synthetic ({what}); "
-                          f"remove it or set it to {fix}", f"data.{key}")
+        raise ConfigError(
+            f"config key 'data.{key}': {_show(value)} has no effect with data.format=synthetic ({what}); "
+            f"remove it or set it to {fix}",
+            f"data.{key}",
+        )
 
 
 def check_model_size(model: Mapping[str, Any]) -> int:
@@ -337,10 +398,24 @@ def check_model_size(model: Mapping[str, Any]) -> int:
     (haltingvt.models.weights.check_arch), here checked before anything is allocated for training."""
     params = estimate_params(model)
     if params > MAX_PARAMS:
-        sizes = ", ".join(f"model.{k}={model[k]}" for k in ("embed_dim", "depth", "mlp_ratio", "img_size", "patch_size",
-                                                             "num_frames", "tubelet_size", "num_classes"))
-        raise ConfigError(f"config section 'model': {sizes} give about {params / 1e9:.3g} billion parameters, over "
-                          f"the limit of {MAX_PARAMS / 1e9:g} billion (the same as for a loaded checkpoint)", "model")
+        sizes = ", ".join(
+            f"model.{k}={model[k]}"
+            for k in (
+                "embed_dim",
+                "depth",
+                "mlp_ratio",
+                "img_size",
+                "patch_size",
+                "num_frames",
+                "tubelet_size",
+                "num_classes",
+            )
+        )
+        raise ConfigError(
+            f"config section 'model': {sizes} give about {params / 1e9:.3g} billion parameters, over "
+            f"the limit of {MAX_PARAMS / 1e9:g} billion (the same as for a loaded checkpoint)",
+            "model",
+        )
     return params
 
 
@@ -380,9 +455,7 @@ def _resolve(name_or_path: str | Path) -> Path:
     shipped = CONFIG_DIR / f"{Path(str(name_or_path)).stem}.yaml"
     if path.suffix in ("", ".yaml", ".yml") and shipped.exists():
         return shipped
-    raise ConfigError(
-        f"unknown config '{name_or_path}': not a file and not one of {', '.join(available_configs())}"
-    )
+    raise ConfigError(f"unknown config '{name_or_path}': not a file and not one of {', '.join(available_configs())}")
 
 
 def _merge(base: dict, update: Mapping) -> dict:
@@ -438,8 +511,10 @@ class ConfigLoader(yaml.SafeLoader):
                     continue
                 seen.setdefault(key, key_node.start_mark.line)
                 if first is not None:
-                    raise _YamlProblem(f"duplicate key {_show(key, 60)} (first given on line {first + 1}); "
-                                       "each key may appear once", key_node.start_mark)
+                    raise _YamlProblem(
+                        f"duplicate key {_show(key, 60)} (first given on line {first + 1}); each key may appear once",
+                        key_node.start_mark,
+                    )
         return super().construct_mapping(node, deep)
 
     def construct_yaml_int(self, node: Any) -> Any:
@@ -447,8 +522,9 @@ class ConfigLoader(yaml.SafeLoader):
             return super().construct_yaml_int(node)
         except ValueError:
             text = str(node.value)
-            raise _YamlProblem(f"the number {text[:12]}... ({len(text)} characters) is too long",
-                               node.start_mark) from None
+            raise _YamlProblem(
+                f"the number {text[:12]}... ({len(text)} characters) is too long", node.start_mark
+            ) from None
 
 
 ConfigLoader.add_constructor("tag:yaml.org,2002:int", ConfigLoader.construct_yaml_int)
@@ -479,7 +555,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """The data of a config file with its ``_base_`` chain merged in; ``chain``: the files that inherit it."""
     here = path.resolve()
     if here in chain:
-        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here):], here))
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here) :], here))
         raise ConfigError(f"{chain[-1]}: _base_ makes a cycle: {cycle}")
     if len(chain) >= MAX_BASE_CHAIN:
         raise ConfigError(f"{chain[-1]}: _base_ chain longer than {MAX_BASE_CHAIN} files (at {path})")
@@ -487,7 +563,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     try:
         data = parse_yaml(raw.decode("utf-8-sig")) or {}
     except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
+        line = raw[: err.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
     except yaml.YAMLError as err:
         line, text = _yaml_problem(err)
@@ -525,8 +601,10 @@ def _check_top_level(data: Mapping[str, Any], path: Path) -> None:
     for key in data:
         if key not in known:
             guess = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            raise ConfigError(f"unknown top-level key '{key}' in {path}; "
-                              + (f"did you mean '{guess[0]}'?" if guess else f"known: {', '.join(known)}"))
+            raise ConfigError(
+                f"unknown top-level key '{key}' in {path}; "
+                + (f"did you mean '{guess[0]}'?" if guess else f"known: {', '.join(known)}")
+            )
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
@@ -542,21 +620,25 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
         node = cfg
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node.get(key), dict):
-                raise ConfigError(f"unknown config key '{'.'.join(keys[:depth + 1])}' in override '{_show(item, 60)[1:-1]}'")
+                raise ConfigError(
+                    f"unknown config key '{'.'.join(keys[: depth + 1])}' in override '{_show(item, 60)[1:-1]}'"
+                )
             node = node[key]
         if keys[-1] not in node:
-            raise ConfigError(
-                f"unknown config key '{dotted}' (known in this section: {', '.join(sorted(node))})"
-            )
+            raise ConfigError(f"unknown config key '{dotted}' (known in this section: {', '.join(sorted(node))})")
         try:
             value = _number_or_self(parse_yaml(raw))
         except yaml.YAMLError as err:
-            raise ConfigError(f"override of '{dotted.strip()}': cannot parse value: {_yaml_problem(err)[1]}",
-                              dotted.strip()) from None
+            raise ConfigError(
+                f"override of '{dotted.strip()}': cannot parse value: {_yaml_problem(err)[1]}", dotted.strip()
+            ) from None
         if len(keys) == 1 and keys[0] in SECTIONS and isinstance(node[keys[0]], dict):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"config section '{keys[0]}' must be a mapping, got {_show(value)} (override "
-                                  f"one key with {keys[0]}.KEY=VALUE)", keys[0])
+                raise ConfigError(
+                    f"config section '{keys[0]}' must be a mapping, got {_show(value)} (override "
+                    f"one key with {keys[0]}.KEY=VALUE)",
+                    keys[0],
+                )
             value = _merge(node[keys[0]], value)  # a section merges; it never resets the keys it does not name
         node[keys[-1]] = value
     return cfg
@@ -599,8 +681,12 @@ def load_config(name_or_path: str | Path | Mapping, overrides: Iterable[str] = (
         return cfg
     before = cfg
     cfg = validate(apply_overrides(cfg, overrides))
-    check_synthetic_keys(cfg, given | {k for k, v in _flatten(cfg).items() if _flatten(before).get(k, v) != v}
-                         | {item.split("=", 1)[0].strip() for item in overrides})
+    check_synthetic_keys(
+        cfg,
+        given
+        | {k for k, v in _flatten(cfg).items() if _flatten(before).get(k, v) != v}
+        | {item.split("=", 1)[0].strip() for item in overrides},
+    )
     return cfg
 
 
@@ -609,8 +695,12 @@ def _dotted_keys(cfg: Mapping[str, Any]) -> set[str]:
 
 
 def _flatten(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section, values in cfg.items() if isinstance(values, Mapping)
-            for key, value in values.items()}
+    return {
+        f"{section}.{key}": value
+        for section, values in cfg.items()
+        if isinstance(values, Mapping)
+        for key, value in values.items()
+    }
 
 
 def check_split(split: str) -> str:
@@ -621,8 +711,9 @@ def check_split(split: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ models
-def resolve_arch(source: str | Path | Mapping[str, Any] | HaltingVTConfig | None = None,
-                 **overrides: Any) -> dict[str, Any]:
+def resolve_arch(
+    source: str | Path | Mapping[str, Any] | HaltingVTConfig | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Architecture dict (every key of HaltingVTConfig) from a config name/path, a full config (with a
     ``model`` section), an architecture dict or a HaltingVTConfig, plus overrides (None values ignored).
     Unknown keys are a ConfigError naming the key."""

@@ -18,12 +18,14 @@ and writes ``OUT/summary.json`` and pictures of clips with the patches the Glimp
 at which every kept token halted (``OUT/tokens.png``, ``OUT/tokens.gif``). The trained model is
 ``OUT/work/best.pth``; ``haltingvt predict`` and ``haltingvt eval`` read it with ``--config demo_synthetic``.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from PIL import Image
@@ -38,6 +40,7 @@ from .engine.train import train
 from .flops import dense_gflops, dense_tokens, glimpser_only_gflops, tokens_after_glimpser
 from .models import create_model, load_checkpoint
 from .visualize import save_token_gif, save_token_grid, tokens_of
+
 
 def _pregenerate(datasets: Mapping[str, Dataset], progress: bool) -> float:
     """Render every clip once (the synthetic datasets cache them); returns the seconds it took."""
@@ -73,8 +76,14 @@ def motion_and_static_accuracy(model: torch.nn.Module, dataset: Dataset, batch_s
     return {"static_top1": static_hits / max(n, 1), "motion_acc": motion_hits / max(2 * n, 1)}
 
 
-def save_pictures(model: torch.nn.Module, dataset: Dataset, class_names: list[str], out_dir: Path,
-                  per_class: int = 1, max_clips: int = 4) -> dict[str, str]:
+def save_pictures(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    class_names: list[str],
+    out_dir: Path,
+    per_class: int = 1,
+    max_clips: int = 4,
+) -> dict[str, str]:
     """Token pictures of a few validation clips of different classes, stacked into ``tokens.png``, and
     an animated ``tokens.gif`` of the first. Uses :mod:`haltingvt.visualize`."""
     model.eval()
@@ -113,8 +122,9 @@ def save_pictures(model: torch.nn.Module, dataset: Dataset, class_names: list[st
     return {"png": str(png), "gif": str(gif), "clips": [str(p) for p in paths]}
 
 
-def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool = True,
-             quick: bool = False) -> dict[str, Any]:
+def run_demo(
+    cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool = True, quick: bool = False
+) -> dict[str, Any]:
     """Generate data, train, evaluate, draw; returns the summary (also ``out_dir/summary.json``)."""
     start = time.time()
     out_dir = Path(out_dir)
@@ -125,16 +135,19 @@ def run_demo(cfg: dict, out_dir: str | Path, device: str = "cpu", progress: bool
         raise ConfigError("the demo runs on the built-in synthetic data: data.format must be 'synthetic'")
     classes = synthetic_settings(cfg)["classes"]
     if int(cfg["model"]["num_classes"]) != len(classes):
-        raise ConfigError(f"model.num_classes is {cfg['model']['num_classes']} but data.synthetic_classes "
-                          f"names {len(classes)} classes")
+        raise ConfigError(
+            f"model.num_classes is {cfg['model']['num_classes']} but data.synthetic_classes "
+            f"names {len(classes)} classes"
+        )
     (out_dir / "classes.txt").write_text("\n".join(classes) + "\n")
 
     datasets = {split: build_dataset(cfg, split) for split in ("train", "val", "test")}
     data_seconds = _pregenerate(datasets, progress)
 
     tick = time.time()
-    train_summary = train(cfg, device=device, datasets={"train": datasets["train"], "val": datasets["val"]},
-                          progress=progress)
+    train_summary = train(
+        cfg, device=device, datasets={"train": datasets["train"], "val": datasets["val"]}, progress=progress
+    )
     train_seconds = time.time() - tick
 
     model = create_model(cfg["model"])
@@ -194,7 +207,8 @@ def format_report(s: Mapping[str, Any]) -> str:
         f"  static clips top-1   {pct(s['static_top1'])}   one frame repeated: only motion tells the classes apart",
         f"  motion head accuracy {pct(s['motion_acc'])}   real clip vs static clip",
         f"  MMAC per clip        {s['gflops_per_clip'] * 1e3:.2f} = {pct(s['gflops_fraction_of_dense'])} of the dense "
-        f"backbone's {s['dense_gflops_per_clip'] * 1e3:.2f} (Glimpser alone {s['glimpser_only_gflops_per_clip'] * 1e3:.2f})"
+        f"backbone's {s['dense_gflops_per_clip'] * 1e3:.2f} "
+        f"(Glimpser alone {s['glimpser_only_gflops_per_clip'] * 1e3:.2f})"
         "   (millions of multiply-accumulates)",
         f"  tokens per halting layer {tokens}   (dense {s['dense_tokens_per_layer']:.0f}, after the Glimpser "
         f"{s['tokens_after_glimpser']})",

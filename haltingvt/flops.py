@@ -23,10 +23,12 @@ The dense model is the same backbone without selection (every keep rate 1) and w
 
 Command line: ``haltingvt flops CONFIG [--set k=v ...] [--checkpoint PATH] [--video PATH | --random-input]``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -35,8 +37,15 @@ from .config import resolve_arch
 from .models.glimpser import num_kept
 
 __all__ = [
-    "LayerFlops", "layer_breakdown", "clip_gflops", "dense_gflops", "glimpser_only_gflops",
-    "halting_layer_macs", "tokens_after_glimpser", "dense_tokens", "torch_counted_gflops",
+    "LayerFlops",
+    "layer_breakdown",
+    "clip_gflops",
+    "dense_gflops",
+    "glimpser_only_gflops",
+    "halting_layer_macs",
+    "tokens_after_glimpser",
+    "dense_tokens",
+    "torch_counted_gflops",
 ]
 
 
@@ -114,16 +123,30 @@ def halting_layer_macs(tokens: torch.Tensor | float, embed_dim: int, mlp_hidden:
 
 def _fixed_rows(d: _Dims, select: bool) -> tuple[list[LayerFlops], int]:
     """Patch embedding and Glimpser rows; returns them and the tokens per clip after the Glimpser."""
-    rows = [LayerFlops("patch_embed", "embed", float(d.S * d.T), float(1 + d.S * d.T),
-                       float(d.S * d.T * 3 * d.tubelet * d.patch * d.patch * d.C))]
+    rows = [
+        LayerFlops(
+            "patch_embed",
+            "embed",
+            float(d.S * d.T),
+            float(1 + d.S * d.T),
+            float(d.S * d.T * 3 * d.tubelet * d.patch * d.patch * d.C),
+        )
+    ]
     s_in = d.S
     for i, rate in enumerate(d.keep_rate):
         s_out = s_in
         sel = select and rate < 1.0
         if sel:
             s_out = num_kept(rate, s_in) + int(d.fuse_token)
-        rows.append(LayerFlops(f"blocks.{i}", "glimpser+select" if sel else "glimpser", float(1 + s_in * d.T),
-                               float(1 + s_out * d.T), _glimpser_layer_macs(d, s_in, s_out, sel)))
+        rows.append(
+            LayerFlops(
+                f"blocks.{i}",
+                "glimpser+select" if sel else "glimpser",
+                float(1 + s_in * d.T),
+                float(1 + s_out * d.T),
+                _glimpser_layer_macs(d, s_in, s_out, sel),
+            )
+        )
         s_in = s_out
     return rows, 1 + s_in * d.T
 
@@ -163,13 +186,22 @@ def layer_breakdown(
             raise ValueError("mode='halting' needs token_counts (one value per halting layer)")
         counts = torch.as_tensor(token_counts, dtype=torch.float64).flatten().tolist()
         if len(counts) != d.n_halting:
-            raise ValueError(f"token_counts has {len(counts)} values, the architecture has {d.n_halting} halting layers")
+            raise ValueError(
+                f"token_counts has {len(counts)} values, the architecture has {d.n_halting} halting layers"
+            )
     else:
         counts = [float(M)] * d.n_halting
     first = len(d.keep_rate)
     for j, n in enumerate(counts):
-        rows.append(LayerFlops(f"blocks.{first + j}", "halting" if mode == "halting" else "joint", n, n,
-                               float(halting_layer_macs(n, d.C, d.H))))
+        rows.append(
+            LayerFlops(
+                f"blocks.{first + j}",
+                "halting" if mode == "halting" else "joint",
+                n,
+                n,
+                float(halting_layer_macs(n, d.C, d.H)),
+            )
+        )
     rows.append(LayerFlops("head", "head", 1.0, 1.0, float(d.C * (d.num_classes + 2))))
     return rows
 
@@ -219,5 +251,3 @@ def torch_counted_gflops(model: torch.nn.Module, clips: torch.Tensor, **forward_
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.inference_mode():
         model(clips, **forward_kwargs)
     return counter.get_total_flops() / 2 / 1e9
-
-

@@ -15,14 +15,16 @@ Figures are drawn on matplotlib's Agg canvas directly (``Figure`` + ``FigureCanv
 pyplot's global state, and the backend a notebook chose is left alone. matplotlib is imported when a
 picture is drawn, not with this module.
 """
+
 from __future__ import annotations
 
 import csv
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -33,7 +35,7 @@ TRAIN_LOG, VAL_LOG = "train_log.csv", "val_log.csv"
 CURVES_PNG = "curves.png"
 
 
-def _agg_figure(**kwargs: Any) -> "Figure":
+def _agg_figure(**kwargs: Any) -> Figure:
     """A matplotlib Figure on its own Agg canvas (files only; pyplot and the session's backend untouched)."""
     # deferred (slow): matplotlib, imported only when a picture is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -83,12 +85,17 @@ def _line(ax, log: dict[str, np.ndarray], key: str, label: str, scale: float = 1
     ax.plot(log["step"][ok], y[ok], label=label, **style)
 
 
-def plot_curves(train_log: dict[str, np.ndarray], val_log: dict[str, np.ndarray] | None,
-                out: str | os.PathLike, title: str | None = None) -> Path:
+def plot_curves(
+    train_log: dict[str, np.ndarray],
+    val_log: dict[str, np.ndarray] | None,
+    out: str | os.PathLike,
+    title: str | None = None,
+) -> Path:
     """Draw the curves of :func:`read_log` columns into the PNG ``out`` (see the module docstring)."""
     panels = []
-    losses = sorted((k for k in train_log if k.startswith("loss") and _has(train_log, k)),
-                    key=lambda k: (k != "loss", k))
+    losses = sorted(
+        (k for k in train_log if k.startswith("loss") and _has(train_log, k)), key=lambda k: (k != "loss", k)
+    )
     if losses:
         panels.append(("loss terms", _draw_losses(losses)))
     if _has(train_log, "acc") or _has(val_log, "top1") or _has(val_log, "mAP"):
@@ -101,8 +108,10 @@ def plot_curves(train_log: dict[str, np.ndarray], val_log: dict[str, np.ndarray]
     if _has(train_log, "lr"):
         panels.append(("learning rate", _draw_lr))
     if not panels:
-        raise PlotError(f"nothing to draw: the train log has none of the columns loss*, acc, gflops_per_clip, "
-                        f"tokens_L*, lr (it has {', '.join(train_log)})")
+        raise PlotError(
+            f"nothing to draw: the train log has none of the columns loss*, acc, gflops_per_clip, "
+            f"tokens_L*, lr (it has {', '.join(train_log)})"
+        )
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = _agg_figure(figsize=(5.2 * cols, 3.6 * rows), dpi=100, layout="constrained")
@@ -126,11 +135,17 @@ def _draw_losses(keys: Sequence[str]):
     def draw(ax, train, val):
         for key in keys:
             label = "total" if key == "loss" else key[5:] if key.startswith("loss_") else key
-            _line(ax, train, key, label + (" (unweighted)" if label == "ponder" else ""),
-                  linewidth=2.0 if key == "loss" else 1.2)
+            _line(
+                ax,
+                train,
+                key,
+                label + (" (unweighted)" if label == "ponder" else ""),
+                linewidth=2.0 if key == "loss" else 1.2,
+            )
         values = np.concatenate([train[k][np.isfinite(train[k])] for k in keys])
         if len(values) and (values > 0).all():
             ax.set_yscale("log")
+
     return draw
 
 
@@ -157,6 +172,7 @@ def _draw_tokens(keys: Sequence[str]):
         for key in keys:
             _line(ax, train, key, f"layer {key[8:]}")
         ax.set_ylim(bottom=0)
+
     return draw
 
 
@@ -174,8 +190,10 @@ def plot_run(work_dir: str | os.PathLike, out: str | os.PathLike | None = None) 
     if not work_dir.is_dir():
         raise FileNotFoundError(f"{work_dir}: no such work dir")
     if not (work_dir / TRAIN_LOG).is_file():
-        raise FileNotFoundError(f"{work_dir}: no {TRAIN_LOG} (the trainer writes it at the first log line, "
-                                "every train.log_interval optimizer steps)")
+        raise FileNotFoundError(
+            f"{work_dir}: no {TRAIN_LOG} (the trainer writes it at the first log line, "
+            "every train.log_interval optimizer steps)"
+        )
     train = read_log(work_dir / TRAIN_LOG)
     val = read_log(work_dir / VAL_LOG) if (work_dir / VAL_LOG).is_file() else None
     return plot_curves(train, val, out or work_dir / CURVES_PNG, title=str(work_dir))
@@ -193,8 +211,9 @@ def plot_after_training(work_dir: str | os.PathLike, note: Callable[[str], None]
     return png
 
 
-def save_confusion(matrix, class_names: Sequence[str] | None, out: str | os.PathLike,
-                   title: str | None = None, normalize: bool = True) -> Path:
+def save_confusion(
+    matrix, class_names: Sequence[str] | None, out: str | os.PathLike, title: str | None = None, normalize: bool = True
+) -> Path:
     """A confusion matrix (K, K) (rows: true class, columns: predicted; counts) as a PNG heat map.
 
     ``normalize`` colours each row by its fraction (recall per class); cells show counts while K <= 30.
@@ -222,8 +241,15 @@ def save_confusion(matrix, class_names: Sequence[str] | None, out: str | os.Path
         for i in range(k):
             for j in range(k):
                 if m[i, j]:
-                    ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
-                            color="white" if shown[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(m[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shown[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     total = m.sum()

@@ -19,13 +19,15 @@ Each input goes through the test pipeline of the config (``haltingvt.data.load_v
 multiply-accumulates actually spent (``haltingvt.flops.clip_gflops`` of the measured token counts), summed
 over the views.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -50,8 +52,17 @@ from .visualize import save_token_gif, save_token_grid, tokens_of
 PATH_KEYS = ("classes", "data_root", "train_list", "val_list", "test_list")
 
 RESULT_KEYS = (
-    "path", "error", "top", "num_views", "gflops", "gflops_per_view", "tokens_per_layer", "halting_layers",
-    "glimpser_tokens", "motion_prob", "vis",
+    "path",
+    "error",
+    "top",
+    "num_views",
+    "gflops",
+    "gflops_per_view",
+    "tokens_per_layer",
+    "halting_layers",
+    "glimpser_tokens",
+    "motion_prob",
+    "vis",
 )
 
 __all__ = ["Predictor", "convert_checkpoint", "parse_views"]
@@ -104,7 +115,8 @@ def _resolve_config(
             return load_config(_config_from_arch(stored_arch, path.stem), overrides), stored_arch
         raise ConfigError(f"{safe_path(path)}: the checkpoint stores no config or architecture; pass --config")
     raise ConfigError(
-        f"{safe_path(path)}: release checkpoint needs --config (its architecture and test pipeline are not stored in it)"
+        f"{safe_path(path)}: release checkpoint needs --config "
+        "(its architecture and test pipeline are not stored in it)"
     )
 
 
@@ -120,9 +132,11 @@ def _check_input_size(path: Path, cfg: Mapping[str, Any]) -> None:
     need = frames * 3 * data["test_scale"] * (data["test_scale"] * 16 // 9 + 1) + frames * 3 * data["crop_size"] ** 2
     if need > MAX_INPUT_BYTES:
         raise ConfigError(
-            f"{safe_path(path)}: the test pipeline of config '{escape(cfg.get('name', 'given'))}' ({frames} frames per input, test_scale "
+            f"{safe_path(path)}: the test pipeline of config '{escape(cfg.get('name', 'given'))}' "
+            f"({frames} frames per input, test_scale "
             f"{data['test_scale']}, crop_size {data['crop_size']}) needs about {need / 2**30:.0f} GiB per input, over "
-            f"{MAX_INPUT_BYTES >> 30} GiB: refused")
+            f"{MAX_INPUT_BYTES >> 30} GiB: refused"
+        )
 
 
 def _check_fit(path: Path, cfg: dict, arch: dict, stored_arch: dict | None, weights_arch: dict) -> None:
@@ -187,7 +201,8 @@ class Predictor:
         kind = detect_format(obj, self.checkpoint)
         if kind == "imagenet":
             raise CheckpointError(
-                f"{self.checkpoint}: holds ImageNet (DeiT/ViT) weights, not a trained HaltingVT; nothing to predict with"
+                f"{self.checkpoint}: holds ImageNet (DeiT/ViT) weights, not a trained HaltingVT; "
+                "nothing to predict with"
             )
         cfg, stored_arch = _resolve_config(self.checkpoint, obj, kind, config, overrides)
         if views is not None:
@@ -223,13 +238,21 @@ class Predictor:
 
     # ------------------------------------------------------------------ setup
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
-                        cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
-                        token: str | bool | None = None, **kwargs: Any) -> "Predictor":
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
         """A Predictor for a folder written by ``save_pretrained`` (offline) or a Hub id (downloaded once
         into the Hub cache); ``kwargs`` as for the constructor."""
-        folder = resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir,
-                                    local_files_only=local_files_only, token=token)
+        folder = resolve_pretrained(
+            name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
         return cls(folder, **kwargs)
 
     def _class_names(self, classes: str | os.PathLike | Sequence[str] | None) -> list[str] | None:
@@ -250,8 +273,10 @@ class Predictor:
             for index, name in enumerate(names):
                 bad = unsafe_char(name)
                 if bad is not None:
-                    raise ConfigError(f"{where}: class {index} ('{escape(name)[:80]}') contains the control character "
-                                      f"{describe_char(bad)}: refused")
+                    raise ConfigError(
+                        f"{where}: class {index} ('{escape(name)[:80]}') contains the control character "
+                        f"{describe_char(bad)}: refused"
+                    )
         if len(names) != num:
             raise ConfigError(f"{where} has {len(names)} class names but the model has {num} classes")
         return names
@@ -262,7 +287,9 @@ class Predictor:
         return self.cfg["data"]["test_num_clips"], self.cfg["data"]["test_num_crops"]
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, path_or_tensor: str | os.PathLike | torch.Tensor, save_vis: str | os.PathLike | None = None) -> dict:
+    def predict(
+        self, path_or_tensor: str | os.PathLike | torch.Tensor, save_vis: str | os.PathLike | None = None
+    ) -> dict:
         """One video file, frame folder or uint8 clip tensor ((3,T,H,W) or (V,3,T,H,W)) -> result dict
         (the fields of ``--json``). A file that cannot be read raises ``haltingvt.data.DataError``."""
         if isinstance(path_or_tensor, torch.Tensor):
@@ -271,7 +298,8 @@ class Predictor:
                 views = views[None]
             if views.dim() != 5 or views.shape[1] != 3 or views.dtype != torch.uint8:
                 raise ValueError(
-                    f"clip tensor must be uint8 (3, T, H, W) or (V, 3, T, H, W), got {views.dtype} {tuple(path_or_tensor.shape)}"
+                    "clip tensor must be uint8 (3, T, H, W) or (V, 3, T, H, W), "
+                    f"got {views.dtype} {tuple(path_or_tensor.shape)}"
                 )
             name = None
         else:
@@ -313,7 +341,11 @@ class Predictor:
 
     @torch.inference_mode()
     def _forward(
-        self, views: list[torch.Tensor], names: list[str | None], save_vis: str | os.PathLike | None, stems: dict[str, int]
+        self,
+        views: list[torch.Tensor],
+        names: list[str | None],
+        save_vis: str | os.PathLike | None,
+        stems: dict[str, int],
     ) -> list[dict]:
         """views: b uint8 tensors (V, 3, T, H, W) of one shape -> b result dicts."""
         b, V = len(views), views[0].shape[0]
@@ -353,7 +385,13 @@ class Predictor:
         return results
 
     def _save_vis(
-        self, folder: str | os.PathLike, clip: torch.Tensor, out: Any, index: int, name: str | None, res: dict,
+        self,
+        folder: str | os.PathLike,
+        clip: torch.Tensor,
+        out: Any,
+        index: int,
+        name: str | None,
+        res: dict,
         stems: dict[str, int],
     ) -> list[str]:
         """Picture of the first view of an input: <folder>/<stem>.png and .gif (stem made unique)."""
@@ -364,7 +402,10 @@ class Predictor:
             stem = f"{stem}_{count}"
         kept, depth = tokens_of(out, index)
         best = res["top"][0]
-        title = f"{Path(name).name if name else 'clip'}: {best['label']} ({best['prob']:.1%}), {res['gflops_per_view']:.3g} GFLOPs/view"
+        title = (
+            f"{Path(name).name if name else 'clip'}: {best['label']} ({best['prob']:.1%}), "
+            f"{res['gflops_per_view']:.3g} GFLOPs/view"
+        )
         folder = Path(folder)
         png = save_token_grid(clip, kept, depth, self.arch, folder / f"{stem}.png", title=title)
         gif = save_token_gif(clip, kept, depth, self.arch, folder / f"{stem}.gif", title=title)
@@ -391,7 +432,11 @@ class _ViewsDataset(Dataset):
         except ConfigError:
             raise  # a config problem (e.g. an unsupported crop count) concerns every input: stop with one line
         except Exception as err:  # noqa: BLE001 - one bad input must not stop the others
-            return {"index": index, "path": path, "error": f"{path}: cannot read: {type(err).__name__}: {str(err).strip()}"}
+            return {
+                "index": index,
+                "path": path,
+                "error": f"{path}: cannot read: {type(err).__name__}: {str(err).strip()}",
+            }
 
 
 def _error_result(path: str, message: str) -> dict:
@@ -400,15 +445,25 @@ def _error_result(path: str, message: str) -> dict:
     return res
 
 
-def convert_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       config: str | os.PathLike | Mapping[str, Any] | None = None, overrides: Sequence[str] = (),
-                       classes: str | os.PathLike | Sequence[str] | None = None,
-                       name: str | None = None) -> tuple[Path, Predictor]:
+def convert_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    classes: str | os.PathLike | Sequence[str] | None = None,
+    name: str | None = None,
+) -> tuple[Path, Predictor]:
     """Write ``checkpoint`` (the release's, with ``config``; or ours) as a ``save_pretrained`` folder.
 
     The checkpoint goes through :class:`Predictor`'s checks (the architecture of the config must fit the
     weights; class names must number num_classes). Returns (folder, the Predictor)."""
     predictor = Predictor(checkpoint, config=config, device="cpu", classes=classes, overrides=overrides)
-    folder = save_pretrained(predictor.model, out_dir, classes=predictor.classes, config=predictor.cfg,
-                             name=name or predictor.cfg.get("name"))
+    folder = save_pretrained(
+        predictor.model,
+        out_dir,
+        classes=predictor.classes,
+        config=predictor.cfg,
+        name=name or predictor.cfg.get("name"),
+    )
     return folder, predictor

@@ -14,11 +14,13 @@ Token order after the Glimpser (see :class:`~haltingvt.models.HaltingVTOutput`):
 Layers are numbered 1..depth (block index + 1), so a token that halted in the first halting layer of a
 model with two Glimpser layers is shown as layer 3.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -26,15 +28,20 @@ from PIL import Image, ImageDraw
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
 
-from .models.config import ARCH_DEFAULTS
 from .io.textsafe import escape
+from .models.config import ARCH_DEFAULTS
 
 #: Brightness of dropped patches (their grey level is luminance * DROPPED_DIM).
 DROPPED_DIM = 0.35
 DEFAULT_CMAP = "viridis"
 
 __all__ = [
-    "tokens_of", "token_depth_map", "token_overlay", "layer_colors", "save_token_grid", "save_token_gif",
+    "tokens_of",
+    "token_depth_map",
+    "token_overlay",
+    "layer_colors",
+    "save_token_grid",
+    "save_token_gif",
 ]
 
 
@@ -117,7 +124,7 @@ def layer_colors(arch: Mapping[str, Any], cmap: str | Colormap = DEFAULT_CMAP) -
     colors = np.full((last + 1, 3), 128, dtype=np.uint8)
     if n > 0:
         values = cm(np.linspace(0.12, 1.0, n) if n > 1 else np.array([0.5]))[:, :3]
-        colors[first + 1:] = np.round(values * 255).astype(np.uint8)
+        colors[first + 1 :] = np.round(values * 255).astype(np.uint8)
     return colors
 
 
@@ -216,8 +223,8 @@ def save_token_grid(
     for t in range(T):
         r, c = divmod(t, cols)
         y, x = r * cell_h + label_h, c * (w + gap)
-        mosaic[y:y + h, x:x + w] = _upscale(frames[t], scale, p)
-        mosaic[y + h + gap // 2:y + 2 * h + gap // 2, x:x + w] = _upscale(overlay[t], scale, p)
+        mosaic[y : y + h, x : x + w] = _upscale(frames[t], scale, p)
+        mosaic[y + h + gap // 2 : y + 2 * h + gap // 2, x : x + w] = _upscale(overlay[t], scale, p)
 
     # deferred (slow): matplotlib, imported only when a picture is drawn; its Agg canvas directly, never
     # pyplot's global state or the session's backend
@@ -240,33 +247,44 @@ def save_token_grid(
             ax.text(-4, r * cell_h + label_h + offset + h / 2, label, rotation=90, ha="right", va="center", fontsize=8)
 
     n = max(last - first, 1)
-    colors = layer_colors(arch, cmap)[first + 1:last + 1] / 255.0
-    mappable = ScalarMappable(norm=BoundaryNorm(np.arange(first + 0.5, first + n + 1.0), n), cmap=ListedColormap(colors))
+    colors = layer_colors(arch, cmap)[first + 1 : last + 1] / 255.0
+    mappable = ScalarMappable(
+        norm=BoundaryNorm(np.arange(first + 0.5, first + n + 1.0), n), cmap=ListedColormap(colors)
+    )
     ticks = list(range(first + 1, last + 1))
     if len(ticks) > 12:
         ticks = ticks[:: -(-len(ticks) // 12)]
-    bar = fig.colorbar(mappable, ax=ax, ticks=ticks, fraction=0.05, pad=0.01, aspect=25, shrink=min(1.0, 0.4 + 0.3 * chunks))
+    bar = fig.colorbar(
+        mappable, ax=ax, ticks=ticks, fraction=0.05, pad=0.01, aspect=25, shrink=min(1.0, 0.4 + 0.3 * chunks)
+    )
     bar.set_label("layer where the token halted", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     fig.legend(
         handles=[Patch(facecolor=(0.25, 0.25, 0.25), label="dropped by the Glimpser")],
-        loc="outside lower left", fontsize=8, frameon=False,
+        loc="outside lower left",
+        fontsize=8,
+        frameon=False,
     )
     # Titles hold file names: no mathtext ("$...$" is text here), no undecodable bytes.
-    fig.suptitle((_printable(title) + "\n" if title else "") + _summary(kept_patches, halt_depth, arch, (H // p, W // p), T),
-                 fontsize=9, parse_math=False)
+    fig.suptitle(
+        (_printable(title) + "\n" if title else "") + _summary(kept_patches, halt_depth, arch, (H // p, W // p), T),
+        fontsize=9,
+        parse_math=False,
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
 
 
-def _legend_strip(arch: Mapping[str, Any], width: int, cmap: str | Colormap) -> "Image.Image":
+def _legend_strip(arch: Mapping[str, Any], width: int, cmap: str | Colormap) -> Image.Image:
     first, last = int(_arch_value(arch, "divid_depth")), int(_arch_value(arch, "depth"))
     colors = layer_colors(arch, cmap)
     strip = Image.new("RGB", (width, 30), "white")
     draw = ImageDraw.Draw(strip)
-    entries = [("drop", (64, 64, 64))] + [(str(L), tuple(int(v) for v in colors[L])) for L in range(first + 1, last + 1)]
+    entries = [("drop", (64, 64, 64))] + [
+        (str(L), tuple(int(v) for v in colors[L])) for L in range(first + 1, last + 1)
+    ]
     box = max(8, min(24, (width - 8) // max(len(entries), 1)))
     x = 4
     for label, color in entries:

@@ -1,5 +1,6 @@
 """Fixtures of the release's tiny checkpoint (tests/fixtures/official-tiny). Plain constants and helpers live in
 the ``*_helpers`` modules (model_helpers: OFFICIAL, tiny_model); tests import those, never this file."""
+
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 import haltingvt
 from haltingvt.data import normalize
+
 from model_helpers import OFFICIAL
 
 

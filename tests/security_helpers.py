@@ -7,13 +7,13 @@ naming the file and matching ``Case.reason``, and no case may create ``marker``.
 is a real code payload: ``torch.load(weights_only=False)`` of it creates ``marker`` (checked by
 ``tests/test_security.py`` in a subprocess, so the catalogue cannot go stale).
 """
+
 from __future__ import annotations
 
 import builtins
 import copy
 import functools
 import importlib
-import io
 import json
 import os
 import pickle
@@ -32,16 +32,38 @@ import torch.jit.unsupported_tensor_ops as jit_ops
 
 from haltingvt.io.tensorfile import content_digest
 
-
 #: A tiny architecture and test pipeline (--set overrides of minik_g03_b10) and its class names, for the
 #: security and Hub tests.
-TINY = ["model.img_size=32", "model.patch_size=16", "model.num_frames=2", "model.embed_dim=32", "model.num_heads=2",
-        "model.depth=3", "model.keep_rate=[1.0,0.5]", "model.num_classes=3", "data.clip_len=2", "data.frame_interval=2",
-        "data.test_scale=36", "data.crop_size=32", "init.pretrained=null"]
+TINY = [
+    "model.img_size=32",
+    "model.patch_size=16",
+    "model.num_frames=2",
+    "model.embed_dim=32",
+    "model.num_heads=2",
+    "model.depth=3",
+    "model.keep_rate=[1.0,0.5]",
+    "model.num_classes=3",
+    "data.clip_len=2",
+    "data.frame_interval=2",
+    "data.test_scale=36",
+    "data.crop_size=32",
+    "init.pretrained=null",
+]
 CLASSES = ["waving", "clapping", "standing still"]
 #: Characters that cannot be meant in a class name (refused wherever names are read), by case name.
-CONTROL_NAMES = {"esc": "\x1b[2J", "nul": "\x00", "cr": "\r", "lf": "\n", "tab": "\t", "del": "\x7f", "c1_csi": "\x9b",
-                 "bidi_rlo": "\u202e", "bidi_isolate": "\u2066", "line_separator": "\u2028", "bell": "\x07"}
+CONTROL_NAMES = {
+    "esc": "\x1b[2J",
+    "nul": "\x00",
+    "cr": "\r",
+    "lf": "\n",
+    "tab": "\t",
+    "del": "\x7f",
+    "c1_csi": "\x9b",
+    "bidi_rlo": "\u202e",
+    "bidi_isolate": "\u2066",
+    "line_separator": "\u2028",
+    "bell": "\x07",
+}
 
 
 @dataclass
@@ -68,8 +90,13 @@ def _s(text: str) -> bytes:
     return b"X" + struct.pack("<I", len(raw)) + raw
 
 
-def _archive(path: Path, data_pkl: bytes, extra: dict[str, bytes] | None = None, prefix: str = "archive",
-             compression: int = zipfile.ZIP_STORED) -> Path:
+def _archive(
+    path: Path,
+    data_pkl: bytes,
+    extra: dict[str, bytes] | None = None,
+    prefix: str = "archive",
+    compression: int = zipfile.ZIP_STORED,
+) -> Path:
     """A torch.save-like zip: prefix/data.pkl, byteorder, version, and extra records."""
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         zf.writestr(f"{prefix}/data.pkl", data_pkl)
@@ -128,6 +155,7 @@ def _hand_global_calls(module: str, name: str, arg: str) -> dict[str, bytes]:
 def _rebuild_pickle(offset: object, size: tuple, stride: tuple, numel: int = 4, state: bytes = b"") -> bytes:
     """data.pkl of {'format': 'haltingvt', 'model': {'w': tensor}} with the given rebuild arguments (and,
     if ``state``, a BUILD on the tensor), written by hand: protocol 2, BINPERSID for the storage."""
+
     def val(v: object) -> bytes:
         if isinstance(v, str):
             return _s(v)
@@ -151,14 +179,18 @@ def _with(base: dict, where: str, value: Any) -> dict:
     obj = dict(base)
     if where.startswith("model."):
         obj["model"] = dict(obj["model"])
-        obj["model"][where[len("model."):]] = value
+        obj["model"][where[len("model.") :]] = value
     else:
         obj[where] = value
     return obj
 
 
-def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_pth: str | os.PathLike,
-                    base_safetensors: str | os.PathLike) -> list[Case]:
+def build_catalogue(
+    out_dir: str | os.PathLike,
+    marker: str | os.PathLike,
+    base_pth: str | os.PathLike,
+    base_safetensors: str | os.PathLike,
+) -> list[Case]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     marker = str(marker)
@@ -173,25 +205,48 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
 
     # 1. code payloads in a weight, through torch.save's own pickler (GLOBAL + REDUCE)
     for name, (payload, live) in _payloads(marker).items():
-        save(f"payload_{name}", _with(base, f"model.{weight}", payload), f"{name} as a weight",
-             r"refers to code", live)
+        save(f"payload_{name}", _with(base, f"model.{weight}", payload), f"{name} as a weight", r"refers to code", live)
     # ... and os.system in every other place a loader looks
     call = _Call(os.system, f"touch {marker}")
     for where in ("model", "arch", "config", "classes", "epoch", "top"):
-        save(f"os_system_in_{where}", _with(base, where, call), f"os.system as {where}",
-             r"refers to code \((os|posix)\.system\)", True)
-    save("os_system_as_key", _with(base, "model", {**base["model"], call: base["model"][weight]}),
-         "os.system as a weight's name", r"refers to code|must map", True)
-    save("os_system_in_config_deep", _with(base, "config", {"data": {"classes": [call]}}),
-         "os.system deep inside the config", r"refers to code", True)
-    save("rebuild_parameter_with_state", _with(base, f"model.{weight}", _Call(
-        torch._utils._rebuild_parameter_with_state, torch.zeros(1), False, collections_od(), {"x": call})),
-         "parameter rebuilt with state", r"refers to code")
+        save(
+            f"os_system_in_{where}",
+            _with(base, where, call),
+            f"os.system as {where}",
+            r"refers to code \((os|posix)\.system\)",
+            True,
+        )
+    save(
+        "os_system_as_key",
+        _with(base, "model", {**base["model"], call: base["model"][weight]}),
+        "os.system as a weight's name",
+        r"refers to code|must map",
+        True,
+    )
+    save(
+        "os_system_in_config_deep",
+        _with(base, "config", {"data": {"classes": [call]}}),
+        "os.system deep inside the config",
+        r"refers to code",
+        True,
+    )
+    save(
+        "rebuild_parameter_with_state",
+        _with(
+            base,
+            f"model.{weight}",
+            _Call(torch._utils._rebuild_parameter_with_state, torch.zeros(1), False, collections_od(), {"x": call}),
+        ),
+        "parameter rebuilt with state",
+        r"refers to code",
+    )
 
     # 2. the same os.system through every opcode that can call a global, hand-written
     for name, raw in _hand_global_calls("os", "system", f"touch {marker}").items():
         path = _archive(out / f"opcode_{name}.pth", raw)
-        cases.append(Case(f"opcode_{name}", path, f"os.system via {name}", r"refers to code|malformed|damaged|sets state"))
+        cases.append(
+            Case(f"opcode_{name}", path, f"os.system via {name}", r"refers to code|malformed|damaged|sets state")
+        )
     # plain (not zip) pickle and PyTorch's legacy format
     path = out / "plain_pickle_os_system.pth"
     path.write_bytes(pickle.dumps({"format": "haltingvt", "model": call}, protocol=2))
@@ -234,9 +289,16 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
         path = _archive(out / f"{name}.pth", _rebuild_pickle(*args), {"data/0": storage})
         cases.append(Case(name, path, f"hostile tensor arguments ({name})", reason))
     # Tensor.__setstate__ (reachable by BUILD on a tensor) calls set_(), which grows a storage to any size
-    grow = b"(" + b"ctorch._utils\n_rebuild_tensor_v2\n((" + _s("storage") + b"ctorch\nFloatStorage\n" + _s("0") \
-        + _s("cpu") + b"K\x04tQK\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRK\x00\x8a\x04\x00\xe1\xf5\x05" \
+    grow = (
+        b"("
+        + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+        + _s("storage")
+        + b"ctorch\nFloatStorage\n"
+        + _s("0")
+        + _s("cpu")
+        + b"K\x04tQK\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRK\x00\x8a\x04\x00\xe1\xf5\x05"
         + b"\x85K\x01\x85t"
+    )
     path = _archive(out / "build_on_tensor.pth", _rebuild_pickle(0, (4,), (1,), state=grow), {"data/0": storage})
     cases.append(Case("build_on_tensor", path, "BUILD on a tensor growing its storage to 400 MB", r"sets state"))
     path = _archive(out / "storage_short.pth", _rebuild_pickle(0, (4,), (1,), numel=4000), {"data/0": storage})
@@ -273,10 +335,20 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
     cases.append(Case("duplicate_record", path, "a second data.pkl with the same name", r"twice"))
     path = out / "two_archives.pth"
     path.write_bytes((out / "torchscript.pth").read_bytes() + whole)
-    cases.append(Case("two_archives", path, "two archives (two central directories) in one file",
-                      r"before the archive|TorchScript|overlap"))
-    path = _archive(out / "compressed_bomb.pth", pickle.dumps({"format": "haltingvt", "model": {}}, protocol=2),
-                    {"data/0": bytes(64 << 20)}, compression=zipfile.ZIP_DEFLATED)
+    cases.append(
+        Case(
+            "two_archives",
+            path,
+            "two archives (two central directories) in one file",
+            r"before the archive|TorchScript|overlap",
+        )
+    )
+    path = _archive(
+        out / "compressed_bomb.pth",
+        pickle.dumps({"format": "haltingvt", "model": {}}, protocol=2),
+        {"data/0": bytes(64 << 20)},
+        compression=zipfile.ZIP_DEFLATED,
+    )
     cases.append(Case("compressed_bomb", path, "deflated records (64 MB of zeros in 64 kB)", r"compressed"))
     path = out / "record_claims_huge_size.pth"
     path.write_bytes(_claim_size(whole, f"{prefix}/data/0", 0xFFFFFFF0))
@@ -284,17 +356,39 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
 
     # 6. pickle-level resource attacks
     deep = b"\x80\x02}" + _s("format") + _s("haltingvt") + b"s" + _s("model") + b"]" * 10_000 + b"a" * 9_999 + b"s."
-    cases.append(Case("deep_nesting", _archive(out / "deep_nesting.pth", deep), "lists nested 10000 deep",
-                      r"nested deeper|recursion"))
+    cases.append(
+        Case(
+            "deep_nesting",
+            _archive(out / "deep_nesting.pth", deep),
+            "lists nested 10000 deep",
+            r"nested deeper|recursion",
+        )
+    )
     laughs = b"\x80\x02}" + _s("format") + _s("haltingvt") + b"s" + _s("model") + b"}s" + _s("config") + b"]q\x000"
     for level in range(1, 40):  # a list of 10 references to the previous level: 10**39 logical nodes
         laughs += b"(" + (b"h" + bytes([level - 1])) * 10 + b"lq" + bytes([level]) + (b"0" if level < 39 else b"")
     laughs += b"s."
-    cases.append(Case("memo_bomb", _archive(out / "memo_bomb.pth", laughs), "billion-laughs config",
-                      r"too large|nested|must be"))
-    huge = b"\x80\x04}" + _s("format") + _s("haltingvt") + b"s" + _s("model") + b"\x8e" + struct.pack("<Q", 1 << 40) + b"s."
-    cases.append(Case("pickle_claims_huge_bytes", _archive(out / "pickle_claims_huge_bytes.pth", huge),
-                      "BINBYTES8 claiming 1 TB", r"damaged|truncated|malformed"))
+    cases.append(
+        Case("memo_bomb", _archive(out / "memo_bomb.pth", laughs), "billion-laughs config", r"too large|nested|must be")
+    )
+    huge = (
+        b"\x80\x04}"
+        + _s("format")
+        + _s("haltingvt")
+        + b"s"
+        + _s("model")
+        + b"\x8e"
+        + struct.pack("<Q", 1 << 40)
+        + b"s."
+    )
+    cases.append(
+        Case(
+            "pickle_claims_huge_bytes",
+            _archive(out / "pickle_claims_huge_bytes.pth", huge),
+            "BINBYTES8 claiming 1 TB",
+            r"damaged|truncated|malformed",
+        )
+    )
     cycle = b"\x80\x02}" + _s("format") + _s("haltingvt") + b"s" + _s("model") + b"}q\x00" + _s("w") + b"h\x00ss."
     cases.append(Case("cycle", _archive(out / "cycle.pth", cycle), "a dict containing itself", r"cycle"))
 
@@ -310,19 +404,26 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
         ("classes_is_path", _with(base, "classes", "/etc/passwd"), r"classes"),
         ("classes_wrong_count", _with(base, "classes", ["a"]), r"classes"),
         ("format_version_future", _with(base, "format_version", 99), r"version"),
-        ("weight_dtype_int", _with(base, f"model.{weight}", torch.ones(base["model"][weight].shape, dtype=torch.int64)),
-         r"floating|dtype"),
+        (
+            "weight_dtype_int",
+            _with(base, f"model.{weight}", torch.ones(base["model"][weight].shape, dtype=torch.int64)),
+            r"floating|dtype",
+        ),
     ):
         save(name, obj, f"wrong types ({name})", reason)
     for name, bad in CONTROL_NAMES.items():  # class names that cannot be meant
-        save(f"classes_{name}", _with(base, "classes", ["waving", f"clap{bad}ping", "standing"]),
-             f"a class name with {name}", r"classes.*control character")
+        save(
+            f"classes_{name}",
+            _with(base, "classes", ["waving", f"clap{bad}ping", "standing"]),
+            f"a class name with {name}",
+            r"classes.*control character",
+        )
 
     # 8. safetensors variants (base_safetensors is ours: format haltingvt, sha256 of the tensors)
     raw = Path(base_safetensors).read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    body = raw[8 + n:]
+    header = json.loads(raw[8 : 8 + n])
+    body = raw[8 + n :]
 
     def st(name: str, data: bytes, what: str, reason: str) -> None:
         path = out / f"{name}.safetensors"
@@ -357,30 +458,65 @@ def build_catalogue(out_dir: str | os.PathLike, marker: str | os.PathLike, base_
         return bytes(out)
 
     # one flipped bit in each metadata entry a load reads: refused by the digest over tensors + metadata
-    st("st_meta_bitflip_keep_rate", flip_in_header('keep_rate\\": [1.0, 0.', after=True),
-       "one flipped bit in the keep_rate of the metadata (0.5 -> 0.4)", r"digest")
-    st("st_meta_bitflip_halt_center", flip_in_header('halt_center\\": 1', after=True),
-       "one flipped bit in the halt_center of the metadata (10.0 -> 11.0)", r"digest")
-    st("st_meta_bitflip_class_name", flip_in_header(CLASSES[0], 0x02),
-       "one flipped bit in a class name of the metadata", r"digest")
+    st(
+        "st_meta_bitflip_keep_rate",
+        flip_in_header('keep_rate\\": [1.0, 0.', after=True),
+        "one flipped bit in the keep_rate of the metadata (0.5 -> 0.4)",
+        r"digest",
+    )
+    st(
+        "st_meta_bitflip_halt_center",
+        flip_in_header('halt_center\\": 1', after=True),
+        "one flipped bit in the halt_center of the metadata (10.0 -> 11.0)",
+        r"digest",
+    )
+    st(
+        "st_meta_bitflip_class_name",
+        flip_in_header(CLASSES[0], 0x02),
+        "one flipped bit in a class name of the metadata",
+        r"digest",
+    )
     st("st_meta_bitflip_format", flip_in_header("haltingvt", 0x04), "one flipped bit in the format entry", r"digest")
-    st("st_meta_bitflip_digest", flip_in_header(meta["digest"][:12], 0x01), "one flipped bit in the digest",
-       r"digest")
-    st("st_meta_bitflip_key", flip_in_header('format_version":"1"', 0x02), "one flipped bit in a metadata key",
-       r"digest")
-    st("st_digest_edited_meta", with_header({**header, "__metadata__": {**meta, "classes": json.dumps(
-        ["waving", "clapping", "sitting"])}}), "class names edited, digest kept", r"digest")
+    st("st_meta_bitflip_digest", flip_in_header(meta["digest"][:12], 0x01), "one flipped bit in the digest", r"digest")
+    st(
+        "st_meta_bitflip_key",
+        flip_in_header('format_version":"1"', 0x02),
+        "one flipped bit in a metadata key",
+        r"digest",
+    )
+    st(
+        "st_digest_edited_meta",
+        with_header({**header, "__metadata__": {**meta, "classes": json.dumps(["waving", "clapping", "sitting"])}}),
+        "class names edited, digest kept",
+        r"digest",
+    )
     # an edit whose digest was recomputed reaches the checks behind the digest
-    st("st_arch_huge", with_header(signed({**meta, "arch": json.dumps(
-        {**json.loads(meta["arch"]), "embed_dim": 10**7})})), "huge architecture in metadata", r"embed_dim")
+    st(
+        "st_arch_huge",
+        with_header(signed({**meta, "arch": json.dumps({**json.loads(meta["arch"]), "embed_dim": 10**7})})),
+        "huge architecture in metadata",
+        r"embed_dim",
+    )
     st("st_arch_not_json", with_header(signed({**meta, "arch": "{not json"})), "metadata arch not JSON", r"arch")
     for name, bad in CONTROL_NAMES.items():
-        st(f"st_classes_{name}", with_header(signed({**meta, "classes": json.dumps(["waving", f"clap{bad}ping", "x"])})),
-           f"a class name with {name} (digest recomputed)", r"classes.*control character")
+        st(
+            f"st_classes_{name}",
+            with_header(signed({**meta, "classes": json.dumps(["waving", f"clap{bad}ping", "x"])})),
+            f"a class name with {name} (digest recomputed)",
+            r"classes.*control character",
+        )
     unsigned = {k: v for k, v in meta.items() if k not in ("digest", "sha256")}
-    st("st_handmade_classes_esc", with_header({**header, "__metadata__": {
-        **unsigned, "classes": json.dumps(["waving", "\x1b]52;c;cm0gLXJmIH4=\x07", "x"])}}),
-       "a class name with an OSC 52 clipboard write, no digest", r"classes.*control character")
+    st(
+        "st_handmade_classes_esc",
+        with_header(
+            {
+                **header,
+                "__metadata__": {**unsigned, "classes": json.dumps(["waving", "\x1b]52;c;cm0gLXJmIH4=\x07", "x"])},
+            }
+        ),
+        "a class name with an OSC 52 clipboard write, no digest",
+        r"classes.*control character",
+    )
     first = next(k for k in header if k != "__metadata__")
     bad = copy.deepcopy(header)
     bad[first]["data_offsets"] = [0, len(body) * 4]
@@ -399,14 +535,20 @@ def _claim_size(whole: bytes, name: str, size: int) -> bytes:
     """``whole`` with the central-directory entry of ``name`` claiming ``size`` bytes (packed and unpacked)."""
     out = bytearray(whole)
     entry = whole.rfind(b"PK\x01\x02", 0, whole.rfind(name.encode()) + 1)
-    while not whole[entry + 46: entry + 46 + len(name)] == name.encode():
+    while not whole[entry + 46 : entry + 46 + len(name)] == name.encode():
         entry = whole.rfind(b"PK\x01\x02", 0, entry)
-    out[entry + 20: entry + 28] = struct.pack("<II", size, size)
+    out[entry + 20 : entry + 28] = struct.pack("<II", size, size)
     return bytes(out)
 
 
-def resave_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, drop: tuple[str, ...] = ("config_sha256",),
-                       update: dict[str, str] | None = None, digest: bool = True) -> Path:
+def resave_safetensors(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    drop: tuple[str, ...] = ("config_sha256",),
+    update: dict[str, str] | None = None,
+    digest: bool = True,
+) -> Path:
     """``src`` (our .safetensors) written again as ``dst`` with the metadata entries ``drop`` removed and
     ``update`` set: with a digest recomputed over the result (``digest=True``: what an older or a
     hand-driven save of ours writes), or with no digest at all (made by hand)."""
@@ -429,9 +571,20 @@ def resave_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, drop: 
 
 # ----------------------------------------------------------------------------- kill -9 while a folder is written
 #: File operations of ``atomic_write_folder`` a trial may kill the writer before (os.write also halfway).
-FOLDER_OPS = (("os", "open"), ("os", "write"), ("os", "fsync"), ("os", "close"), ("os", "mkdir"), ("os", "rename"),
-              ("os", "replace"), ("os", "link"), ("os", "symlink"), ("os", "chmod"), ("shutil", "rmtree"),
-              ("weights", "_exchange"))
+FOLDER_OPS = (
+    ("os", "open"),
+    ("os", "write"),
+    ("os", "fsync"),
+    ("os", "close"),
+    ("os", "mkdir"),
+    ("os", "rename"),
+    ("os", "replace"),
+    ("os", "link"),
+    ("os", "symlink"),
+    ("os", "chmod"),
+    ("shutil", "rmtree"),
+    ("weights", "_exchange"),
+)
 
 
 def folder_kill_trials(root: str, mode: str, random_kills: int = 0, seed: int = 0) -> dict[str, Any]:
@@ -518,8 +671,11 @@ def folder_kill_trials(root: str, mode: str, random_kills: int = 0, seed: int = 
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-        result = {"kill": kill, "state": state(target) if target.exists() else "missing",
-                  "leftovers": sorted(f"{p.name[-4:]}:{state(p)}" for p in leftovers())}
+        result = {
+            "kill": kill,
+            "state": state(target) if target.exists() else "missing",
+            "leftovers": sorted(f"{p.name[-4:]}:{state(p)}" for p in leftovers()),
+        }
         left = weights.interrupted_save(target)
         result["interrupted"] = state(left) if left is not None else None
         save("B")  # the next write cleans up (and in fallback mode first puts a folder renamed away back)
@@ -543,10 +699,12 @@ def folder_kill_trials(root: str, mode: str, random_kills: int = 0, seed: int = 
     os.waitpid(pid, 0)
     trials = []
     for k, op in enumerate(ops, start=1):
-        for halfway in ((False, True) if op == "os.write" else (False,)):
+        for halfway in (False, True) if op == "os.write" else (False,):
+
             def child(k=k, halfway=halfway) -> None:
                 hooked(k, halfway, [])
                 save("B")
+
             trials.append(trial(f"{'halfway through' if halfway else 'before'} #{k} {op}", child))
     rng = random.Random(seed)
     for i in range(random_kills):
@@ -559,8 +717,11 @@ def folder_kill_trials(root: str, mode: str, random_kills: int = 0, seed: int = 
         time.sleep(rng.uniform(0.0, 0.2))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        result = {"kill": f"random {i}", "state": state(target) if target.exists() else "missing",
-                  "leftovers": sorted(f"{p.name[-4:]}:{state(p)}" for p in leftovers())}
+        result = {
+            "kill": f"random {i}",
+            "state": state(target) if target.exists() else "missing",
+            "leftovers": sorted(f"{p.name[-4:]}:{state(p)}" for p in leftovers()),
+        }
         left = weights.interrupted_save(target)
         result["interrupted"] = state(left) if left is not None else None
         save("B")

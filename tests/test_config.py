@@ -1,12 +1,20 @@
 """Configs: the released files, overrides, the schema (defaults, unknown keys, types, ranges)."""
+
 import pytest
 
 import haltingvt
 from haltingvt.config import ConfigError, apply_overrides, load_config
 
-
-RELEASED = ["minik_g03_b5", "minik_g03_b10", "minik_g05_b20", "minik_g07_b20",
-            "anet_g03_b10", "anet_g05_b10", "anet_g05_b20", "anet_g07_b20"]
+RELEASED = [
+    "minik_g03_b5",
+    "minik_g03_b10",
+    "minik_g05_b20",
+    "minik_g07_b20",
+    "anet_g03_b10",
+    "anet_g05_b10",
+    "anet_g05_b20",
+    "anet_g07_b20",
+]
 
 
 def test_released_configs():
@@ -17,7 +25,6 @@ def test_released_configs():
     anet = load_config("anet_g07_b20")
     assert anet["model"]["num_frames"] == 10 and anet["loss"]["multi_label"] and anet["train"]["epochs"] == 50
     assert anet["data"]["frame_interval"] == 64
-
 
 
 def test_overrides_and_errors():
@@ -31,16 +38,22 @@ def test_overrides_and_errors():
         haltingvt.create_model({"bogus": 1})
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.depth=abc", "'model.depth': 'abc' is not allowed (allowed: an integer"),
-    ("train.epochs=two", "'train.epochs': 'two' is not allowed"),
-    ("train.epochs=0", "'train.epochs': 0 is not allowed (allowed: an integer in [1, inf))"),
-    ("model.keep_rate=1.0,0.5", "'model.keep_rate': '1.0,0.5' is not allowed (allowed: a list of numbers in (0, 1])"),
-    ("model.keep_rate=[1.0]", "needs one value per Glimpser layer"),
-    ("train.amp=fp32", "allowed: one of none, bf16, fp16"),
-    ("loss.bogus=1", "unknown config key 'loss.bogus'"),
-    ("model.tubelet_size=3", "'model.tubelet_size': 3 must divide model.num_frames (8)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.depth=abc", "'model.depth': 'abc' is not allowed (allowed: an integer"),
+        ("train.epochs=two", "'train.epochs': 'two' is not allowed"),
+        ("train.epochs=0", "'train.epochs': 0 is not allowed (allowed: an integer in [1, inf))"),
+        (
+            "model.keep_rate=1.0,0.5",
+            "'model.keep_rate': '1.0,0.5' is not allowed (allowed: a list of numbers in (0, 1])",
+        ),
+        ("model.keep_rate=[1.0]", "needs one value per Glimpser layer"),
+        ("train.amp=fp32", "allowed: one of none, bf16, fp16"),
+        ("loss.bogus=1", "unknown config key 'loss.bogus'"),
+        ("model.tubelet_size=3", "'model.tubelet_size': 3 must divide model.num_frames (8)"),
+    ],
+)
 def test_schema_errors_name_key_value_and_allowed(override, message):
     with pytest.raises(ConfigError) as err:
         load_config("minik_g03_b10", [override])
@@ -78,17 +91,23 @@ def _file(tmp_path, name, text):
     return path
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train:\n  lr: 0.1\nmodel:\n  depth: 3\ntrain:\n  epochs: 2\n", "c.yaml:5: duplicate key 'train' (first given on line 1)"),
-    ("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n", "c.yaml:4: duplicate key 'lr' (first given on line 2)"),
-    ("model: {depth: 3, depth: 4}\n", "c.yaml:1: duplicate key 'depth'"),
-    ("model:\n  depth: " + "1" * 5000 + "\n", "c.yaml:2: the number 111111111111... (5000 characters) is too long"),
-    ("model:\n  keep_rate: " + "[" * 900 + "]" * 900 + "\n", "c.yaml:2: nested deeper than 32 levels"),
-    ("model:\n  depth: " + "1" * 400 + "\n", "config key 'model.depth': 1111111111"),
-    ("_base_: [a, b]\n", "_base_: ['a', 'b'] is not a config name or path"),
-    ("name: {a: 1}\n", "config key 'name': {'a': 1} is not allowed"),
-    ("name: ../../outside\n", "config key 'name': '../../outside' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "train:\n  lr: 0.1\nmodel:\n  depth: 3\ntrain:\n  epochs: 2\n",
+            "c.yaml:5: duplicate key 'train' (first given on line 1)",
+        ),
+        ("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n", "c.yaml:4: duplicate key 'lr' (first given on line 2)"),
+        ("model: {depth: 3, depth: 4}\n", "c.yaml:1: duplicate key 'depth'"),
+        ("model:\n  depth: " + "1" * 5000 + "\n", "c.yaml:2: the number 111111111111... (5000 characters) is too long"),
+        ("model:\n  keep_rate: " + "[" * 900 + "]" * 900 + "\n", "c.yaml:2: nested deeper than 32 levels"),
+        ("model:\n  depth: " + "1" * 400 + "\n", "config key 'model.depth': 1111111111"),
+        ("_base_: [a, b]\n", "_base_: ['a', 'b'] is not a config name or path"),
+        ("name: {a: 1}\n", "config key 'name': {'a': 1} is not allowed"),
+        ("name: ../../outside\n", "config key 'name': '../../outside' is not allowed"),
+    ],
+)
 def test_config_file_mistakes_are_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         load_config(_file(tmp_path, "c.yaml", text))
@@ -124,7 +143,7 @@ def test_overrides_huge_values_and_sections():
     with pytest.raises(ConfigError, match="config key 'train.epochs': 1000000000000000000000000000000"):
         load_config("minik_g03_b10", ["train.epochs=" + "1" + "0" * 400])  # beyond a float: was OverflowError
     with pytest.raises(ConfigError, match="'train.lr'"):
-        load_config({"train": {"lr": 10 ** 400}})
+        load_config({"train": {"lr": 10**400}})
 
 
 def test_section_override_merges_never_resets():
@@ -140,12 +159,29 @@ def test_section_override_merges_never_resets():
         load_config("demo_synthetic", ["train=[1, 2]"])
 
 
-@pytest.mark.parametrize("name, ok", [
-    ("demo", True), ("my run 2", True), ("run-1.v2+x", True), ("ünïcode", True), ("x" * 128, True),
-    ("", False), (".", False), ("..", False), ("../up", False), ("/abs/path", False), ("a/b", False),
-    ("a\\b", False), ("tab\there", False), (" padded", False), ("x" * 129, False), (3, False), (None, False),
-    (["a"], False),
-])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("demo", True),
+        ("my run 2", True),
+        ("run-1.v2+x", True),
+        ("ünïcode", True),
+        ("x" * 128, True),
+        ("", False),
+        (".", False),
+        ("..", False),
+        ("../up", False),
+        ("/abs/path", False),
+        ("a/b", False),
+        ("a\\b", False),
+        ("tab\there", False),
+        (" padded", False),
+        ("x" * 129, False),
+        (3, False),
+        (None, False),
+        (["a"], False),
+    ],
+)
 def test_name_is_a_plain_name(name, ok):
     if ok:
         assert load_config({"name": name})["name"] == name
@@ -159,13 +195,18 @@ def test_name_from_an_odd_file_name_is_made_plain(tmp_path):
     assert load_config(path)["name"] == "odd_name"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("data.crop_size=64", "data.crop_size"), ("data.crop_size=224", "data.crop_size"),
-    ("data.train_scale=[32,48]", "data.train_scale"), ("data.test_scale=40", "data.test_scale"),
-    ("data.randaugment={num_ops: 2, magnitude: 9}", "data.randaugment"),
-    ("data={crop_size: 224}", "data.crop_size"),
-    ("model.img_size=64", "data.crop_size"),  # the file's crop_size 32 no longer fits the clips
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.crop_size=64", "data.crop_size"),
+        ("data.crop_size=224", "data.crop_size"),
+        ("data.train_scale=[32,48]", "data.train_scale"),
+        ("data.test_scale=40", "data.test_scale"),
+        ("data.randaugment={num_ops: 2, magnitude: 9}", "data.randaugment"),
+        ("data={crop_size: 224}", "data.crop_size"),
+        ("model.img_size=64", "data.crop_size"),  # the file's crop_size 32 no longer fits the clips
+    ],
+)
 def test_keys_synthetic_data_ignores_are_refused(override, key):
     with pytest.raises(ConfigError) as err:
         load_config("demo_synthetic", [override])
@@ -175,8 +216,9 @@ def test_keys_synthetic_data_ignores_are_refused(override, key):
 def test_keys_synthetic_data_ignores_may_fit_or_stay_default(tmp_path):
     # values that are what synthetic clips are anyway
     load_config("demo_synthetic", ["data.crop_size=32", "data.train_scale=32", "data.test_scale=32"])
-    load_config("demo_synthetic", ["model.img_size=64", "data.crop_size=64", "data.train_scale=[64,64]",
-                                   "data.test_scale=64"])
+    load_config(
+        "demo_synthetic", ["model.img_size=64", "data.crop_size=64", "data.train_scale=[64,64]", "data.test_scale=64"]
+    )
     # defaults not written anywhere (a synthetic run from a real-data config) are fine, and so is a
     # complete config handed back (the trainer reloads what load_config gave)
     cfg = load_config("minik_g03_b10", ["data.format=synthetic", "model.img_size=32", "model.patch_size=8"])

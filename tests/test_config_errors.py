@@ -2,6 +2,7 @@
 user mistakes give one error line naming the key or file:line, never a traceback; the cases that used to
 give silently wrong results give the right one. Cases that need a shell (pipes, non-UTF-8 argv) run in
 tests of their own below, the tmpfs ones only as root."""
+
 import signal
 import subprocess
 import sys
@@ -42,9 +43,13 @@ def test_case(case, ctx):
 
 @pytest.mark.slow
 def test_closed_output_pipe_ends_quietly():
-    proc = subprocess.Popen([sys.executable, "-m", "haltingvt.cli", "configs"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=subprocess_env(), cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haltingvt.cli", "configs"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+        cwd=ROOT,
+    )
     proc.stdout.close()  # the reader is gone before anything is written (`| head` that already quit)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 128 + signal.SIGPIPE and err == "", err
-

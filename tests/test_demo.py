@@ -1,4 +1,5 @@
 """`haltingvt demo --quick`: the whole demo path (data, trainer, evaluation, FLOPs, pictures) in seconds."""
+
 import json
 from pathlib import Path
 
@@ -7,9 +8,21 @@ import pytest
 from haltingvt.cli import main
 
 REQUIRED = {
-    "val_top1", "test_top1", "static_top1", "motion_acc", "gflops_per_clip", "dense_gflops_per_clip",
-    "glimpser_only_gflops_per_clip", "gflops_fraction_of_dense", "tokens_per_layer", "train_seconds",
-    "total_seconds", "classes", "picture", "gif", "checkpoint",
+    "val_top1",
+    "test_top1",
+    "static_top1",
+    "motion_acc",
+    "gflops_per_clip",
+    "dense_gflops_per_clip",
+    "glimpser_only_gflops_per_clip",
+    "gflops_fraction_of_dense",
+    "tokens_per_layer",
+    "train_seconds",
+    "total_seconds",
+    "classes",
+    "picture",
+    "gif",
+    "checkpoint",
 }
 
 

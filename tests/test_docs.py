@@ -1,4 +1,5 @@
 """The README and docs/ name only commands, flags, configs and config keys that exist."""
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,7 @@ def test_haltingvt_commands_parse(page):
     checked = 0
     for line, words in _commands(page):
         if words[0] == "torchrun":
-            words = words[words.index("haltingvt.cli") + 1:] if "haltingvt.cli" in words else []
+            words = words[words.index("haltingvt.cli") + 1 :] if "haltingvt.cli" in words else []
         elif words[0] == "haltingvt":
             words = words[1:]
         else:
@@ -113,10 +114,15 @@ def test_scripts_and_flags_exist(page):
 def test_script_lines_are_recognised():
     """The parsing behind test_scripts_and_flags_exist: both spellings of a repository script are checked."""
     assert _script(["python", "-m", "benchmarks.bench_compact", "--device", "cuda"]) == (
-        "benchmarks.bench_compact", ROOT / "benchmarks" / "bench_compact.py", ["--device", "cuda"])
+        "benchmarks.bench_compact",
+        ROOT / "benchmarks" / "bench_compact.py",
+        ["--device", "cuda"],
+    )
     assert _script(["python", "-m", "tests.harness.bad_inputs"])[1] == ROOT / "tests" / "harness" / "bad_inputs.py"
-    assert _script([".venv/bin/python", "experiments/motion_recipes.py", "--report"])[1] == \
-        ROOT / "experiments" / "motion_recipes.py"
+    assert (
+        _script([".venv/bin/python", "experiments/motion_recipes.py", "--report"])[1]
+        == ROOT / "experiments" / "motion_recipes.py"
+    )
     assert _script(["python", "-m", "haltingvt.cli", "train"]) is None
     assert _script(["python", "-m", "pip", "install", "-e", "."]) is None
 

@@ -1,5 +1,6 @@
 """What exports: torch.export of masked execution does (and matches eager on other inputs); compact
 execution does not (data-dependent token counts); ONNX only where the optional onnx package is installed."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,8 +10,18 @@ import torch
 
 import haltingvt
 
-ARCH = dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, num_heads=2, depth=4, divid_depth=2,
-            keep_rate=[1.0, 0.5], halt_center=2.0, num_classes=3)
+ARCH = dict(
+    img_size=32,
+    patch_size=16,
+    num_frames=2,
+    embed_dim=32,
+    num_heads=2,
+    depth=4,
+    divid_depth=2,
+    keep_rate=[1.0, 0.5],
+    halt_center=2.0,
+    num_classes=3,
+)
 
 
 class Logits(torch.nn.Module):

@@ -1,4 +1,5 @@
 """MAC counts (haltingvt.flops) against torch's FlopCounterMode on the real model, and the CLI."""
+
 import json
 import math
 
@@ -7,15 +8,26 @@ import torch
 from PIL import Image
 
 import haltingvt
-from model_helpers import OFFICIAL
 from haltingvt import cli
 from haltingvt.data import normalize
 from haltingvt.flops import (
-    clip_gflops, dense_gflops, glimpser_only_gflops, layer_breakdown, tokens_after_glimpser, torch_counted_gflops,
+    clip_gflops,
+    dense_gflops,
+    glimpser_only_gflops,
+    layer_breakdown,
+    tokens_after_glimpser,
+    torch_counted_gflops,
 )
 
-OFFICIAL_SET = ["model.img_size=64", "model.num_frames=4", "model.embed_dim=96", "model.num_heads=2",
-                "model.num_classes=7"]
+from model_helpers import OFFICIAL
+
+OFFICIAL_SET = [
+    "model.img_size=64",
+    "model.num_frames=4",
+    "model.embed_dim=96",
+    "model.num_heads=2",
+    "model.num_classes=7",
+]
 
 
 def _clip(B, T=8, size=224, seed=0):
@@ -66,8 +78,19 @@ def test_halting_deit_s_matches_flop_counter():
 
 @pytest.mark.parametrize("keep,fuse", [([1.0, 0.3], False), ([0.7, 0.5], True), ([0.5, 1.0], False)])
 def test_token_bookkeeping_matches_model(keep, fuse):
-    arch = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=6, divid_depth=2,
-                keep_rate=keep, fuse_token=fuse, halting=False, num_classes=5)
+    arch = dict(
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=48,
+        num_heads=3,
+        depth=6,
+        divid_depth=2,
+        keep_rate=keep,
+        fuse_token=fuse,
+        halting=False,
+        num_classes=5,
+    )
     model = haltingvt.create_model(arch).eval()
     clip = _clip(2, T=4, size=32)
     with torch.inference_mode():
@@ -76,8 +99,9 @@ def test_token_bookkeeping_matches_model(keep, fuse):
     assert [r.tokens_out - 1 for r in rows[1:3]] == out.left_tokens
     assert tokens_after_glimpser(arch) == 1 + out.left_tokens[-1]
     # halting=False reports every token active: clip_gflops must equal the Glimpser-only count
-    torch.testing.assert_close(clip_gflops(arch, out.token_counts), torch.full((2,), glimpser_only_gflops(arch),
-                                                                                  dtype=torch.float64))
+    torch.testing.assert_close(
+        clip_gflops(arch, out.token_counts), torch.full((2,), glimpser_only_gflops(arch), dtype=torch.float64)
+    )
     # the fused token's weighted sum is elementwise (not a matmul), FlopCounterMode does not see it
     assert glimpser_only_gflops(arch) == pytest.approx(torch_counted_gflops(model, clip) / 2, rel=0.01)
 
@@ -100,7 +124,8 @@ def test_clip_gflops_shapes_and_errors():
     assert len(joint) == 10 and joint[0].macs == 12 * C * C * N + 2 * C * N * N
     # the temporal/spatial size overrides change the counts consistently
     assert dense_gflops(arch, num_frames=4) < dense_gflops(arch) and math.isclose(
-        dense_gflops(arch, img_size=224), dense_gflops(arch))
+        dense_gflops(arch, img_size=224), dense_gflops(arch)
+    )
 
 
 def test_cli_tables(capsys):
@@ -112,8 +137,16 @@ def test_cli_tables(capsys):
 
 @pytest.mark.slow
 def test_cli_release_checkpoint_random_input_json(capsys):
-    argv = ["flops", "minik_g03_b10", "--set", *OFFICIAL_SET, "--checkpoint", str(OFFICIAL / "checkpoint.pth"),
-            "--random-input", "--json"]
+    argv = [
+        "flops",
+        "minik_g03_b10",
+        "--set",
+        *OFFICIAL_SET,
+        "--checkpoint",
+        str(OFFICIAL / "checkpoint.pth"),
+        "--random-input",
+        "--json",
+    ]
     assert cli.main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     h = res["halting"]
@@ -135,10 +168,25 @@ def test_cli_frame_folder_views(tmp_path, capsys):
     for i in range(1, 9):
         frame = torch.randint(0, 256, (40, 48, 3), generator=gen, dtype=torch.uint8).numpy()
         Image.fromarray(frame).save(tmp_path / f"img_{i:05}.jpg")
-    data = ["data.test_scale=64", "data.crop_size=64", "data.clip_len=4", "data.frame_interval=2",
-            "data.test_num_crops=3"]
-    argv = ["flops", "minik_g03_b10", "--set", *OFFICIAL_SET, *data, "--checkpoint", str(OFFICIAL / "checkpoint.pth"),
-            "--video", str(tmp_path), "--json"]
+    data = [
+        "data.test_scale=64",
+        "data.crop_size=64",
+        "data.clip_len=4",
+        "data.frame_interval=2",
+        "data.test_num_crops=3",
+    ]
+    argv = [
+        "flops",
+        "minik_g03_b10",
+        "--set",
+        *OFFICIAL_SET,
+        *data,
+        "--checkpoint",
+        str(OFFICIAL / "checkpoint.pth"),
+        "--video",
+        str(tmp_path),
+        "--json",
+    ]
     assert cli.main(argv) == 0
     h = json.loads(capsys.readouterr().out)["halting"]
     assert h["num_views"] == 3 and h["num_frames"] == 4 and h["img_size"] == 64

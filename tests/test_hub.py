@@ -1,5 +1,6 @@
 """Hub-format weights: save_pretrained / from_pretrained / push_to_hub, Predictor and `haltingvt predict` on
 such a folder, `haltingvt convert` of the release fixture, and the checks on config.json. All offline."""
+
 from __future__ import annotations
 
 import errno
@@ -22,13 +23,20 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import haltingvt
-from model_helpers import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import load_config
 from haltingvt.io.tensorfile import tensor_digest
-from haltingvt.models.weights import (CheckpointError, CheckpointWriteError, load_checkpoint, model_payload,
-                                      read_checkpoint, save_checkpoint)
 from haltingvt.io.textsafe import warning_lines
+from haltingvt.models.weights import (
+    CheckpointError,
+    CheckpointWriteError,
+    load_checkpoint,
+    model_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+from model_helpers import OFFICIAL
 from security_helpers import CLASSES, TINY, resave_safetensors
 
 
@@ -58,8 +66,9 @@ def test_folder_layout(saved):
 
 
 def test_model_built_directly_saves(tmp_path):
-    model = haltingvt.HaltingVT(dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, num_heads=2, depth=3,
-                                     num_classes=3))
+    model = haltingvt.HaltingVT(
+        dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, num_heads=2, depth=3, num_classes=3)
+    )
     loaded = haltingvt.HaltingVT.from_pretrained(model.save_pretrained(tmp_path / "direct"))
     assert loaded.arch == model.cfg.to_dict() and loaded.classes is None
     doc = json.loads((tmp_path / "direct" / "config.json").read_text())
@@ -112,14 +121,29 @@ def test_our_weights_never_taken_for_imagenet_init(saved, tmp_path):
 
 @pytest.mark.slow
 def test_convert_release_fixture(tmp_path, official_arch, official_expected, official_clips, capsys):
-    cfg = {"_base_": "minik_g03_b10", "model": {**official_arch, "num_classes": 7},
-           "data": {"clip_len": 4, "crop_size": 64, "test_scale": 73}}
+    cfg = {
+        "_base_": "minik_g03_b10",
+        "model": {**official_arch, "num_classes": 7},
+        "data": {"clip_len": 4, "crop_size": 64, "test_scale": 73},
+    }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     names = [f"action {i}" for i in range(7)]
     (tmp_path / "classes.txt").write_text("\n".join(names) + "\n")
     out = tmp_path / "converted"
-    assert main(["convert", str(OFFICIAL / "checkpoint.pth"), str(out), "--config", str(tmp_path / "tiny.yaml"),
-                 "--classes", str(tmp_path / "classes.txt")]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(OFFICIAL / "checkpoint.pth"),
+                str(out),
+                "--config",
+                str(tmp_path / "tiny.yaml"),
+                "--classes",
+                str(tmp_path / "classes.txt"),
+            ]
+        )
+        == 0
+    )
     assert str(out) in capsys.readouterr().out
     model = haltingvt.HaltingVT.from_pretrained(out)
     assert model.classes == names
@@ -148,26 +172,35 @@ def _edit_config(folder: Path, dest: Path, change, bound: bool = False) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("name,change,message", [
-    ("broken_json", lambda d: '{"format": "haltingvt",\n "model": ', r"config\.json:2: invalid JSON"),
-    ("huge_arch", lambda d: d["model"].update(embed_dim=200_000, depth=100), r"billion parameters|embed_dim"),
-    ("negative_depth", lambda d: d["model"].update(depth=-3), r"depth -3"),
-    ("other_arch", lambda d: d["model"].update(num_heads=4), r"differs"),
-    ("classes_path", lambda d: d.update(classes="/etc/passwd"), r"classes"),
-    ("not_ours", lambda d: d.update(format="pt"), r"not a haltingvt config"),
-    ("bad_pipeline", lambda d: d["data"].update(test_num_crops=7), r"test_num_crops"),
-    ("extra_key", lambda d: d.update(clases=["a", "b", "c"]), r'unknown key "clases"'),
-    ("missing_test", lambda d: d.pop("test"), r'"test" must be a mapping'),
-    ("missing_model", lambda d: d.pop("model"), r'"model" must be a mapping'),
-    ("future_version", lambda d: d.update(format_version=2), r"format_version 2 is not one this haltingvt reads"),
-    ("name_esc", lambda d: d.update(name="tiny\x1b[2J\x1b[H"), r'"name" .*control character U\+001B'),
-    ("classes_esc", lambda d: d.update(classes=["waving", "clap\x1b[31mping", "standing still"]),
-     r'"classes"\[1\] .*control character U\+001B'),
-    ("classes_nul", lambda d: d.update(classes=["waving", "clap\x00", "standing still"]), r"U\+0000 NUL"),
-    ("classes_rlo", lambda d: d.update(classes=["waving", "\u202egnippalc", "standing still"]), r"U\+202E"),
-    ("classes_renamed", lambda d: d.update(classes=["waving", "clapping", "sitting"]),
-     r"class names in config\.json differ .*class 2: 'sitting' vs 'standing still'"),
-])
+@pytest.mark.parametrize(
+    "name,change,message",
+    [
+        ("broken_json", lambda d: '{"format": "haltingvt",\n "model": ', r"config\.json:2: invalid JSON"),
+        ("huge_arch", lambda d: d["model"].update(embed_dim=200_000, depth=100), r"billion parameters|embed_dim"),
+        ("negative_depth", lambda d: d["model"].update(depth=-3), r"depth -3"),
+        ("other_arch", lambda d: d["model"].update(num_heads=4), r"differs"),
+        ("classes_path", lambda d: d.update(classes="/etc/passwd"), r"classes"),
+        ("not_ours", lambda d: d.update(format="pt"), r"not a haltingvt config"),
+        ("bad_pipeline", lambda d: d["data"].update(test_num_crops=7), r"test_num_crops"),
+        ("extra_key", lambda d: d.update(clases=["a", "b", "c"]), r'unknown key "clases"'),
+        ("missing_test", lambda d: d.pop("test"), r'"test" must be a mapping'),
+        ("missing_model", lambda d: d.pop("model"), r'"model" must be a mapping'),
+        ("future_version", lambda d: d.update(format_version=2), r"format_version 2 is not one this haltingvt reads"),
+        ("name_esc", lambda d: d.update(name="tiny\x1b[2J\x1b[H"), r'"name" .*control character U\+001B'),
+        (
+            "classes_esc",
+            lambda d: d.update(classes=["waving", "clap\x1b[31mping", "standing still"]),
+            r'"classes"\[1\] .*control character U\+001B',
+        ),
+        ("classes_nul", lambda d: d.update(classes=["waving", "clap\x00", "standing still"]), r"U\+0000 NUL"),
+        ("classes_rlo", lambda d: d.update(classes=["waving", "\u202egnippalc", "standing still"]), r"U\+202E"),
+        (
+            "classes_renamed",
+            lambda d: d.update(classes=["waving", "clapping", "sitting"]),
+            r"class names in config\.json differ .*class 2: 'sitting' vs 'standing still'",
+        ),
+    ],
+)
 @pytest.mark.filterwarnings("ignore::haltingvt.models.weights.IntegrityWarning")  # a hand-made folder: warned
 def test_config_json_checked_before_allocation(saved, tmp_path, monkeypatch, name, change, message):
     """A config.json put together by hand (no digest of it in model.safetensors): its contents are checked."""
@@ -234,11 +267,24 @@ def test_trained_checkpoint_carries_class_names(saved, tmp_path):
     """haltingvt train writes the dataset's class names into its checkpoints; predict shows them."""
     work = tmp_path / "run"
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(saved["cfg"]))
-    argv = ["train", str(tmp_path / "cfg.yaml"), "--set", "data.format=synthetic", "data.synthetic_num_train=4",
-            "data.synthetic_num_val=2", "data.synthetic_classes=[grow,shrink,spin]", "data.num_workers=0",
-            "data.test_scale=32", "data.train_scale=[32,32]", "data.randaugment=null",
-            "train.epochs=1", "train.batch_size=2", "train.warmup_epochs=0", "init.pretrained=null",
-            f"train.work_dir={work}"]
+    argv = [
+        "train",
+        str(tmp_path / "cfg.yaml"),
+        "--set",
+        "data.format=synthetic",
+        "data.synthetic_num_train=4",
+        "data.synthetic_num_val=2",
+        "data.synthetic_classes=[grow,shrink,spin]",
+        "data.num_workers=0",
+        "data.test_scale=32",
+        "data.train_scale=[32,32]",
+        "data.randaugment=null",
+        "train.epochs=1",
+        "train.batch_size=2",
+        "train.warmup_epochs=0",
+        "init.pretrained=null",
+        f"train.work_dir={work}",
+    ]
     assert main(argv) == 0
     ckpt = next(p for p in (work / "best.pth", work / "latest.pth") if p.exists())
     assert haltingvt.Predictor(ckpt, device="cpu").class_names == ["grow", "shrink", "spin"]
@@ -257,8 +303,13 @@ def _read(path):
 
 
 def _same_content(a, b) -> bool:
-    return (a["classes"] == b["classes"] and a.get("arch") == b.get("arch") and a.get("config") == b.get("config")
-            and sorted(a["model"]) == sorted(b["model"]) and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]))
+    return (
+        a["classes"] == b["classes"]
+        and a.get("arch") == b.get("arch")
+        and a.get("config") == b.get("config")
+        and sorted(a["model"]) == sorted(b["model"])
+        and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    )
 
 
 @pytest.mark.slow
@@ -272,8 +323,15 @@ def test_one_flipped_bit_anywhere_in_model_safetensors(saved, tmp_path):
     meta_at = raw.index(b'"__metadata__"')
     meta_end = raw.index(b"}", raw.index(b'"format":"haltingvt"')) + 1
     rng = random.Random(0)
-    positions = sorted({*range(8), *range(meta_at, meta_end), *range(8, 8 + n, 5),
-                        *rng.sample(range(8 + n, len(raw)), 128), len(raw) - 1})
+    positions = sorted(
+        {
+            *range(8),
+            *range(meta_at, meta_end),
+            *range(8, 8 + n, 5),
+            *rng.sample(range(8 + n, len(raw)), 128),
+            len(raw) - 1,
+        }
+    )
     path = tmp_path / "flipped.safetensors"
     outcomes = {"refused": 0, "same, warned": 0}
     for at in positions:
@@ -285,7 +343,7 @@ def test_one_flipped_bit_anywhere_in_model_safetensors(saved, tmp_path):
             assert "\n" not in got and str(path) in got, (at, got)
             outcomes["refused"] += 1
         else:
-            assert _same_content(got, original) and len(warned) == 1, (at, raw[at:at + 20], warned)
+            assert _same_content(got, original) and len(warned) == 1, (at, raw[at : at + 20], warned)
             outcomes["same, warned"] += 1
     assert outcomes["refused"] >= len(positions) - 8, outcomes  # only a flip in the name "digest" loads
 
@@ -349,10 +407,15 @@ def test_handmade_files_load_with_one_warning(saved, tmp_path, capsys):
     st = saved["folder"] / "model.safetensors"
     cases = {
         "no digest at all": (resave_safetensors(st, tmp_path / "bare.safetensors", digest=False), "without a digest"),
-        "older haltingvt (tensor sha256 only)": (resave_safetensors(st, tmp_path / "old.safetensors", digest=False,
-                                                                    update={"sha256": tensor_digest(
-                                                                        read_checkpoint(st)["model"])}),
-                                                 "older haltingvt"),
+        "older haltingvt (tensor sha256 only)": (
+            resave_safetensors(
+                st,
+                tmp_path / "old.safetensors",
+                digest=False,
+                update={"sha256": tensor_digest(read_checkpoint(st)["model"])},
+            ),
+            "older haltingvt",
+        ),
     }
     for what, (path, message) in cases.items():
         how, obj, warned = _read(path)
@@ -384,10 +447,13 @@ def test_kill_during_save_pretrained_leaves_old_or_new(tmp_path, mode):
     mix; what an interrupted write leaves beside it loads as A or B or not at all; the next save cleans up.
     'fallback': without the atomic exchange the target is missing between two renames: the folder renamed
     away is then A, the loader names it, and the next save puts it back first."""
-    script = ("import json, sys; from security_helpers import folder_kill_trials; "
-              f"print(json.dumps(folder_kill_trials({str(tmp_path)!r}, {mode!r}, random_kills=8, seed=2)))")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                         cwd=Path(__file__).parent)
+    script = (
+        "import json, sys; from security_helpers import folder_kill_trials; "
+        f"print(json.dumps(folder_kill_trials({str(tmp_path)!r}, {mode!r}, random_kills=8, seed=2)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     ops, trials = report["ops"], report["trials"]

@@ -6,6 +6,7 @@ Each module may import modules of its own layer or lower ones, never a higher on
 each other in a cycle (module-level imports); and a function never imports a haltingvt module (a deferred
 import hides a dependency): only the optional or slow third-party packages below are imported in functions.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,19 +18,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "haltingvt"
 
 #: Layer of each module, by the longest dotted prefix that names it.
 LAYERS = {
-    "haltingvt.io": 0,          # archive reading, safetensors with digest, atomic writes, textsafe, offline
-    "haltingvt.models": 1,      # settings, layers, model, key maps, weights (through io only)
-    "haltingvt.config": 2,      # YAML, _base_, overrides, the schema (model/loss sections from models.config)
+    "haltingvt.io": 0,  # archive reading, safetensors with digest, atomic writes, textsafe, offline
+    "haltingvt.models": 1,  # settings, layers, model, key maps, weights (through io only)
+    "haltingvt.config": 2,  # YAML, _base_, overrides, the schema (model/loss sections from models.config)
     "haltingvt.data": 3,
-    "haltingvt.flops": 4,       # reads an architecture through config.resolve_arch
+    "haltingvt.flops": 4,  # reads an architecture through config.resolve_arch
     "haltingvt.plot": 4,
     "haltingvt.visualize": 4,
     "haltingvt.engine": 4,
-    "haltingvt.hub": 4,         # haltingvt.HaltingVT: test pipeline, model card, Hub transfers
-    "haltingvt.api": 4,         # haltingvt.create_model: config names -> haltingvt.HaltingVT
+    "haltingvt.hub": 4,  # haltingvt.HaltingVT: test pipeline, model card, Hub transfers
+    "haltingvt.api": 4,  # haltingvt.create_model: config names -> haltingvt.HaltingVT
     "haltingvt.predict": 4,
     "haltingvt.demo": 4,
-    "haltingvt": 4,             # the package's public API (__init__)
+    "haltingvt": 4,  # the package's public API (__init__)
     "haltingvt.commands": 5,
     "haltingvt.cli": 5,
     "haltingvt.__main__": 5,
@@ -59,8 +60,9 @@ MODULES = _modules()
 
 
 def layer_of(module: str) -> int:
-    best = max((prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")), key=len,
-               default=None)
+    best = max(
+        (prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")), key=len, default=None
+    )
     if best is None:
         raise AssertionError(f"{module} has no layer in tests/test_layers.py: LAYERS")
     return LAYERS[best]
@@ -118,8 +120,11 @@ def test_every_module_has_a_layer():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_import_of_a_higher_layer(module):
     own = layer_of(module)
-    bad = [f"line {line}: {target} ({LAYER_NAMES[layer_of(target)]})" for line, target in imports(module)[0]
-           if layer_of(target) > own]
+    bad = [
+        f"line {line}: {target} ({LAYER_NAMES[layer_of(target)]})"
+        for line, target in imports(module)[0]
+        if layer_of(target) > own
+    ]
     assert not bad, f"{module} ({LAYER_NAMES[own]}) imports a higher layer: " + "; ".join(bad)
 
 
@@ -151,7 +156,7 @@ def test_no_import_cycles():
         path.append(node)
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt)
         path.pop()
@@ -177,8 +182,10 @@ def test_importing_haltingvt_leaves_the_matplotlib_backend_alone():
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import haltingvt, haltingvt.plot, haltingvt.visualize; "
-            "print(matplotlib.get_backend())")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import haltingvt, haltingvt.plot, haltingvt.visualize; "
+        "print(matplotlib.get_backend())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().lower() == "svg"

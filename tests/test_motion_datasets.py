@@ -1,6 +1,7 @@
 """The motion datasets of experiments/motion_datasets.py (their own renderers, for motion_recipes.py): each is
 written in its disk format and read back through the real data pipeline as the benchmark configures it, and
 each class is the time reversal of its pair partner."""
+
 import numpy as np
 import pytest
 

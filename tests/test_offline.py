@@ -1,4 +1,5 @@
 """init.pretrained as a timm name while offline: a problem found in seconds, and a hint to pass a file."""
+
 from __future__ import annotations
 
 import time

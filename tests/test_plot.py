@@ -1,4 +1,5 @@
 """haltingvt.plot: training curves from the CSV logs, confusion matrices; per-class metrics of evaluate."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,22 @@ from haltingvt.plot import PlotError, plot_after_training, plot_run, read_log, s
 
 from engine_helpers import TINY_MODEL, TinyEvalSet, one_thread, tiny_config
 
-TRAIN_COLUMNS = ["epoch", "step", "lr", "loss", "loss_action", "loss_ponder", "loss_motion", "acc", "motion_acc",
-                 "gflops_per_clip", "clips_per_s", "grad_norm", "tokens_L0", "tokens_L1"]
+TRAIN_COLUMNS = [
+    "epoch",
+    "step",
+    "lr",
+    "loss",
+    "loss_action",
+    "loss_ponder",
+    "loss_motion",
+    "acc",
+    "motion_acc",
+    "gflops_per_clip",
+    "clips_per_s",
+    "grad_norm",
+    "tokens_L0",
+    "tokens_L1",
+]
 
 
 def write_csv(path: Path, columns: list[str], rows: list[list]) -> Path:
@@ -28,13 +43,32 @@ def write_csv(path: Path, columns: list[str], rows: list[list]) -> Path:
 
 def fake_run(work_dir: Path, val: bool = True) -> Path:
     work_dir.mkdir(parents=True, exist_ok=True)
-    rows = [[1 + s // 10, s, 1e-3 * (1 - s / 40), 3 - s / 20, 2 - s / 30, 4 - s / 20, 0.7 - s / 100, s / 40,
-             0.5 + s / 100, 0.02 - s / 4000, 30.0, "nan", 65, 60 - s] for s in range(2, 41, 2)]
+    rows = [
+        [
+            1 + s // 10,
+            s,
+            1e-3 * (1 - s / 40),
+            3 - s / 20,
+            2 - s / 30,
+            4 - s / 20,
+            0.7 - s / 100,
+            s / 40,
+            0.5 + s / 100,
+            0.02 - s / 4000,
+            30.0,
+            "nan",
+            65,
+            60 - s,
+        ]
+        for s in range(2, 41, 2)
+    ]
     write_csv(work_dir / "train_log.csv", TRAIN_COLUMNS, rows)
     if val:
-        write_csv(work_dir / "val_log.csv", ["epoch", "step", "top1", "top5", "mean_class_acc", "gflops_per_clip",
-                                             "clips_per_second"],
-                  [[e, 10 * e, 0.2 * e, 0.9, 0.2 * e, 0.02 - e / 1000, 50.0] for e in range(1, 5)])
+        write_csv(
+            work_dir / "val_log.csv",
+            ["epoch", "step", "top1", "top5", "mean_class_acc", "gflops_per_clip", "clips_per_second"],
+            [[e, 10 * e, 0.2 * e, 0.9, 0.2 * e, 0.02 - e / 1000, 50.0] for e in range(1, 5)],
+        )
     return work_dir
 
 
@@ -83,10 +117,15 @@ def test_confusion_matrix_and_per_class_metrics():
     m = confusion_matrix(scores, labels, 4)
     assert m.tolist() == [[2, 0, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
     rows = per_class_metrics(scores, labels, 4, ["a", "b", "c", "d"])
-    assert [(r["name"], r["clips"], r["top1"]) for r in rows] == [("a", 2, 1.0), ("b", 1, 1.0), ("c", 2, 0.5),
-                                                                   ("d", 0, None)]
-    multi = per_class_metrics(scores[:, :3], torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 1], [0, 0, 1], [1, 0, 0]]),
-                              3, None, multi_label=True)
+    assert [(r["name"], r["clips"], r["top1"]) for r in rows] == [
+        ("a", 2, 1.0),
+        ("b", 1, 1.0),
+        ("c", 2, 0.5),
+        ("d", 0, None),
+    ]
+    multi = per_class_metrics(
+        scores[:, :3], torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 1], [0, 0, 1], [1, 0, 0]]), 3, None, multi_label=True
+    )
     assert [r["clips"] for r in multi] == [2, 1, 3] and multi[0]["ap"] == 1.0 and multi[1]["name"] is None
 
 
@@ -110,8 +149,15 @@ def test_evaluate_per_class_and_confusion_png(tmp_path):
     torch.manual_seed(0)
     model = haltingvt.create_model(TINY_MODEL).eval()
     with one_thread():
-        m = evaluate(model, tiny_config(tmp_path), "val", "cpu", dataset=NamedEvalSet(6, views=1),
-                     confusion=tmp_path / "confusion.png", progress=False)
+        m = evaluate(
+            model,
+            tiny_config(tmp_path),
+            "val",
+            "cpu",
+            dataset=NamedEvalSet(6, views=1),
+            confusion=tmp_path / "confusion.png",
+            progress=False,
+        )
     assert [(r["name"], r["clips"]) for r in m["per_class"]] == [("still", 2), ("brighter", 2), ("darker", 2)]
     hits = sum(r["top1"] * r["clips"] for r in m["per_class"])
     assert hits / 6 == pytest.approx(m["top1"])

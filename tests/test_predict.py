@@ -1,4 +1,5 @@
 """haltingvt predict / haltingvt.Predictor on real mp4 files and JPEG frame folders."""
+
 import json
 from pathlib import Path
 
@@ -9,7 +10,6 @@ import yaml
 from PIL import Image
 
 import haltingvt
-from model_helpers import OFFICIAL
 from haltingvt.cli import main
 from haltingvt.config import ConfigError, load_config
 from haltingvt.data import load_views, normalize
@@ -17,10 +17,23 @@ from haltingvt.data.encode import write_mp4
 from haltingvt.flops import clip_gflops
 from haltingvt.models.weights import CheckpointError, model_payload
 
+from model_helpers import OFFICIAL
+
 TINY = [
-    "model.img_size=32", "model.patch_size=8", "model.num_frames=4", "model.embed_dim=48", "model.num_heads=3",
-    "model.depth=4", "model.keep_rate=[1.0,0.5]", "model.halt_center=2.0", "model.num_classes=5",
-    "data.clip_len=4", "data.frame_interval=2", "data.test_scale=36", "data.crop_size=32", "test.batch_size=4",
+    "model.img_size=32",
+    "model.patch_size=8",
+    "model.num_frames=4",
+    "model.embed_dim=48",
+    "model.num_heads=3",
+    "model.depth=4",
+    "model.keep_rate=[1.0,0.5]",
+    "model.halt_center=2.0",
+    "model.num_classes=5",
+    "data.clip_len=4",
+    "data.frame_interval=2",
+    "data.test_scale=36",
+    "data.crop_size=32",
+    "test.batch_size=4",
 ]
 
 
@@ -28,7 +41,7 @@ def _frames(n: int, moving: bool, h: int = 40, w: int = 48) -> np.ndarray:
     frames = np.full((n, h, w, 3), 50, dtype=np.uint8)
     for t in range(n):
         x = (2 + 2 * t) % (w - 12) if moving else 10
-        frames[t, 12:24, x:x + 12] = (240, 180, 30)
+        frames[t, 12:24, x : x + 12] = (240, 180, 30)
     return frames
 
 
@@ -46,7 +59,7 @@ def setup(tmp_path_factory):
     ckpt = haltingvt.save_checkpoint(root / "tiny.pth", model_payload(model, cfg))
     # the same weights in the release's layout (no config inside)
     release = {"backbone.model." + k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
-    release.update({"cls_head." + k[len("head."):]: v for k, v in model.state_dict().items() if k.startswith("head.")})
+    release.update({"cls_head." + k[len("head.") :]: v for k, v in model.state_dict().items() if k.startswith("head.")})
     torch.save({"meta": {}, "state_dict": release}, root / "release.pth")
     (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     moving = _write_mp4(root / "moving.mp4", _frames(16, True))
@@ -57,8 +70,18 @@ def setup(tmp_path_factory):
         Image.fromarray(frame).save(folder / f"img_{i:05d}.jpg", quality=95)
     bad = root / "broken.mp4"
     bad.write_bytes(b"this is not a video" * 50)
-    return dict(root=root, cfg=cfg, model=model.eval(), ckpt=ckpt, release=root / "release.pth",
-                yaml=root / "tiny.yaml", moving=moving, static=static, folder=folder, bad=bad)
+    return dict(
+        root=root,
+        cfg=cfg,
+        model=model.eval(),
+        ckpt=ckpt,
+        release=root / "release.pth",
+        yaml=root / "tiny.yaml",
+        moving=moving,
+        static=static,
+        folder=folder,
+        bad=bad,
+    )
 
 
 def _check_result(res, num_classes=5, views=1):
@@ -128,8 +151,22 @@ def test_predict_many_batches_and_survives_bad_file(setup):
 
 def test_cli_text_json_and_pictures(setup, capsys):
     vis = setup["root"] / "vis"
-    rc = main(["predict", str(setup["ckpt"]), str(setup["moving"]), str(setup["static"]), str(setup["folder"]),
-               "--json", "--save-vis", str(vis), "--workers", "0", "--topk", "3"])
+    rc = main(
+        [
+            "predict",
+            str(setup["ckpt"]),
+            str(setup["moving"]),
+            str(setup["static"]),
+            str(setup["folder"]),
+            "--json",
+            "--save-vis",
+            str(vis),
+            "--workers",
+            "0",
+            "--topk",
+            "3",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     doc = json.loads(captured.out)
@@ -138,7 +175,14 @@ def test_cli_text_json_and_pictures(setup, capsys):
     for res in doc["results"]:
         assert len(res["vis"]) == 2 and all(Path(p).is_file() for p in res["vis"])
     assert {p.name for p in vis.iterdir()} == {
-        "moving.png", "moving.gif", "static.png", "static.gif", "frames.png", "frames.gif", "predictions.json"}
+        "moving.png",
+        "moving.gif",
+        "static.png",
+        "static.gif",
+        "frames.png",
+        "frames.gif",
+        "predictions.json",
+    }
     with Image.open(vis / "moving.png") as a, Image.open(vis / "static.png") as b:
         assert a.size == b.size and a.width >= 400
         assert not np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
@@ -173,15 +217,18 @@ def test_release_checkpoint_needs_config(setup, capsys):
     assert release["top"] == ours["top"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config", "{yaml}", "--set", "model.num_classes=7"], "has 5 classes but config"),
-    (["--set", "model.num_heads=6"], "architecture differs"),
-    (["--config", "no_such_config"], "unknown config 'no_such_config'"),
-    (["--views", "3"], "CLIPSxCROPS"),
-    (["--views", "1x2", "--workers", "2"], "test_num_crops"),
-    (["--classes", "{root}/four.txt"], "4 class names but the model has 5"),
-    (["--classes", "{root}/missing.txt"], "missing.txt"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config", "{yaml}", "--set", "model.num_classes=7"], "has 5 classes but config"),
+        (["--set", "model.num_heads=6"], "architecture differs"),
+        (["--config", "no_such_config"], "unknown config 'no_such_config'"),
+        (["--views", "3"], "CLIPSxCROPS"),
+        (["--views", "1x2", "--workers", "2"], "test_num_crops"),
+        (["--classes", "{root}/four.txt"], "4 class names but the model has 5"),
+        (["--classes", "{root}/missing.txt"], "missing.txt"),
+    ],
+)
 def test_cli_mismatch_errors(setup, capsys, args, message):
     (setup["root"] / "four.txt").write_text("a\nb\nc\nd\n")
     args = [a.format(yaml=setup["yaml"], root=setup["root"]) for a in args]
@@ -229,9 +276,12 @@ def test_checkpoint_with_architecture_only(setup, tmp_path):
 
 
 def test_cli_warns_on_behaviour_change(setup, capsys):
-    rc = main(["predict", str(setup["ckpt"]), str(setup["moving"]), "--workers", "0", "--set", "model.keep_rate=[1.0,0.25]"])
+    rc = main(
+        ["predict", str(setup["ckpt"]), str(setup["moving"]), "--workers", "0", "--set", "model.keep_rate=[1.0,0.25]"]
+    )
     captured = capsys.readouterr()
     assert rc == 0 and "tokens entering layers 3-4: 17" in captured.out  # cls + 4 kept x 4 frames
     assert captured.err.strip().splitlines() == [
         f"haltingvt predict: warning: {setup['ckpt']}: config 'minik_g03_b10' runs the model with "
-        "keep_rate=[1.0, 0.25] (trained with [1.0, 0.5])"]
+        "keep_rate=[1.0, 0.25] (trained with [1.0, 0.5])"
+    ]

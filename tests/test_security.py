@@ -1,5 +1,6 @@
 """Crafted checkpoints (tests/security_helpers.py) through every reader: nothing runs code, nothing loads
 silently, every refusal is one line naming the file. Also the writer: umask, stale temporaries, full disk."""
+
 from __future__ import annotations
 
 import errno
@@ -9,21 +10,28 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 import torch
+import yaml
 
 import haltingvt
 from haltingvt.cli import main
 from haltingvt.config import ConfigError, load_config
-from haltingvt.models.weights import (CheckpointError, CheckpointWriteError, atomic_write, load_checkpoint,
-                                      model_payload, read_checkpoint, save_checkpoint)
 from haltingvt.data.errors import ListFormatError
 from haltingvt.data.lists import read_class_names
 from haltingvt.io.textsafe import describe_char, escape, escape_lines, unsafe_char
+from haltingvt.models.weights import (
+    CheckpointError,
+    CheckpointWriteError,
+    atomic_write,
+    load_checkpoint,
+    model_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
+
 from security_helpers import CLASSES, CONTROL_NAMES, TINY, build_catalogue
 
 
@@ -44,8 +52,17 @@ def crafted(tmp_path_factory):
 
     for i in range(1, 5):
         Image.new("RGB", (40, 36), (20 * i, 40, 90)).save(clip / f"img_{i:05d}.jpg")
-    return SimpleNamespace(root=root, cfg=cfg, model=model, base=base, folder=folder, marker=marker, cases=cases,
-                           yaml=root / "tiny.yaml", clip=clip)
+    return SimpleNamespace(
+        root=root,
+        cfg=cfg,
+        model=model,
+        base=base,
+        folder=folder,
+        marker=marker,
+        cases=cases,
+        yaml=root / "tiny.yaml",
+        clip=clip,
+    )
 
 
 def _one_line_refusal(err: BaseException, case) -> str | None:
@@ -95,8 +112,9 @@ for path in sys.argv[1:]:
         os.remove(marker)
 print(made)
 """
-    out = subprocess.run([sys.executable, "-c", script, *live], capture_output=True, text=True, timeout=300,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", script, *live], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert out.stdout.strip().splitlines()[-1] == str(len(live)), out.stderr[-2000:]
     assert not marker.exists()
 
@@ -134,9 +152,22 @@ def test_every_case_refused_through_the_api(crafted):
     assert not problems, "\n".join(problems)
 
 
-CLI_SAMPLE = ("payload_os_system", "opcode_newobj", "torchscript", "legacy_format", "bitflip_weight", "truncated_half",
-              "build_on_tensor", "arch_huge", "weight_is_string", "classes_is_path", "memo_bomb", "st_bitflip",
-              "st_header_huge", "compressed_bomb")
+CLI_SAMPLE = (
+    "payload_os_system",
+    "opcode_newobj",
+    "torchscript",
+    "legacy_format",
+    "bitflip_weight",
+    "truncated_half",
+    "build_on_tensor",
+    "arch_huge",
+    "weight_is_string",
+    "classes_is_path",
+    "memo_bomb",
+    "st_bitflip",
+    "st_header_huge",
+    "compressed_bomb",
+)
 
 
 #: The tiny config's test geometry, as synthetic data (rendered at img_size) requires it.
@@ -159,10 +190,29 @@ def test_cli_refuses_with_one_line(crafted, command, capsys, tmp_path):
             "predict": ["predict", case.path, crafted.clip, "--workers", "0"],
             "eval": ["eval", crafted.yaml, case.path, "--device", "cpu"],
             "flops": ["flops", crafted.yaml, "--checkpoint", case.path, "--random-input"],
-            "resume": ["train", crafted.yaml, "--resume", case.path, "--set", "data.format=synthetic", *SYNTHETIC,
-                       f"train.work_dir={tmp_path / case.name}", "data.synthetic_num_train=8", "train.batch_size=2"],
-            "init": ["train", crafted.yaml, "--set", "data.format=synthetic", *SYNTHETIC, f"init.pretrained={case.path}",
-                     f"train.work_dir={tmp_path / case.name}", "data.synthetic_num_train=8", "train.batch_size=2"],
+            "resume": [
+                "train",
+                crafted.yaml,
+                "--resume",
+                case.path,
+                "--set",
+                "data.format=synthetic",
+                *SYNTHETIC,
+                f"train.work_dir={tmp_path / case.name}",
+                "data.synthetic_num_train=8",
+                "train.batch_size=2",
+            ],
+            "init": [
+                "train",
+                crafted.yaml,
+                "--set",
+                "data.format=synthetic",
+                *SYNTHETIC,
+                f"init.pretrained={case.path}",
+                f"train.work_dir={tmp_path / case.name}",
+                "data.synthetic_num_train=8",
+                "train.batch_size=2",
+            ],
         }[command]
         code, err = _cli(argv, capsys)
         lines = [line for line in err.splitlines() if line.strip()]
@@ -178,8 +228,12 @@ def test_cli_refuses_with_one_line(crafted, command, capsys, tmp_path):
 def test_cli_subprocess_end_to_end(crafted):
     """The real command line (python -m haltingvt.cli): exit 2, one line, no traceback, no code run."""
     case = next(c for c in crafted.cases if c.name == "payload_os_system")
-    out = subprocess.run([sys.executable, "-m", "haltingvt.cli", "predict", str(case.path), str(crafted.clip)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "haltingvt.cli", "predict", str(case.path), str(crafted.clip)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0 and str(case.path) in out.stderr and "refers to code" in out.stderr
     assert not crafted.marker.exists()
@@ -255,12 +309,15 @@ def test_full_disk_one_line_previous_file_kept(tmp_path, monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:.*runs the model with")  # the size differs from the weights': warned, then refused
-@pytest.mark.parametrize("section,key,value,message", [
-    ("model", "img_size", 1_600_000, "billion parameters"),
-    ("model", "num_frames", 10**9, "billion parameters"),
-    ("data", "test_scale", 100_000, "GiB per input"),
-    ("data", "clip_len", 10**7, "GiB per input"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,message",
+    [
+        ("model", "img_size", 1_600_000, "billion parameters"),
+        ("model", "num_frames", 10**9, "billion parameters"),
+        ("data", "test_scale", 100_000, "GiB per input"),
+        ("data", "clip_len", 10**7, "GiB per input"),
+    ],
+)
 def test_huge_stored_config_refused_before_allocation(crafted, tmp_path, monkeypatch, section, key, value, message):
     """A checkpoint's embedded config (which predict uses) asking for a huge model or huge inputs: one line,
     nothing built."""
@@ -286,7 +343,9 @@ def test_escape_and_unsafe_char():
     assert escape("plain name ok") == "plain name ok"
     assert escape("a\x1b[2Jb\r\n\t\x00\x7f\x9b") == "a\\x1b[2Jb\\r\\n\\t\\x00\\x7f\\x9b"
     assert escape("\u202eevil\u2066\u2028") == "\\u202eevil\\u2066\\u2028"
-    assert escape("caf\u00e9 \u6f22\u5b57 \U0001f600 \u200d") == "caf\u00e9 \u6f22\u5b57 \U0001f600 \u200d"  # printable kept
+    assert (
+        escape("caf\u00e9 \u6f22\u5b57 \U0001f600 \u200d") == "caf\u00e9 \u6f22\u5b57 \U0001f600 \u200d"
+    )  # printable kept
     assert escape(os.fsdecode(b"clip\xff.mp4")) == "clip\\xff.mp4"  # a non-UTF-8 file name's byte
     assert escape_lines("line 1\nname\x1b[31m\rx") == "line 1\nname\\x1b[31m\\rx"
     for name, bad in CONTROL_NAMES.items():
@@ -300,14 +359,18 @@ def test_class_name_file_with_control_character_refused(crafted, tmp_path, name,
     """A class-name file whose line 3 holds a control character: one line naming file:3 (the character
     shown escaped), from read_class_names, the Predictor and the command line; the indexed form too."""
     bad = CONTROL_NAMES[name]
-    for form, lines in (("plain", ["waving", "clapping", f"stand{bad}ing"]),
-                        ("indexed", ["0 waving", "1 clapping", f"2 stand{bad}ing"])):
+    for form, lines in (
+        ("plain", ["waving", "clapping", f"stand{bad}ing"]),
+        ("indexed", ["0 waving", "1 clapping", f"2 stand{bad}ing"]),
+    ):
         path = tmp_path / f"{form}_{name}.txt"
         path.write_bytes("\n".join(lines).encode() + b"\n")
-        with pytest.raises(ListFormatError, match=rf"{re.escape(str(path))}:3: class name .*control character U\+") as info:
+        with pytest.raises(
+            ListFormatError, match=rf"{re.escape(str(path))}:3: class name .*control character U\+"
+        ) as info:
             read_class_names(path)
         assert "\n" not in str(info.value) and _no_raw_controls(str(info.value))
-        with pytest.raises(ConfigError, match=rf":3: class name") as info:
+        with pytest.raises(ConfigError, match=r":3: class name") as info:
             haltingvt.Predictor(crafted.base, device="cpu", classes=path)
         assert "\n" not in str(info.value) and _no_raw_controls(str(info.value))
         code, err = _cli(["predict", crafted.base, crafted.clip, "--classes", path, "--workers", "0"], capsys)
@@ -361,12 +424,27 @@ def test_paths_with_control_characters_escaped_in_text_kept_in_json(crafted, tmp
 
 def test_eval_report_escapes_what_it_quotes(crafted, tmp_path, monkeypatch, capsys):
     """The eval text report escapes class names and error messages from files; --out keeps the real strings."""
-    metrics = {"split": "test", "num_evaluated": 2, "views": 1, "execution": "masked", "early_exit": True,
-               "world_size": 1, "top1": 0.5, "top5": 1.0, "mean_class_acc": 0.5, "gflops_per_clip": 0.01,
-               "gflops_per_video": 0.01, "tokens_per_layer": [5.0], "clips_per_second": 10.0,
-               "per_class": [{"index": 0, "name": "wav\x1b[2Jing", "top1": 0.0, "clips": 1},
-                             {"index": 1, "name": "clap\u202eping", "top1": 1.0, "clips": 1}],
-               "unreadable": ["bad\x1b]0;x\x07.mp4"], "unreadable_errors": ["bad\x1b]0;x\x07.mp4: cannot read\rfake"]}
+    metrics = {
+        "split": "test",
+        "num_evaluated": 2,
+        "views": 1,
+        "execution": "masked",
+        "early_exit": True,
+        "world_size": 1,
+        "top1": 0.5,
+        "top5": 1.0,
+        "mean_class_acc": 0.5,
+        "gflops_per_clip": 0.01,
+        "gflops_per_video": 0.01,
+        "tokens_per_layer": [5.0],
+        "clips_per_second": 10.0,
+        "per_class": [
+            {"index": 0, "name": "wav\x1b[2Jing", "top1": 0.0, "clips": 1},
+            {"index": 1, "name": "clap\u202eping", "top1": 1.0, "clips": 1},
+        ],
+        "unreadable": ["bad\x1b]0;x\x07.mp4"],
+        "unreadable_errors": ["bad\x1b]0;x\x07.mp4: cannot read\rfake"],
+    }
     monkeypatch.setattr("haltingvt.commands.eval.evaluate", lambda *a, **k: json.loads(json.dumps(metrics)))
     out_file = tmp_path / "m\x1b.json"
     assert main(["eval", str(crafted.yaml), str(crafted.base), "--device", "cpu", "--out", str(out_file)]) == 0

@@ -1,4 +1,5 @@
 """Token pictures: depth map from the token order, overlay pixels, PNG grid and GIF files."""
+
 import numpy as np
 import pytest
 import torch
@@ -7,11 +8,25 @@ from PIL import Image
 import haltingvt
 from haltingvt.data import normalize
 from haltingvt.visualize import (
-    layer_colors, save_token_gif, save_token_grid, token_depth_map, token_overlay, tokens_of,
+    layer_colors,
+    save_token_gif,
+    save_token_grid,
+    token_depth_map,
+    token_overlay,
+    tokens_of,
 )
 
-ARCH = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=4, divid_depth=2,
-            keep_rate=[1.0, 0.5], halt_center=2.0)
+ARCH = dict(
+    img_size=32,
+    patch_size=8,
+    num_frames=4,
+    embed_dim=48,
+    num_heads=3,
+    depth=4,
+    divid_depth=2,
+    keep_rate=[1.0, 0.5],
+    halt_center=2.0,
+)
 
 
 def test_depth_map_follows_token_order():
@@ -53,7 +68,7 @@ def _clips():
     static = torch.full((3, 4, 32, 32), 60, dtype=torch.uint8)
     motion = static.clone()
     for t in range(4):  # a bright square moving right
-        motion[:, t, 4:14, 2 + 6 * t:12 + 6 * t] = torch.tensor([250, 200, 40]).view(3, 1, 1)
+        motion[:, t, 4:14, 2 + 6 * t : 12 + 6 * t] = torch.tensor([250, 200, 40]).view(3, 1, 1)
         static[:, t, 4:14, 2:12] = torch.tensor([250, 200, 40]).view(3, 1, 1)
     return motion, static
 

@@ -1,4 +1,5 @@
 """``haltingvt config NAME``: print the resolved config (after ``_base_`` and overrides) as YAML."""
+
 from __future__ import annotations
 
 import argparse

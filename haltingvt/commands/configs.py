@@ -1,4 +1,5 @@
 """``haltingvt configs``: list the shipped configs."""
+
 from __future__ import annotations
 
 import argparse

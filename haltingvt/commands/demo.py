@@ -1,4 +1,5 @@
 """``haltingvt demo``: train and evaluate a small model on the built-in synthetic dataset."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,16 +10,23 @@ from .options import add_overrides
 
 #: Overrides of ``--quick``: a smoke run that exercises every step (not a result).
 QUICK_OVERRIDES = [
-    "data.synthetic_num_train=192", "data.synthetic_num_val=48", "data.synthetic_num_test=48",
-    "train.epochs=1", "train.warmup_epochs=0", "train.log_interval=8",
+    "data.synthetic_num_train=192",
+    "data.synthetic_num_val=48",
+    "data.synthetic_num_test=48",
+    "train.epochs=1",
+    "train.warmup_epochs=0",
+    "train.log_interval=8",
 ]
 FULL_OUT, QUICK_OUT = "demo_out", "demo_quick"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=None,
-                        help=f"output folder (default: {FULL_OUT}, with --quick {QUICK_OUT}: a smoke run never "
-                             "overwrites a full demo's model)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"output folder (default: {FULL_OUT}, with --quick {QUICK_OUT}: a smoke run never "
+        "overwrites a full demo's model)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute (not a result)")
     parser.add_argument("--config", default="demo_synthetic", help="config name or YAML (default: demo_synthetic)")
     add_overrides(parser, "train.epochs=4 train.seed=1")

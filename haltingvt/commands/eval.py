@@ -1,4 +1,5 @@
 """``haltingvt eval CONFIG CHECKPOINT``: accuracy/mAP, GFLOPs and tokens per layer of a checkpoint."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,8 @@ from ..config import load_config
 from ..engine import distributed
 from ..engine.evaluate import evaluate, format_metrics
 from ..engine.train import seed_everything
-from ..models import create_model, load_checkpoint
 from ..io.textsafe import escape_lines, safe_path, warning_lines
+from ..models import create_model, load_checkpoint
 from .options import add_overrides, add_run_options, run_overrides
 
 
@@ -20,16 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
     parser.add_argument("checkpoint", help="checkpoint: ours (best.pth, epoch_N.pth) or a release .pth")
     add_overrides(parser, "test.execution=masked test.early_exit=true")
-    add_run_options(parser, work_dir_help="write the metrics to DIR/eval_<split>.json (unless --out is given)",
-                    seed_help="seed the random generators (evaluation itself is deterministic)",
-                    amp_help="mixed precision (test.amp); bare --amp: fp16 on CUDA, bf16 on the CPU")
+    add_run_options(
+        parser,
+        work_dir_help="write the metrics to DIR/eval_<split>.json (unless --out is given)",
+        seed_help="seed the random generators (evaluation itself is deterministic)",
+        amp_help="mixed precision (test.amp); bare --amp: fp16 on CUDA, bf16 on the CPU",
+    )
     parser.add_argument("--split", default="test", choices=["val", "test"], help="data split (default: test)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     parser.add_argument("--dump", default=None, metavar="JSON", help="write per-video predictions to this file")
     parser.add_argument("--out", default=None, metavar="JSON", help="write the metrics to this file")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
-    parser.add_argument("--confusion", default=None, metavar="PNG",
-                        help="draw the confusion matrix (true class x predicted class) into this PNG")
+    parser.add_argument(
+        "--confusion",
+        default=None,
+        metavar="PNG",
+        help="draw the confusion matrix (true class x predicted class) into this PNG",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

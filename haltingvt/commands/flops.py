@@ -1,4 +1,5 @@
 """``haltingvt flops CONFIG``: per-layer tokens and GFLOPs of a config, dense and with halting."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,14 @@ from ..models import load_checkpoint
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. model.keep_rate=[1.0,0.5]")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. model.keep_rate=[1.0,0.5]",
+    )
     parser.add_argument("--checkpoint", help="weights for the measured halting table (release or haltingvt format)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--video", help="video file or frame folder: measure halting on its test views")
@@ -52,7 +59,9 @@ def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
     else:
         gen = torch.Generator().manual_seed(args.seed)
         size = arch["img_size"]
-        clips = normalize(torch.randint(0, 256, (1, 3, arch["num_frames"], size, size), generator=gen, dtype=torch.uint8))
+        clips = normalize(
+            torch.randint(0, 256, (1, 3, arch["num_frames"], size, size), generator=gen, dtype=torch.uint8)
+        )
         source = "random clip"
     torch.manual_seed(args.seed)
     model = create_model(cfg).eval()
@@ -120,22 +129,33 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     a = arch
-    print(f"{result['config']}: embed_dim {a['embed_dim']}, depth {a['depth']} ({a['divid_depth']} Glimpser, "
-          f"keep_rate {a['keep_rate']}), {a['num_frames']}x{a['img_size']}x{a['img_size']}, patch {a['patch_size']}")
+    print(
+        f"{result['config']}: embed_dim {a['embed_dim']}, depth {a['depth']} ({a['divid_depth']} Glimpser, "
+        f"keep_rate {a['keep_rate']}), {a['num_frames']}x{a['img_size']}x{a['img_size']}, patch {a['patch_size']}"
+    )
     print("GFLOPs = multiply-accumulates per clip (x1e9); tokens include cls\n")
     print(_table("dense (no selection, no halting)", result["dense"]) + "\n")
     print(_table("Glimpser only (selection, no halting)", result["glimpser_only"]) + "\n")
     if "halting" in result:
         h = result["halting"]
         mean = sum(h["gflops_per_view"]) / len(h["gflops_per_view"])
-        title = (f"measured halting on {h['source']} ({h['num_views']} view(s), weights: {h['weights']}"
-                 f"{', early exit' if h['early_exit'] else ''}; tokens = mean active tokens entering the layer)")
+        title = (
+            f"measured halting on {h['source']} ({h['num_views']} view(s), weights: {h['weights']}"
+            f"{', early exit' if h['early_exit'] else ''}; tokens = mean active tokens entering the layer)"
+        )
         print(_table(title, h["rows"]))
         if h["num_views"] > 1:
-            print(f"per view: {', '.join(f'{g:.3f}' for g in h['gflops_per_view'])}; mean {mean:.3f}, "
-                  f"video total {sum(h['gflops_per_view']):.3f}")
+            print(
+                f"per view: {', '.join(f'{g:.3f}' for g in h['gflops_per_view'])}; mean {mean:.3f}, "
+                f"video total {sum(h['gflops_per_view']):.3f}"
+            )
         print()
-    print(f"total GFLOPs per clip: dense {total(result['dense']):.2f}, Glimpser only {total(result['glimpser_only']):.2f}"
-          + (f", measured halting {sum(result['halting']['gflops_per_view']) / result['halting']['num_views']:.2f}"
-             if "halting" in result else ""))
+    print(
+        f"total GFLOPs per clip: dense {total(result['dense']):.2f}, Glimpser only {total(result['glimpser_only']):.2f}"
+        + (
+            f", measured halting {sum(result['halting']['gflops_per_view']) / result['halting']['num_views']:.2f}"
+            if "halting" in result
+            else ""
+        )
+    )
     return 0

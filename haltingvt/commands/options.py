@@ -4,6 +4,7 @@
 ``--work-dir``, ``--seed`` and ``--amp``. The last three are short for config overrides and are applied
 after ``--set``, so they win over it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,31 @@ AMP_CHOICES = ("none", "bf16", "fp16")
 
 def add_overrides(parser: argparse.ArgumentParser, example: str) -> None:
     """``--set KEY=VALUE ...`` with its MMAction2 name ``--cfg-options`` (same list; repeatable)."""
-    parser.add_argument("--set", "--cfg-options", dest="set", nargs="+", action="extend", default=[],
-                        metavar="KEY=VALUE", help=f"config overrides, e.g. {example} (repeatable; "
-                                                  "--cfg-options is the same option)")
+    parser.add_argument(
+        "--set",
+        "--cfg-options",
+        dest="set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config overrides, e.g. {example} (repeatable; --cfg-options is the same option)",
+    )
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, work_dir_help: str, seed_help: str, amp_help: str) -> None:
     """``--work-dir DIR``, ``--seed N`` and ``--amp [none|bf16|fp16]`` (bare ``--amp``: fp16 on CUDA, else bf16)."""
     parser.add_argument("--work-dir", default=None, metavar="DIR", help=work_dir_help)
     parser.add_argument("--seed", type=int, default=None, metavar="N", help=seed_help)
-    parser.add_argument("--amp", nargs="?", const="auto", default=None, choices=AMP_CHOICES + ("auto",),
-                        metavar="{none,bf16,fp16}", help=amp_help)
+    parser.add_argument(
+        "--amp",
+        nargs="?",
+        const="auto",
+        default=None,
+        choices=AMP_CHOICES + ("auto",),
+        metavar="{none,bf16,fp16}",
+        help=amp_help,
+    )
 
 
 def amp_mode(amp: str, device: str | None) -> str:
@@ -37,8 +52,9 @@ def amp_mode(amp: str, device: str | None) -> str:
     return "fp16" if cuda else "bf16"
 
 
-def run_overrides(args: argparse.Namespace, *, work_dir_key: str | None, seed_key: str | None,
-                  amp_key: str) -> list[str]:
+def run_overrides(
+    args: argparse.Namespace, *, work_dir_key: str | None, seed_key: str | None, amp_key: str
+) -> list[str]:
     """``--set`` followed by the overrides that ``--work-dir``/``--seed``/``--amp`` stand for."""
     out = list(args.set)
     if args.work_dir is not None and work_dir_key:

@@ -1,4 +1,5 @@
 """``haltingvt plot WORK_DIR``: training curves of a run as a PNG (also written at the end of training)."""
+
 from __future__ import annotations
 
 import argparse

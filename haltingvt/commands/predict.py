@@ -1,4 +1,5 @@
 """``haltingvt predict CHECKPOINT INPUTS...``: classify video files or frame folders, optionally save pictures."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,25 +9,43 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..predict import Predictor
 from ..io.textsafe import escape, warning_lines
+from ..predict import Predictor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="trained checkpoint (ours: .pth, .safetensors or a save_pretrained folder; "
-                                           "or a release checkpoint with --config)")
+    parser.add_argument(
+        "checkpoint",
+        help="trained checkpoint (ours: .pth, .safetensors or a save_pretrained folder; "
+        "or a release checkpoint with --config)",
+    )
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FRAME_FOLDER", help="video files and/or frame folders")
     parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. test.early_exit=true")
-    parser.add_argument("--classes", help="class-name file (default: the names stored in the checkpoint, else the "
-                                          "data.classes file of --config, else class_<i>)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. test.early_exit=true",
+    )
+    parser.add_argument(
+        "--classes",
+        help="class-name file (default: the names stored in the checkpoint, else the "
+        "data.classes file of --config, else class_<i>)",
+    )
     parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
     parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-    parser.add_argument("--save-vis", metavar="DIR", help="save per input a PNG grid and a GIF of the tokens kept and their halting layer, "
-                             "and all results as DIR/predictions.json")
-    parser.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)")
+    parser.add_argument(
+        "--save-vis",
+        metavar="DIR",
+        help="save per input a PNG grid and a GIF of the tokens kept and their halting layer, "
+        "and all results as DIR/predictions.json",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)"
+    )
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
 
@@ -58,12 +77,21 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor = Predictor(
-            args.checkpoint, config=args.config, device=args.device, classes=args.classes, overrides=args.set,
-            views=args.views, topk=args.topk, batch_size=args.batch_size, num_workers=args.workers,
+            args.checkpoint,
+            config=args.config,
+            device=args.device,
+            classes=args.classes,
+            overrides=args.set,
+            views=args.views,
+            topk=args.topk,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
         )
     for line in warning_lines(caught):
         print(f"haltingvt predict: warning: {line}", file=sys.stderr)
-    results = predictor.predict_many(args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size)
+    results = predictor.predict_many(
+        args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size
+    )
     failed = [r for r in results if r["error"]]
     clips, crops = predictor.views
     doc = {

@@ -1,5 +1,6 @@
 """``haltingvt prepare activitynet ANNOTATIONS --frames DIR --out LIST_DIR``: list and class files from a dataset's
 official annotation file."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,21 @@ DATASETS = ("activitynet",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=DATASETS,
-                        help="activitynet: ActivityNet v1.3 (activity_net.v1-3.min.json), multi-label rawframes lists")
+    parser.add_argument(
+        "dataset",
+        choices=DATASETS,
+        help="activitynet: ActivityNet v1.3 (activity_net.v1-3.min.json), multi-label rawframes lists",
+    )
     parser.add_argument("annotations", help="the official annotation file")
-    parser.add_argument("--frames", required=True, metavar="DIR",
-                        help="frame folders v_<id>/img_00001.jpg ... (or <id>/...), e.g. from haltingvt extract-frames")
-    parser.add_argument("--out", required=True, metavar="LIST_DIR",
-                        help="where train.txt, val.txt and classes.txt are written")
+    parser.add_argument(
+        "--frames",
+        required=True,
+        metavar="DIR",
+        help="frame folders v_<id>/img_00001.jpg ... (or <id>/...), e.g. from haltingvt extract-frames",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="LIST_DIR", help="where train.txt, val.txt and classes.txt are written"
+    )
     parser.add_argument("--filename-tmpl", default=DEFAULT_FILENAME_TMPL, help="frame file names")
 
 
@@ -34,8 +43,13 @@ def run(args: argparse.Namespace) -> int:
         where = show(s["files"][subset]) if subset in s["files"] else "no list written"
         print(f"{subset}: {counts['listed']} videos listed ({where}){missing}{unlabelled}")
     print(f"{s['classes']} classes: {show(s['files']['classes'])}")
-    sets = [f"model.num_classes={s['classes']}", "loss.multi_label=true", "data.format=rawframes",
-            f"data.data_root={args.frames}", f"data.classes={s['files']['classes']}"]
+    sets = [
+        f"model.num_classes={s['classes']}",
+        "loss.multi_label=true",
+        "data.format=rawframes",
+        f"data.data_root={args.frames}",
+        f"data.classes={s['files']['classes']}",
+    ]
     for key, subset in (("train_list", "training"), ("val_list", "validation"), ("test_list", "validation")):
         if subset in s["files"]:
             sets.append(f"data.{key}={s['files'][subset]}")

@@ -10,6 +10,7 @@ Modules: :mod:`.lists` (list and class-name files), :mod:`.decoding` (Pillow fra
 PyAV videos), :mod:`.sampling` (frame indices), :mod:`.transforms` (torchvision v2 clip
 transforms, ``normalize``), :mod:`.datasets` (datasets, collate functions, ``load_views``).
 """
+
 from .datasets import (
     ClipDataset,
     build_dataset,
@@ -26,8 +27,25 @@ from .sampling import sample_frame_indices
 from .transforms import EvalTransform, ThreeCrop, build_train_transform, normalize
 
 __all__ = [
-    "ClipDataset", "build_dataset", "build_transform", "collate_eval", "collate_train", "load_views",
-    "read_test_views", "FrameFolderReader", "VideoReader", "open_reader", "DataError", "ListFormatError",
-    "VideoRecord", "is_video_path", "read_class_names", "read_list", "sample_frame_indices",
-    "EvalTransform", "ThreeCrop", "build_train_transform", "normalize",
+    "ClipDataset",
+    "build_dataset",
+    "build_transform",
+    "collate_eval",
+    "collate_train",
+    "load_views",
+    "read_test_views",
+    "FrameFolderReader",
+    "VideoReader",
+    "open_reader",
+    "DataError",
+    "ListFormatError",
+    "VideoRecord",
+    "is_video_path",
+    "read_class_names",
+    "read_list",
+    "sample_frame_indices",
+    "EvalTransform",
+    "ThreeCrop",
+    "build_train_transform",
+    "normalize",
 ]

@@ -16,10 +16,12 @@ Unreadable samples do not raise: ``__getitem__`` returns ``{"error", "index", "p
 the collate functions drop them (``collate_train`` lists them in ``"skipped"``,
 ``collate_eval`` in ``"errors"``).
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -32,7 +34,6 @@ from .lists import LIST_FORMATS, VideoRecord, read_class_names, read_list
 from .sampling import SHORT_VIDEO_MODES, TEST_SAMPLING_MODES, sample_frame_indices
 from .synthetic import build_synthetic
 from .transforms import EvalTransform, build_train_transform, frames_to_video, to_model_layout
-
 
 
 class ClipDataset(Dataset):
@@ -163,7 +164,12 @@ class ClipDataset(Dataset):
 
     def _eval_clips(self, record: VideoRecord) -> torch.Tensor:
         return read_test_views(
-            self.reader(record), self.transform, self.clip_len, self.frame_interval, self.num_clips, self.short_video,
+            self.reader(record),
+            self.transform,
+            self.clip_len,
+            self.frame_interval,
+            self.num_clips,
+            self.short_video,
             self.test_sampling,
         )
 
@@ -180,7 +186,12 @@ def read_test_views(
     """Deterministic test views of one video -> uint8 (num_crops * num_clips, 3, T, h, w), crop-major
     (view ``crop * num_clips + clip``, the order of MMAction2's ``ThreeCrop`` + ``FormatShape``)."""
     indices = sample_frame_indices(
-        reader.num_frames, clip_len, frame_interval, num_clips, train=False, short_video=short_video,
+        reader.num_frames,
+        clip_len,
+        frame_interval,
+        num_clips,
+        train=False,
+        short_video=short_video,
         test_sampling=test_sampling,
     )
     frames = reader.read(indices.flatten().tolist(), short_video)
@@ -216,7 +227,9 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     if fmt == "folders":
         return _folder_dataset(cfg, split)
     if fmt not in LIST_FORMATS:
-        raise ConfigError(f"data.format must be one of {', '.join(LIST_FORMATS + ('folders', 'synthetic'))}, got '{fmt}'")
+        raise ConfigError(
+            f"data.format must be one of {', '.join(LIST_FORMATS + ('folders', 'synthetic'))}, got '{fmt}'"
+        )
     list_key = f"data.{split}_list"
     list_path = data[f"{split}_list"]
     if not list_path:
@@ -248,12 +261,19 @@ def _folder_dataset(cfg: Mapping, split: str) -> ClipDataset:
     if not data["data_root"]:
         raise ConfigError("config key 'data.data_root' is not set (data.format=folders reads ROOT/<class>/<clip>)")
     if data["classes"]:
-        raise ConfigError("config key 'data.classes' is not used with data.format=folders (the class names are the "
-                          "folder names): set data.classes=null")
+        raise ConfigError(
+            "config key 'data.classes' is not used with data.format=folders (the class names are the "
+            "folder names): set data.classes=null"
+        )
     if cfg["loss"]["multi_label"]:
         raise ConfigError("data.format=folders gives one label per clip: set loss.multi_label=false")
-    splits = scan_folders(data["data_root"], split_ratio=data["split_ratio"], split_seed=data["split_seed"],
-                          filename_tmpl=data["filename_tmpl"], start_index=data["start_index"])
+    splits = scan_folders(
+        data["data_root"],
+        split_ratio=data["split_ratio"],
+        split_seed=data["split_seed"],
+        filename_tmpl=data["filename_tmpl"],
+        start_index=data["start_index"],
+    )
     check_num_classes(splits, cfg["model"]["num_classes"])
     return _clip_dataset(cfg, split, splits.split(split), splits.class_names)
 

@@ -14,13 +14,14 @@ off by default (one decoding thread per reader): DataLoader workers are the para
 and no FFmpeg thread pool exists that a ``fork`` could copy in a locked state. Containers
 are opened and closed inside each read, never kept across a fork.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import string
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import av
 import numpy as np
@@ -199,7 +200,7 @@ class VideoReader:
             self._container.close()
         self._container = self._stream = None
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,9 +1,10 @@
 """Encoding clips to video files with PyAV (the synthetic export, tests and benchmarks use it)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import av
 import numpy as np

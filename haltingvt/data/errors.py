@@ -1,4 +1,5 @@
 """Exceptions of the data pipeline."""
+
 from __future__ import annotations
 
 from ..config import ConfigError

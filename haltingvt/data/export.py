@@ -1,9 +1,10 @@
 """Writing the built-in synthetic clips to disk as frame folders or mp4 files, with the list files the
 real data pipeline reads (rawframes: ``frame_dir total_frames label``; video: ``path label``)."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from PIL import Image
 from tqdm import tqdm

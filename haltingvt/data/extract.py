@@ -26,6 +26,7 @@ skipped and counted. At the end: a list file relative to ``OUT_DIR`` (frames: th
 ``rawframes`` format ``frame_dir total_frames label``; videos: ``path label``), a class-name
 file when the videos sit in class folders, and a JSON summary.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,10 +36,11 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import av
 import cv2
@@ -107,9 +109,12 @@ def list_line(rel: str, *fields: object) -> str:
     return ";".join(parts) if any(ch.isspace() for ch in rel) else " ".join(parts)
 
 
-def find_videos(video_dir: str | os.PathLike, level: int | None = None,
-                extensions: Sequence[str] = VIDEO_EXTENSIONS,
-                exclude: str | os.PathLike | None = None) -> list[str]:
+def find_videos(
+    video_dir: str | os.PathLike,
+    level: int | None = None,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    exclude: str | os.PathLike | None = None,
+) -> list[str]:
     """Video files under ``video_dir`` as sorted relative paths (``/``-separated).
 
     ``level`` 1: files directly in ``video_dir``; 2: files in its sub-folders (``<class>/<video>``, as
@@ -125,9 +130,13 @@ def find_videos(video_dir: str | os.PathLike, level: int | None = None,
     for folder, dirs, files in os.walk(root):
         rel_dir = os.path.relpath(folder, root)
         depth = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (skip is None or os.path.realpath(os.path.join(folder, d)) != skip)
-                         and (level is None or depth + 1 < level))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and (skip is None or os.path.realpath(os.path.join(folder, d)) != skip)
+            and (level is None or depth + 1 < level)
+        )
         if level is not None and depth != level - 1:
             continue
         for name in files:
@@ -217,8 +226,15 @@ def _write_video(job: _Job, tmp: Path) -> dict:
             info["size"] = info["size"] or [out.shape[1], out.shape[0]]
             yield out
 
-    write_mp4(tmp, frames(), fps=rate or Fraction(25), codec="libx264", pix_fmt="yuv420p",
-              options={"crf": str(job.crf), "preset": job.preset}, gop=job.gop)
+    write_mp4(
+        tmp,
+        frames(),
+        fps=rate or Fraction(25),
+        codec="libx264",
+        pix_fmt="yuv420p",
+        options={"crf": str(job.crf), "preset": job.preset},
+        gop=job.gop,
+    )
     return info
 
 
@@ -307,16 +323,20 @@ def extract_videos(
     videos = find_videos(video_dir, level, extensions, exclude=out_dir)
     if not videos:
         where = f" at level {level}" if level else ""
-        raise DataError(f"{show(video_dir)}: no video files{where} "
-                        f"(extensions {' '.join(sorted({e.lower() for e in extensions}))})")
+        raise DataError(
+            f"{show(video_dir)}: no video files{where} (extensions {' '.join(sorted({e.lower() for e in extensions}))})"
+        )
     if split_lists and not all(rel.count("/") >= 2 for rel in videos):
         flat = next(rel for rel in videos if rel.count("/") < 2)
-        raise DataError(f"{show(video_dir)}: split lists need VIDEO_DIR/<split>/<class>/<video>, but "
-                        f"{show(flat)} is not in a split and a class folder")
+        raise DataError(
+            f"{show(video_dir)}: split lists need VIDEO_DIR/<split>/<class>/<video>, but "
+            f"{show(flat)} is not in a split and a class folder"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     list_file = Path(list_file) if list_file else out_dir / ("videos.txt" if to_video else "rawframes.txt")
     summary_file = Path(summary_file) if summary_file else out_dir / "extract_summary.json"
     if report is None:
+
         def report(line: str) -> None:
             tqdm.write(line, file=sys.stderr)
 
@@ -337,12 +357,28 @@ def extract_videos(
             report(f"skipped {show(rel)}: {show(problem)}")
             continue
         outputs[out_rel] = rel
-        jobs[rel] = _Job(str(video_dir / rel), str(out_dir / out_rel), to_video, new_short, new_width, new_height,
-                         gop, crf, preset, quality, threads)
+        jobs[rel] = _Job(
+            str(video_dir / rel),
+            str(out_dir / out_rel),
+            to_video,
+            new_short,
+            new_width,
+            new_height,
+            gop,
+            crf,
+            preset,
+            quality,
+            threads,
+        )
 
     results: dict[str, dict] = {}
-    bar = tqdm(total=len(jobs), unit="video", desc="videos -> mp4" if to_video else "videos -> frames",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(jobs),
+        unit="video",
+        desc="videos -> mp4" if to_video else "videos -> frames",
+        disable=not progress,
+        file=sys.stderr,
+    )
     rels = list(jobs)
     try:
         if workers > 1 and len(jobs) > 1:
@@ -383,14 +419,21 @@ def extract_videos(
         class_file = None
     done = sum(r["status"] == "done" for r in results.values())
     summary = {
-        "video_dir": str(video_dir), "out_dir": str(out_dir), "output": "mp4" if to_video else "frames",
+        "video_dir": str(video_dir),
+        "out_dir": str(out_dir),
+        "output": "mp4" if to_video else "frames",
         "resize": {"new_short": new_short, "new_width": new_width, "new_height": new_height},
-        "jpeg_quality": None if to_video else quality, "gop": gop if to_video else None,
+        "jpeg_quality": None if to_video else quality,
+        "gop": gop if to_video else None,
         "crf": crf if to_video else None,
-        "videos": len(videos), "extracted": done, "already_done": len(results) - done, "failed": len(failures),
+        "videos": len(videos),
+        "extracted": done,
+        "already_done": len(results) - done,
+        "failed": len(failures),
         "frames": sum(r.get("frames") or 0 for r in results.values()),
         "list": None if split_lists or not lines else str(list_file),
-        "lists": {target.name: str(target) for target in lists}, "classes": str(class_file) if class_file else None,
+        "lists": {target.name: str(target) for target in lists},
+        "classes": str(class_file) if class_file else None,
         "num_classes": len(class_names) if class_names else None,
         "failures": [{"video": show(f["video"]), "error": show(f["error"])} for f in failures],
         "outputs": {show(rel): {k: v for k, v in results[rel].items() if k != "status"} for rel in good},

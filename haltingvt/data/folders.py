@@ -22,14 +22,14 @@ line of a list.
     splits.class_names                               # ['cartwheel', 'jump', ...]
     splits.records["train"][0]                       # VideoRecord(path, labels=[0], ...)
 """
+
 from __future__ import annotations
 
 import math
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 from ..config import ConfigError
 from .decoding import DEFAULT_FILENAME_TMPL, frame_filename
@@ -71,18 +71,23 @@ class FolderSplits:
         if not records:
             folder = os.path.join(self.root, "val" if name == "test" and self.test_is_val else name)
             if self.layout == "split ratio":
-                why = (f"data.split_ratio gives the {name} split no clip ({self._total()} clips in {self.root}); "
-                       "raise its share or add clips")
+                why = (
+                    f"data.split_ratio gives the {name} split no clip ({self._total()} clips in {self.root}); "
+                    "raise its share or add clips"
+                )
             elif not os.path.isdir(folder):
                 why = f"{folder}: no such folder, so no {name} split" + (
-                    " (set train.val_interval=0 to train without validation)" if name == "val" else "")
+                    " (set train.val_interval=0 to train without validation)" if name == "val" else ""
+                )
             else:
                 why = f"{folder}: no clips in its class folders"
             raise FolderLayoutError(why)
         return records
 
     def _total(self) -> int:
-        return sum(len(self.records[s]) for s in ("train", "val")) + (0 if self.test_is_val else len(self.records["test"]))
+        return sum(len(self.records[s]) for s in ("train", "val")) + (
+            0 if self.test_is_val else len(self.records["test"])
+        )
 
 
 def _visible(entries: list[os.DirEntry]) -> list[os.DirEntry]:
@@ -104,11 +109,14 @@ def _list(path: str) -> list[os.DirEntry]:
 def _class_folders(path: str, what: str) -> list[str]:
     """Sorted class folder names of ``path``; errors when there are none or when clips sit directly in it."""
     entries = _list(path)
-    clips = [e.name for e in entries if e.is_file() and (is_video_path(e.name) or e.name.lower().endswith(IMAGE_EXTENSIONS))]
+    clips = [
+        e.name for e in entries if e.is_file() and (is_video_path(e.name) or e.name.lower().endswith(IMAGE_EXTENSIONS))
+    ]
     if clips:
         raise FolderLayoutError(
             f"{path}: holds clips or frames directly ({clips[0]}, ...); {what} must hold one folder per class: "
-            f"{path}/<class name>/<video file or frame folder>")
+            f"{path}/<class name>/<video file or frame folder>"
+        )
     classes = [e.name for e in entries if e.is_dir()]
     if not classes:
         raise FolderLayoutError(f"{path}: no class folders; expected {path}/<class name>/<video file or frame folder>")
@@ -126,7 +134,8 @@ def _clips(class_dir: str) -> list[tuple[str, bool]]:
         elif e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS):
             raise FolderLayoutError(
                 f"{class_dir}: holds image files ({e.name}); put the frames of each clip in a folder of their own: "
-                f"{class_dir}/<clip>/{frame_filename(DEFAULT_FILENAME_TMPL, 1)} ...")
+                f"{class_dir}/<clip>/{frame_filename(DEFAULT_FILENAME_TMPL, 1)} ..."
+            )
     return out
 
 
@@ -143,11 +152,17 @@ def _check_ratio(ratio: Sequence[float]) -> tuple[float, ...]:
         values = tuple(float(r) for r in ratio)
     except (TypeError, ValueError):
         values = ()
-    if len(values) not in (2, 3) or any(not math.isfinite(v) or v < 0 for v in values) \
-            or abs(sum(values) - 1.0) > 1e-6 or values[0] <= 0:
-        raise ConfigError(f"config key 'data.split_ratio': {list(ratio) if isinstance(ratio, (list, tuple)) else ratio!r} "
-                          "is not allowed (allowed: [train, val, test] or [train, val], numbers >= 0 that sum to 1, "
-                          "train > 0)")
+    if (
+        len(values) not in (2, 3)
+        or any(not math.isfinite(v) or v < 0 for v in values)
+        or abs(sum(values) - 1.0) > 1e-6
+        or values[0] <= 0
+    ):
+        raise ConfigError(
+            f"config key 'data.split_ratio': {list(ratio) if isinstance(ratio, (list, tuple)) else ratio!r} "
+            "is not allowed (allowed: [train, val, test] or [train, val], numbers >= 0 that sum to 1, "
+            "train > 0)"
+        )
     return values
 
 
@@ -155,7 +170,9 @@ def split_counts(n: int, ratio: Sequence[float]) -> tuple[int, int, int]:
     """(train, val, test) sizes of a class of ``n`` clips: val and test rounded, train the rest (>= 1 when n >= 1)."""
     val = int(round(n * ratio[1]))
     test = int(round(n * ratio[2])) if len(ratio) > 2 else 0
-    while n and val + test >= n:  # train keeps at least one clip: take it from the larger held-out split (test on a tie)
+    while (
+        n and val + test >= n
+    ):  # train keeps at least one clip: take it from the larger held-out split (test on a tie)
         if test >= val:
             test -= 1
         else:
@@ -189,11 +206,13 @@ def scan_folders(
             raise FolderLayoutError(
                 f"{root}: has split folders ({', '.join(s + '/' for s in splits_present)}) and other folders "
                 f"({', '.join(others[:5])}{' ...' if len(others) > 5 else ''}); put every class folder under "
-                f"{root}/train/, {root}/val/ (and {root}/test/)")
+                f"{root}/train/, {root}/val/ (and {root}/test/)"
+            )
         if "train" not in splits_present:
             raise FolderLayoutError(
                 f"{root}: has {', '.join(s + '/' for s in splits_present)} but no train/ folder; split folders "
-                f"need train/ (val/ and test/ optional), or drop them and set data.split_ratio")
+                f"need train/ (val/ and test/ optional), or drop them and set data.split_ratio"
+            )
         classes = _class_folders(os.path.join(root, "train"), f"{root}/train")
         index = {name: i for i, name in enumerate(classes)}
         records = {}
@@ -204,7 +223,8 @@ def scan_folders(
             if unknown:
                 raise FolderLayoutError(
                     f"{split_dir}: class folder(s) {', '.join(unknown[:5])} not in {root}/train (class names come "
-                    f"from train/: {', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''})")
+                    f"from train/: {', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''})"
+                )
             records[split] = _records(split_dir, present, index)
         records.setdefault("val", [])
         test_is_val = "test" not in splits_present
@@ -222,7 +242,7 @@ def scan_folders(
             sizes = split_counts(len(clips), ratio)
             start = 0
             for split, size in zip(SPLIT_FOLDERS, sizes):
-                for j in sorted(order[start:start + size]):
+                for j in sorted(order[start : start + size]):
                     path, video = clips[j]
                     records[split].append(VideoRecord(path, [label], None, 0, path, video))
                 start += size
@@ -236,7 +256,8 @@ def scan_folders(
         where = os.path.join(root, "train") if result.layout == "split folders" else root
         raise FolderLayoutError(
             f"{where}: class folder(s) {', '.join(empty[:5])} hold no video file "
-            f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...) or frame folder")
+            f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...) or frame folder"
+        )
     _check_frame_names(result, filename_tmpl, start_index)
     return result
 
@@ -252,7 +273,8 @@ def _check_frame_names(splits: FolderSplits, filename_tmpl: str, start_index: in
         raise FolderLayoutError(
             f"{first.path}: frame folder without '{name}' (data.filename_tmpl='{filename_tmpl}', "
             f"data.start_index={start_index}); it holds {', '.join(seen) if seen else 'nothing'}"
-            + (" ..." if seen else ""))
+            + (" ..." if seen else "")
+        )
 
 
 def check_num_classes(splits: FolderSplits, num_classes: int) -> None:
@@ -263,8 +285,16 @@ def check_num_classes(splits: FolderSplits, num_classes: int) -> None:
         where = os.path.join(splits.root, "train") if splits.layout == "split folders" else splits.root
         raise ConfigError(
             f"data.data_root: {where} has {n} class folders ({names}) but model.num_classes is {num_classes}; "
-            f"set model.num_classes={n}")
+            f"set model.num_classes={n}"
+        )
 
 
-__all__ = ["FolderLayoutError", "FolderSplits", "scan_folders", "split_counts", "check_num_classes",
-           "SPLIT_FOLDERS", "DEFAULT_SPLIT_RATIO"]
+__all__ = [
+    "FolderLayoutError",
+    "FolderSplits",
+    "scan_folders",
+    "split_counts",
+    "check_num_classes",
+    "SPLIT_FOLDERS",
+    "DEFAULT_SPLIT_RATIO",
+]

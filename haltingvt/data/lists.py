@@ -16,13 +16,14 @@ In every format a line containing ``;`` is split on ``;`` instead of on whitespa
 Several labels per line are a multi-label sample (ActivityNet); they are only accepted when
 the dataset is multi-label. Relative paths are joined to ``data_root``.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..io.textsafe import describe_char, escape, safe_path, unsafe_char
 from .errors import ListFormatError
@@ -73,7 +74,9 @@ def _join(root: str | os.PathLike | None, rel: str) -> str:
     return os.path.join(os.fspath(root), rel)
 
 
-def parse_list_line(line: str, fmt: str, where: str, with_offset: bool = False) -> tuple[str, list[int], int | None, int]:
+def parse_list_line(
+    line: str, fmt: str, where: str, with_offset: bool = False
+) -> tuple[str, list[int], int | None, int]:
     """Parse one non-empty line -> (relative path, labels, total_frames or None, offset).
 
     ``where`` is the ``file:line`` used in error messages.
@@ -133,8 +136,10 @@ def read_text_lines(path: str | os.PathLike) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise ListFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8") from None
+        line = raw[: err.start].count(b"\n") + 1
+        raise ListFormatError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8"
+        ) from None
     return text.split("\n")  # not splitlines(): line numbers as editors count them (\\n only)
 
 
@@ -233,6 +238,8 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
 def _class_name(name: str, where: str, lineno: int) -> str:
     bad = unsafe_char(name)
     if bad is not None:
-        raise ListFormatError(f"{where}:{lineno}: class name '{escape(name)[:80]}' contains the control character "
-                              f"{describe_char(bad)}: refused")
+        raise ListFormatError(
+            f"{where}:{lineno}: class name '{escape(name)[:80]}' contains the control character "
+            f"{describe_char(bad)}: refused"
+        )
     return name

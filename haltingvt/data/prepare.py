@@ -20,6 +20,7 @@ sorted distinct class indices of the video's annotations (a multi-label sample; 
 Videos without frames are skipped and counted; the testing subset has no labels and is
 not listed.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def read_activitynet(annotation_file: str | os.PathLike) -> tuple[list[str], dic
     except json.JSONDecodeError as err:
         raise DataError(f"{where}: not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("database"), dict):
-        raise DataError(f"{where}: no \"database\" object (ActivityNet's format: "
-                        "{\"database\": {video_id: {\"subset\": ..., \"annotations\": [...]}}})")
+        raise DataError(
+            f'{where}: no "database" object (ActivityNet\'s format: '
+            '{"database": {video_id: {"subset": ..., "annotations": [...]}}})'
+        )
     videos: dict[str, dict[str, list[str]]] = {subset: {} for subset in ACTIVITYNET_SUBSETS}
     for vid, entry in doc["database"].items():
         at = f"{where}: video {show(vid)}"
@@ -68,22 +71,22 @@ def read_activitynet(annotation_file: str | os.PathLike) -> tuple[list[str], dic
         if not isinstance(entry, dict):
             raise DataError(f"{at}: expected an object, got {type(entry).__name__}")
         if "subset" not in entry:
-            raise DataError(f"{at}: no \"subset\"")
+            raise DataError(f'{at}: no "subset"')
         subset = entry["subset"]
         if subset not in _ALL_SUBSETS:
             raise DataError(f"{at}: unknown subset {show(repr(subset))} (expected one of {', '.join(_ALL_SUBSETS)})")
         if subset == "testing":
             continue  # no labels (its "annotations" are empty in the official file)
         if "annotations" not in entry:
-            raise DataError(f"{at}: no \"annotations\"")
+            raise DataError(f'{at}: no "annotations"')
         anns = entry["annotations"]
         if not isinstance(anns, list):
-            raise DataError(f"{at}: \"annotations\" must be a list, got {type(anns).__name__}")
+            raise DataError(f'{at}: "annotations" must be a list, got {type(anns).__name__}')
         labels = []
         for i, ann in enumerate(anns):
             label = ann.get("label") if isinstance(ann, dict) else None
             if label is None:
-                raise DataError(f"{at}: annotation {i} has no \"label\"")
+                raise DataError(f'{at}: annotation {i} has no "label"')
             if not isinstance(label, str) or not label.strip() or label != label.strip() or "\n" in label:
                 raise DataError(f"{at}: annotation {i}: bad label {show(repr(label))} (a class name on one line)")
             labels.append(label)
@@ -140,14 +143,20 @@ def prepare_activitynet(
             except DataError as err:
                 raise DataError(f"{show(annotation_file)}: video {show(vid)}: {err}") from None
             lines.append(list_line(folder, total, *sorted({index[label] for label in labels})))
-        summary["subsets"][subset] = {"listed": len(lines), "missing": len(missing), "unlabelled": unlabelled,
-                                      "missing_ids": missing[:10]}
+        summary["subsets"][subset] = {
+            "listed": len(lines),
+            "missing": len(missing),
+            "unlabelled": unlabelled,
+            "missing_ids": missing[:10],
+        }
         if lines:
             texts[out_dir / list_name] = "".join(line + "\n" for line in lines)
             summary["files"][subset] = str(out_dir / list_name)
     if not texts:
-        raise DataError(f"{show(frames_dir)}: no frame folder of a training or validation video of "
-                        f"{show(annotation_file)} (looked for v_<id> and <id>)")
+        raise DataError(
+            f"{show(frames_dir)}: no frame folder of a training or validation video of "
+            f"{show(annotation_file)} (looked for v_<id> and <id>)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     temps = []
     try:

@@ -19,6 +19,7 @@ Indices past the end of a short video are handled by ``short_video``:
 * ``"loop"`` (default, MMAction2's ``out_of_bound_opt='loop'``): index ``i`` -> ``i % num_frames``;
 * ``"clamp"`` (MMAction2's ``'repeat_last'``): index ``i`` -> ``min(i, num_frames - 1)``.
 """
+
 from __future__ import annotations
 
 import torch

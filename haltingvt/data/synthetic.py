@@ -27,20 +27,30 @@ all of :data:`CLASSES`); the frame size is ``model.img_size`` and the clip lengt
 :func:`haltingvt.data.export.export` writes a split to disk as frame folders or mp4 files with the list files the real
 data pipeline reads (rawframes: ``frame_dir total_frames label``; video: ``path label``).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import SPLITS as CONFIG_SPLITS, ConfigError, check_split
+from ..config import SPLITS as CONFIG_SPLITS
+from ..config import ConfigError, check_split
 
 #: Class names, in label order.
 CLASSES: tuple[str, ...] = (
-    "move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink",
+    "move_right",
+    "move_left",
+    "move_up",
+    "move_down",
+    "rotate_cw",
+    "rotate_ccw",
+    "grow",
+    "shrink",
 )
 SPLITS: dict[str, int] = {split: i for i, split in enumerate(CONFIG_SPLITS)}  # split -> id in the sample seed
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "diamond", "cross", "ell")
@@ -59,12 +69,18 @@ _UNIT = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
 
 #: What each class moves: component -> fixed sense (+1/-1), or 0 for a random sense.
 MOTIONS: dict[str, dict[str, float]] = {
-    "move_right": {"travel_x": 1.0}, "move_left": {"travel_x": -1.0},
-    "move_up": {"travel_y": -1.0}, "move_down": {"travel_y": 1.0},
-    "rotate_cw": {"spin": 1.0}, "rotate_ccw": {"spin": -1.0},
-    "grow": {"scale": 1.0}, "shrink": {"scale": -1.0},
+    "move_right": {"travel_x": 1.0},
+    "move_left": {"travel_x": -1.0},
+    "move_up": {"travel_y": -1.0},
+    "move_down": {"travel_y": 1.0},
+    "rotate_cw": {"spin": 1.0},
+    "rotate_ccw": {"spin": -1.0},
+    "grow": {"scale": 1.0},
+    "shrink": {"scale": -1.0},
     "slide": {"travel": 0.0},  # travels along x or y, either way
-    "spin": {"spin": 0.0}, "shake": {"shake": 0.0}, "pulse": {"pulse": 0.0},
+    "spin": {"spin": 0.0},
+    "shake": {"shake": 0.0},
+    "pulse": {"pulse": 0.0},
 }
 
 
@@ -83,8 +99,11 @@ def class_names(classes: Sequence[str] | None = None) -> list[str]:
         return list(CLASSES)
     unknown = [c for c in classes if c not in MOTIONS]
     if unknown:
-        raise ConfigError(f"unknown synthetic class(es) {unknown} in data.synthetic_classes (or --classes); known: "
-                          f"{', '.join(MOTIONS)}", "data.synthetic_classes")
+        raise ConfigError(
+            f"unknown synthetic class(es) {unknown} in data.synthetic_classes (or --classes); known: "
+            f"{', '.join(MOTIONS)}",
+            "data.synthetic_classes",
+        )
     return list(classes)
 
 
@@ -165,7 +184,6 @@ def render_clip(
     bg = _background(rng, size)
     col_a, col_b = _colour_pair(rng, bg.reshape(-1, 3).mean(0))
     shape = SHAPES[rng.integers(0, len(SHAPES))]
-    steps = np.arange(T) - (T - 1) / 2.0  # frame time relative to the middle of the clip
 
     # Motion components, each a function of the frame: travel along x, travel along y, shake (fast
     # back-and-forth), spin, scaling and pulsing. The components a class "owns" vary over the clip; every
@@ -266,7 +284,9 @@ class SyntheticMotion(Dataset):
     ) -> None:
         check_split(split)
         if num_samples < 1 or num_frames < 2 or size < 8:
-            raise ValueError(f"need num_samples >= 1, num_frames >= 2, size >= 8; got {num_samples}, {num_frames}, {size}")
+            raise ValueError(
+                f"need num_samples >= 1, num_frames >= 2, size >= 8; got {num_samples}, {num_frames}, {size}"
+            )
         self.split, self.num_samples = split, int(num_samples)
         self.num_frames, self.size, self.seed = int(num_frames), int(size), int(seed)
         self.classes = class_names(classes)
@@ -333,6 +353,11 @@ def build_synthetic(cfg: Mapping[str, Any], split: str) -> SyntheticMotion:
 
 
 __all__ = [
-    "CLASSES", "SyntheticMotion", "build_synthetic", "class_names", "make_clip", "render_clip",
+    "CLASSES",
+    "SyntheticMotion",
+    "build_synthetic",
+    "class_names",
+    "make_clip",
+    "render_clip",
     "synthetic_settings",
 ]

@@ -23,15 +23,16 @@ The geometry follows ``data.resize`` (docs/pipeline.md):
 The model takes (3, T, H, W) per clip; :func:`normalize` turns uint8 into the model's float
 input ``(x - 127.5) / 127.5`` and is meant to run on the accelerator after the transfer.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import ConfigError

@@ -1,4 +1,5 @@
 """Mixed precision shared by training and evaluation: ``train.amp`` / ``test.amp`` = none | bf16 | fp16."""
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext

@@ -4,12 +4,14 @@ Model weights (reading any format, converting keys, the atomic writer) are :mod:
 business; this module adds what a *training* checkpoint holds on top: optimizer, scheduler, AMP scaler,
 the RNG states of every process and the position in the epoch, so a killed run resumes exactly.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +42,16 @@ class TrainState:
 #: what one optimizer step is. Everything else may change and takes effect: train.lr (scale_lr,
 #: base_batch_size), the schedule's length (train.epochs, warmup_*), weight decay, gradient clipping, the
 #: log/checkpoint/validation intervals, data.num_workers, loss weights, test settings, the work dir.
-FIXED_ON_RESUME = ("model.", "data.", "train.batch_size", "train.accum_steps", "train.optimizer", "train.seed",
-                   "train.amp", "train.no_decay_bias_norm")
+FIXED_ON_RESUME = (
+    "model.",
+    "data.",
+    "train.batch_size",
+    "train.accum_steps",
+    "train.optimizer",
+    "train.seed",
+    "train.amp",
+    "train.no_decay_bias_norm",
+)
 CHANGEABLE_DATA = ("data.num_workers", "data.synthetic_cache")
 
 
@@ -74,8 +84,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -99,8 +114,14 @@ def _progress(stored: Any, rank: int) -> dict[str, Any] | None:
         return None
     mine = stored[rank]
     read, skipped = mine.get("read"), mine.get("skipped")
-    if not (isinstance(read, int) and not isinstance(read, bool) and read >= 0 and isinstance(skipped, list)
-            and all(isinstance(m, str) for m in skipped) and isinstance(mine.get("meters"), torch.Tensor)):
+    if not (
+        isinstance(read, int)
+        and not isinstance(read, bool)
+        and read >= 0
+        and isinstance(skipped, list)
+        and all(isinstance(m, str) for m in skipped)
+        and isinstance(mine.get("meters"), torch.Tensor)
+    ):
         return None
     return {"meters": mine["meters"], "read": read, "skipped": skipped}
 
@@ -137,9 +158,18 @@ class Checkpointer:
     process writes. ``classes``: the dataset's class names, stored as data so that predict shows them.
     """
 
-    def __init__(self, work_dir: Path, cfg: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: Any, scaler: torch.amp.GradScaler, world_size: int, is_main: bool,
-                 classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        cfg: Mapping[str, Any],
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+        world_size: int,
+        is_main: bool,
+        classes: Sequence[str] | None = None,
+    ) -> None:
         self.work_dir, self.cfg, self.model, self.classes = work_dir, cfg, model, classes
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
         self.world_size, self.is_main = world_size, is_main
@@ -155,9 +185,17 @@ class Checkpointer:
         if self.is_main:
             extra = {"progress": progresses} if progresses is not None else {}
             payload = model_payload(
-                self.model, self.cfg, classes=self.classes, **asdict(state), world_size=self.world_size,
-                optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                scaler=self.scaler.state_dict(), rng=rngs, **extra)
+                self.model,
+                self.cfg,
+                classes=self.classes,
+                **asdict(state),
+                world_size=self.world_size,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(),
+                rng=rngs,
+                **extra,
+            )
             for name in names:
                 save_checkpoint(self.work_dir / name, payload)
 
@@ -173,15 +211,19 @@ class Checkpointer:
         if ckpt.get("format") != "haltingvt" or "optimizer" not in ckpt:
             raise CheckpointError(f"{path}: not a training checkpoint of ours (use init.pretrained for weights)")
         stored = _as_config(ckpt.get("config"))
-        changed, fixed = config_changes(stored, self.cfg) if stored else (["(no readable config in the checkpoint: "
-                                                                           "settings not compared)"], [])
+        changed, fixed = (
+            config_changes(stored, self.cfg)
+            if stored
+            else (["(no readable config in the checkpoint: settings not compared)"], [])
+        )
         if ckpt.get("world_size") != self.world_size:
             fixed.append(f"processes {ckpt.get('world_size')} -> {self.world_size}")
         if fixed:
             raise ConfigError(
                 f"--resume {path}: settings that a resumed run cannot change differ from the checkpoint's: "
                 f"{'; '.join(fixed)}. Use the checkpoint's values, or start a new run from its weights with "
-                f"--set init.pretrained={path}")
+                f"--set init.pretrained={path}"
+            )
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -193,8 +235,10 @@ class Checkpointer:
         fields = {k: ckpt[k] for k in TrainState.__dataclass_fields__ if k in ckpt}
         state = TrainState(**fields)
         if state.epoch > self.cfg["train"]["epochs"]:
-            raise ConfigError(f"--resume {path}: the checkpoint has done {state.epoch} epochs, more than "
-                              f"train.epochs={self.cfg['train']['epochs']}")
+            raise ConfigError(
+                f"--resume {path}: the checkpoint has done {state.epoch} epochs, more than "
+                f"train.epochs={self.cfg['train']['epochs']}"
+            )
         rngs = ckpt["rng"]
         set_rng_state(rngs[rank % len(rngs)])
         self.restored_progress = _progress(ckpt.get("progress"), rank)

@@ -3,12 +3,14 @@
 A run without torchrun is a world of one process and every helper here becomes a no-op, so the
 training and evaluation loops read the same either way.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -9,13 +9,15 @@ one clip through the model, and the video's score is the mean of the views' soft
 view clip. Under torchrun each process takes an unpadded shard of the videos; results are gathered
 as (index, probabilities) and de-duplicated by index, so every video counts exactly once.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -29,6 +31,7 @@ from ..plot import save_confusion
 from . import distributed
 from .amp import autocast
 from .metrics import average_precision, classification_metrics
+
 
 @torch.no_grad()
 def evaluate(
@@ -118,19 +121,31 @@ def evaluate(
         return torch.cat(xs) if xs else None
 
     local = {
-        "index": cat(indices), "probs": cat(probs), "label": cat(labels), "tokens": cat(tokens),
-        "gflops": cat(gflops), "exited": cat(exited), "path": paths, "errors": errors,
-        "clips": n_clips, "time": model_time, "views": views,
+        "index": cat(indices),
+        "probs": cat(probs),
+        "label": cat(labels),
+        "tokens": cat(tokens),
+        "gflops": cat(gflops),
+        "exited": cat(exited),
+        "path": paths,
+        "errors": errors,
+        "clips": n_clips,
+        "time": model_time,
+        "views": views,
     }
     results = _merge(distributed.all_gather_objects(local))
     if len(results["index"]) == 0 and results["errors"]:  # every process sees the same merged results
-        raise data.DataError(f"{split}: 0 of {len(dataset)} videos could be read, nothing to evaluate "
-                             f"(first error: {results['errors'][0][2]})")
+        raise data.DataError(
+            f"{split}: 0 of {len(dataset)} videos could be read, nothing to evaluate "
+            f"(first error: {results['errors'][0][2]})"
+        )
     metrics = _summarise(results, multi_label)
     metrics.update(split=split, execution=execution, early_exit=early_exit, world_size=world)
     num_classes = net.num_classes
     names = getattr(dataset, "classes", None)
-    metrics["per_class"] = per_class_metrics(results.get("probs"), results.get("label"), num_classes, names, multi_label)
+    metrics["per_class"] = per_class_metrics(
+        results.get("probs"), results.get("label"), num_classes, names, multi_label
+    )
     if dump is not None and rank == 0:
         write_predictions(dump, results, multi_label)
     if confusion is not None and rank == 0:
@@ -147,8 +162,13 @@ def confusion_matrix(scores: torch.Tensor | None, labels: torch.Tensor | None, n
     return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
-def per_class_metrics(scores: torch.Tensor | None, labels: torch.Tensor | None, num_classes: int,
-                      class_names: list[str] | None = None, multi_label: bool = False) -> list[dict[str, Any]]:
+def per_class_metrics(
+    scores: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    num_classes: int,
+    class_names: list[str] | None = None,
+    multi_label: bool = False,
+) -> list[dict[str, Any]]:
     """One dict per class: index, name (None when unknown), clips (videos of the class) and top1 (its
     recall) or, multi-label, ap (average precision); None for a class without videos."""
     empty = scores is None or labels is None or len(labels) == 0
@@ -233,16 +253,18 @@ def write_predictions(path: str | Path, results: dict[str, Any], multi_label: bo
         scores, classes = results["probs"].topk(min(topk, results["probs"].shape[1]), dim=1)
         for i in range(len(results["index"])):
             label = results["label"][i]
-            rows.append({
-                "index": int(results["index"][i]),
-                "path": results["path"][i],
-                "label": (label.nonzero().flatten().tolist() if multi_label else int(label)),
-                "pred": int(classes[i, 0]),
-                "topk": classes[i].tolist(),
-                "topk_prob": [round(float(s), 6) for s in scores[i]],
-                "tokens_per_layer": [round(float(t), 2) for t in results["tokens"][i]],
-                "gflops": float(results["gflops"][i]) if results["gflops"] is not None else None,
-            })
+            rows.append(
+                {
+                    "index": int(results["index"][i]),
+                    "path": results["path"][i],
+                    "label": (label.nonzero().flatten().tolist() if multi_label else int(label)),
+                    "pred": int(classes[i, 0]),
+                    "topk": classes[i].tolist(),
+                    "topk_prob": [round(float(s), 6) for s in scores[i]],
+                    "tokens_per_layer": [round(float(t), 2) for t in results["tokens"][i]],
+                    "gflops": float(results["gflops"][i]) if results["gflops"] is not None else None,
+                }
+            )
     doc = {"predictions": rows, "unreadable": [{"index": i, "path": p, "error": m} for i, p, m in results["errors"]]}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,12 +274,16 @@ def write_predictions(path: str | Path, results: dict[str, Any], multi_label: bo
 
 def format_metrics(m: Mapping[str, Any]) -> str:
     """Human-readable multi-line summary of :func:`evaluate`'s result."""
+
     def pct(key: str) -> str:
         v = m.get(key)
         return f"{100 * v:.2f}%" if isinstance(v, float) and not math.isnan(v) else "n/a"
 
-    head = f"mAP {pct('mAP')}  top-1 hit {pct('top1')}" if "mAP" in m else (
-        f"top-1 {pct('top1')}  top-5 {pct('top5')}  mean class acc {pct('mean_class_acc')}")
+    head = (
+        f"mAP {pct('mAP')}  top-1 hit {pct('top1')}"
+        if "mAP" in m
+        else (f"top-1 {pct('top1')}  top-5 {pct('top5')}  mean class acc {pct('mean_class_acc')}")
+    )
     g = m.get("gflops_per_clip")
     lines = [
         f"{m['split']}: {m['num_evaluated']} videos x {m['views']} views  ({m['execution']} execution"
@@ -270,12 +296,12 @@ def format_metrics(m: Mapping[str, Any]) -> str:
     key = "ap" if "mAP" in m else "top1"
     scored = sorted((r for r in m.get("per_class", []) if r.get(key) is not None), key=lambda r: r[key])
     if len(scored) > 1:
-        lines.append(f"lowest per-class {'AP' if key == 'ap' else 'top-1'}: " + ", ".join(
-            f"{r['name'] or r['index']} {100 * r[key]:.1f}% ({r['clips']})" for r in scored[:3])
-            + "  (every class: per_class in --json/--out)")
+        lines.append(
+            f"lowest per-class {'AP' if key == 'ap' else 'top-1'}: "
+            + ", ".join(f"{r['name'] or r['index']} {100 * r[key]:.1f}% ({r['clips']})" for r in scored[:3])
+            + "  (every class: per_class in --json/--out)"
+        )
     if m["unreadable"]:
         lines.append(f"{len(m['unreadable'])} unreadable video(s) not evaluated:")
         lines += [f"  {msg}" for msg in m["unreadable_errors"]]
     return "\n".join(lines)
-
-

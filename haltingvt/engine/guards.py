@@ -3,6 +3,7 @@
 Each check is collective (every process takes part and they all stop together); the message says where
 the run stopped, what was kept and what to try.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,14 +24,24 @@ def loss_problem(terms: Any) -> str | None:
     here = bool(torch.isfinite(terms.total.detach()))
     bad = torch.tensor([0.0 if here else 1.0], device=terms.total.device)
     if distributed.all_reduce(bad, "max").item() > 0:
-        parts = ", ".join(f"{k} {float(getattr(terms, k).detach()):.4g}" for k in ("action", "ponder", "motion", "prior"))
-        return (f"the loss is {float(terms.total.detach())} ({parts})" if not here
-                else "another process's loss is not finite")
+        parts = ", ".join(
+            f"{k} {float(getattr(terms, k).detach()):.4g}" for k in ("action", "ponder", "motion", "prior")
+        )
+        return (
+            f"the loss is {float(terms.total.detach())} ({parts})"
+            if not here
+            else "another process's loss is not finite"
+        )
     return None
 
 
-def weights_problem(model: torch.nn.Module, loss_fn: Callable[..., Any], last_batch: tuple[Any, Any, Any] | None,
-                    device: torch.device, amp: str) -> str | None:
+def weights_problem(
+    model: torch.nn.Module,
+    loss_fn: Callable[..., Any],
+    last_batch: tuple[Any, Any, Any] | None,
+    device: torch.device,
+    amp: str,
+) -> str | None:
     """None when the weights are finite and give a finite loss and finite gradients on the last batch,
     else what is wrong."""
     if not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -59,14 +70,22 @@ def weights_problem(model: torch.nn.Module, loss_fn: Callable[..., Any], last_ba
     return f"the weights give {what} on the last batch (largest weight {largest:.3g})"
 
 
-def stop_message(what: str, state: Any, work_dir: Path, resume_from: Any, iteration: int | None = None,
-                 kept: str = "applying or saving this update") -> str:
+def stop_message(
+    what: str,
+    state: Any,
+    work_dir: Path,
+    resume_from: Any,
+    iteration: int | None = None,
+    kept: str = "applying or saving this update",
+) -> str:
     """The message of a stopped run: ``what`` went wrong at ``iteration`` (default: the micro-batch in
     progress), where the last good checkpoint is and what to try."""
     latest = work_dir / "latest.pth"
     last = latest if latest.exists() else resume_from
     where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     iteration = state.iteration + 1 if iteration is None else iteration
-    return (f"{what} at epoch {state.epoch + 1}, iteration {iteration} (after {state.step} optimizer "
-            f"steps); training stopped without {kept}, {where}. Lower train.lr, raise "
-            f"train.warmup_epochs, use train.amp=none or check the data, then run again with --resume.")
+    return (
+        f"{what} at epoch {state.epoch + 1}, iteration {iteration} (after {state.step} optimizer "
+        f"steps); training stopped without {kept}, {where}. Lower train.lr, raise "
+        f"train.warmup_epochs, use train.amp=none or check the data, then run again with --resume."
+    )

@@ -12,6 +12,7 @@ with a lock on a file nobody else sees). Where the file system has no ``flock`` 
 the file's PID and host decide: a lock of a process still alive on this host, or of another host, is
 respected; that of a process gone from this host is taken over (created with ``O_EXCL`` and read back).
 """
+
 from __future__ import annotations
 
 import errno
@@ -42,8 +43,9 @@ class WorkDirBusyError(ConfigError):
 def _holder_text(info: dict[str, Any] | None) -> str:
     if not info:
         return "a process that has not written its name yet"
-    return (f"PID {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
-            + (f": {info['command']}" if info.get("command") else ""))
+    return f"PID {info.get('pid')} on {info.get('host')}, started {info.get('started')}" + (
+        f": {info['command']}" if info.get("command") else ""
+    )
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -68,9 +70,14 @@ class WorkDirLock:
         self.previous: dict[str, Any] | None = None  # what a stale lock file said (for the log)
 
     def _info(self) -> bytes:
-        return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                           "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                           "command": " ".join(sys.argv)[:300]}).encode()
+        return json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(sys.argv)[:300],
+            }
+        ).encode()
 
     @staticmethod
     def _read(fd: int) -> dict[str, Any] | None:
@@ -84,9 +91,11 @@ class WorkDirLock:
     def _busy(self, info: dict[str, Any] | None) -> WorkDirBusyError:
         return WorkDirBusyError(
             f"{self.work_dir}: another training is running in this work dir ({_holder_text(info)}; lock file "
-            f"{self.path}): wait for it to end or choose another train.work_dir (--work-dir)", "train.work_dir")
+            f"{self.path}): wait for it to end or choose another train.work_dir (--work-dir)",
+            "train.work_dir",
+        )
 
-    def acquire(self) -> "WorkDirLock":
+    def acquire(self) -> WorkDirLock:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if fcntl is None:
             return self._acquire_by_pid()
@@ -122,7 +131,7 @@ class WorkDirLock:
             return self
         raise self._busy(None)
 
-    def _acquire_by_pid(self) -> "WorkDirLock":
+    def _acquire_by_pid(self) -> WorkDirLock:
         """No flock here: O_EXCL creation; a lock file of a process gone from this host is replaced."""
         for _ in range(20):
             try:
@@ -136,8 +145,9 @@ class WorkDirLock:
                 os.close(fd)
                 # no content yet: another run is writing it (or was killed right after creating it, long ago)
                 unreadable_and_young = info is None and age < STALE_EMPTY_SECONDS
-                if unreadable_and_young or (info is not None and (info.get("host") != socket.gethostname()
-                                                                  or _pid_alive(info.get("pid")))):
+                if unreadable_and_young or (
+                    info is not None and (info.get("host") != socket.gethostname() or _pid_alive(info.get("pid")))
+                ):
                     raise self._busy(info) from None
                 # stale: move it aside under a name of our own, so that two runs cannot both remove it
                 aside = self.path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
@@ -171,7 +181,7 @@ class WorkDirLock:
             os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> "WorkDirLock":
+    def __enter__(self) -> WorkDirLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

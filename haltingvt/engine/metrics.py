@@ -3,9 +3,10 @@
 scores: (N, K) float, one row per video (e.g. view-averaged softmax probabilities).
 Single-label targets: (N,) long. Multi-label targets (ActivityNet): (N, K) multi-hot.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -80,4 +81,11 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, multi_lab
     return {"top1": acc[1], "top5": acc[5], "mean_class_acc": mean_class_accuracy(scores, labels.long())}
 
 
-__all__ = ["top1_hits", "topk_accuracy", "mean_class_accuracy", "average_precision", "mean_average_precision", "classification_metrics"]
+__all__ = [
+    "top1_hits",
+    "topk_accuracy",
+    "mean_class_accuracy",
+    "average_precision",
+    "mean_average_precision",
+    "classification_metrics",
+]

@@ -1,10 +1,12 @@
 """The log of a training run: console + ``train.log`` lines, CSV rows and TensorBoard scalars."""
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from tqdm import tqdm
 

@@ -21,6 +21,7 @@ where it was), ``epoch_N.pth`` and ``best.pth`` (best validation top-1, or mAP f
 Logs: ``train.log``, ``train_log.csv``, ``val_log.csv``, TensorBoard events in ``tb/``, and
 ``summary.json`` and ``curves.png`` (:func:`haltingvt.plot.plot_run`) at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,10 @@ import math
 import random
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +46,9 @@ from .. import data
 from ..config import ConfigError, check_model_size, load_config
 from ..data.errors import DataError
 from ..flops import clip_gflops, dense_gflops
-from ..models import HaltingVTLoss, create_model, load_checkpoint
 from ..io.atomic import atomic_write
+from ..io.textsafe import escape
+from ..models import HaltingVTLoss, create_model, load_checkpoint
 from ..models.weights import describe_init
 from ..plot import plot_after_training
 from . import distributed
@@ -56,15 +59,15 @@ from .guards import NonFiniteLossError, loss_problem, stop_message, weights_prob
 from .lock import WorkDirLock
 from .metrics import top1_hits
 from .runlog import RunLog
-from ..io.textsafe import escape
 
 #: Parameters never weight-decayed (the release's paramwise setting).
 NO_DECAY_NAMES = ("cls_token", "pos_embed", "time_embed")
 
 
 # ----------------------------------------------------------------------------- building blocks
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, no_decay_bias_norm: bool = True,
-                    name: str = "adam") -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, no_decay_bias_norm: bool = True, name: str = "adam"
+) -> torch.optim.Optimizer:
     """Adam (or AdamW) with two parameter groups: decayed weights, and the rest.
 
     cls_token/pos_embed/time_embed are never decayed (release). With ``no_decay_bias_norm`` biases and
@@ -86,11 +89,13 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, no_decay_b
 
 def warmup_cosine(total_steps: int, warmup_steps: int, start_factor: float):
     """lr factor per optimizer step: linear from start_factor to 1 over warmup_steps, then cosine to 0."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return start_factor + (1.0 - start_factor) * step / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     return factor
 
 
@@ -131,14 +136,16 @@ class Meters:
 
     def add(self, weight: float, tokens: torch.Tensor, **values: torch.Tensor | float) -> None:
         """values: a sum for each of NAMES (tensors or floats); tokens: (n,) summed over the clips."""
-        row = torch.stack([torch.as_tensor(values[k], dtype=torch.float32, device=self.sums.device) for k in self.NAMES])
+        row = torch.stack(
+            [torch.as_tensor(values[k], dtype=torch.float32, device=self.sums.device) for k in self.NAMES]
+        )
         self.sums += weight * torch.cat([row, tokens])
 
     def read(self) -> tuple[dict[str, float], list[float]]:
         """(sums by name, token sums per layer), summed over all processes; then the meters restart."""
         total = distributed.all_reduce(self.sums.clone()).tolist()
         self.sums.zero_()
-        return dict(zip(self.NAMES, total)), total[len(self.NAMES):]
+        return dict(zip(self.NAMES, total)), total[len(self.NAMES) :]
 
     def state(self) -> torch.Tensor:
         """This process's partial sums (for a checkpoint: a resumed run's next log row covers the same steps)."""
@@ -156,8 +163,14 @@ class Meters:
 class Trainer:
     """One training run; see the module docstring for the reading order."""
 
-    def __init__(self, cfg: Mapping[str, Any], resume: bool | str = False, device: str | None = None,
-                 datasets: Mapping[str, Dataset] | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        resume: bool | str = False,
+        device: str | None = None,
+        datasets: Mapping[str, Dataset] | None = None,
+        progress: bool = True,
+    ) -> None:
         # ---- set-up: processes, work dir (locked: one training per work dir), seeds
         self.cfg = cfg = load_config(cfg)  # a partial dict gets the defaults; a loaded config stays as it is
         check_model_size(cfg["model"])  # the limit a loaded checkpoint is held to, before anything is allocated
@@ -198,23 +211,33 @@ class Trainer:
         self.val_set = None
         if tc["val_interval"] > 0:
             self.val_set = datasets["val"] if "val" in datasets else data.build_dataset(cfg, "val")
-        base_sampler = DistributedSampler(self.train_set, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True,
-                                          seed=tc["seed"], drop_last=True)
+        base_sampler = DistributedSampler(
+            self.train_set, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True, seed=tc["seed"], drop_last=True
+        )
         self.sampler = distributed.ResumableSampler(base_sampler)
         # The loader's own generator, reseeded every epoch, seeds the workers: a resumed epoch gets the same
         # worker seeds as the interrupted one. Workers are not persistent, so each epoch starts them afresh.
         self.loader_rng = torch.Generator()
         self.loader = DataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=self.sampler, num_workers=cfg["data"]["num_workers"],
-            collate_fn=data.collate_train, drop_last=True, pin_memory=self.device.type == "cuda",
-            worker_init_fn=_seed_worker, generator=self.loader_rng)
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg["data"]["num_workers"],
+            collate_fn=data.collate_train,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_seed_worker,
+            generator=self.loader_rng,
+        )
         # A partial accumulation at the end of an epoch is dropped.
         self.micro_per_epoch = (len(base_sampler) // self.batch_size) // self.accum * self.accum
         self.steps_per_epoch = self.micro_per_epoch // self.accum
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"the train set has {len(self.train_set)} samples: fewer than one optimizer step of "
-                              f"train.batch_size x processes x train.accum_steps = "
-                              f"{self.batch_size * ddp.world_size * self.accum}")
+            raise ConfigError(
+                f"the train set has {len(self.train_set)} samples: fewer than one optimizer step of "
+                f"train.batch_size x processes x train.accum_steps = "
+                f"{self.batch_size * ddp.world_size * self.accum}"
+            )
         self.total_steps = self.epochs * self.steps_per_epoch
 
         # ---- model, optimizer, schedule, loss
@@ -225,10 +248,15 @@ class Trainer:
             self.init_meta = load_checkpoint(self.model, cfg["init"]["pretrained"], init=True)
         self.model.to(self.device)
         self.lr = effective_lr(tc, ddp.world_size)
-        self.optimizer = build_optimizer(self.model, self.lr, tc["weight_decay"], tc["no_decay_bias_norm"],
-                                         tc["optimizer"])
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
-            self.total_steps, int(round(tc["warmup_epochs"] * self.steps_per_epoch)), tc["warmup_start_factor"]))
+        self.optimizer = build_optimizer(
+            self.model, self.lr, tc["weight_decay"], tc["no_decay_bias_norm"], tc["optimizer"]
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            warmup_cosine(
+                self.total_steps, int(round(tc["warmup_epochs"] * self.steps_per_epoch)), tc["warmup_start_factor"]
+            ),
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc["amp"] == "fp16")
         self.loss_fn = HaltingVTLoss.from_config(cfg["loss"])
         # Ponder schedule (both 0 by default: the release's constant weight): weight 0 for the first
@@ -246,8 +274,17 @@ class Trainer:
         self.dense_gflops = dense_gflops(self.model.arch)
 
         # ---- resume: weights, optimizer, schedule, scaler, RNG, position in the epoch
-        self.checkpointer = Checkpointer(self.work_dir, cfg, self.model, self.optimizer, self.scheduler, self.scaler,
-                                         ddp.world_size, self.master, classes=getattr(self.train_set, "classes", None))
+        self.checkpointer = Checkpointer(
+            self.work_dir,
+            cfg,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            ddp.world_size,
+            self.master,
+            classes=getattr(self.train_set, "classes", None),
+        )
         self.state, changed = TrainState(), []
         if self.resume_from is not None:
             self.state, changed = self.checkpointer.restore(self.resume_from, ddp.rank, self.lr)
@@ -255,8 +292,10 @@ class Trainer:
         # short: they are redone.
         self.log = RunLog(self.work_dir, self.master, self.state.step)
         if self.lock.previous:
-            self.log.line(f"took over the lock of a run that ended without releasing it (PID "
-                          f"{self.lock.previous.get('pid')} on {self.lock.previous.get('host')})")
+            self.log.line(
+                f"took over the lock of a run that ended without releasing it (PID "
+                f"{self.lock.previous.get('pid')} on {self.lock.previous.get('host')})"
+            )
         if resume is not False and self.resume_from is None:
             self.log.line(f"no checkpoint in {self.work_dir} to resume from: starting from scratch")
         if changed:
@@ -268,8 +307,11 @@ class Trainer:
         # The model the steps run: DDP-wrapped with several processes (fc_motion gets no gradient without motion loss).
         self.net: nn.Module = self.model
         if ddp.enabled:
-            self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                           find_unused_parameters=not cfg["loss"]["motion_loss"])
+            self.net = DDP(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=not cfg["loss"]["motion_loss"],
+            )
         self.meters = Meters(self.model.num_halting_layers, self.device)
         # This process's part of the epoch in progress: samples read and skipped (kept in checkpoints with the
         # meters' partial sums, so that a run resumed mid-epoch logs the same rows and counts as one never cut).
@@ -290,10 +332,13 @@ class Trainer:
             f"training {self.cfg.get('name')} on {ddp.world_size} x {self.device.type}: {len(self.train_set)} train "
             f"samples, {self.steps_per_epoch} steps/epoch x {self.epochs} epochs, batch {self.batch_size} x "
             f"{ddp.world_size} x {self.accum} (accum), lr {self.lr:.3g}{' (scaled)' if self.tc['scale_lr'] else ''}, "
-            f"amp {self.tc['amp']}, {self.tc['execution']} execution")
+            f"amp {self.tc['amp']}, {self.tc['execution']} execution"
+        )
         if self.resume_from is not None:
-            self.log.line(f"resumed from {self.resume_from}: epoch {state.epoch + 1}, iteration {state.iteration}, "
-                          f"step {state.step}")
+            self.log.line(
+                f"resumed from {self.resume_from}: epoch {state.epoch + 1}, iteration {state.iteration}, "
+                f"step {state.step}"
+            )
         if self.init_meta is not None:
             self.log.line(describe_init(self.cfg["init"]["pretrained"], self.init_meta))
         start_time = time.time()
@@ -320,14 +365,20 @@ class Trainer:
         self.loader_rng.manual_seed(tc["seed"] * 1_000_003 + state.epoch * 1009 + self.ddp.rank)
         self.net.train()
         self.tick = time.time()
-        bar = tqdm(total=self.steps_per_epoch, initial=state.iteration // self.accum,
-                   desc=f"epoch {state.epoch + 1}/{self.epochs}", disable=not (self.master and self.progress),
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=state.iteration // self.accum,
+            desc=f"epoch {state.epoch + 1}/{self.epochs}",
+            disable=not (self.master and self.progress),
+            dynamic_ncols=True,
+        )
         for batch in self.loader:
             if state.iteration >= self.micro_per_epoch:
                 break
             for message in batch["skipped"]:  # also listed again in the epoch summary
-                (self.log.line if self.master else print)(f"[rank {self.ddp.rank}] skipped bad sample: {escape(message)}")
+                (self.log.line if self.master else print)(
+                    f"[rank {self.ddp.rank}] skipped bad sample: {escape(message)}"
+                )
             self.epoch_skipped.extend(batch["skipped"])
             self.epoch_read += len(batch["path"])
             self.train_step(batch)
@@ -338,8 +389,12 @@ class Trainer:
             if state.step % tc["log_interval"] == 0 or state.iteration == self.micro_per_epoch:
                 row = self.log_step(grad_norm)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{100 * row['acc']:.0f}%")
-            if tc["ckpt_interval"] and state.step % tc["ckpt_interval"] == 0 and state.iteration < self.micro_per_epoch \
-                    and self._epoch_counts()[0] > 0:  # never a checkpoint of an epoch that has read nothing yet
+            if (
+                tc["ckpt_interval"]
+                and state.step % tc["ckpt_interval"] == 0
+                and state.iteration < self.micro_per_epoch
+                and self._epoch_counts()[0] > 0
+            ):  # never a checkpoint of an epoch that has read nothing yet
                 self.save(["latest.pth"])
         bar.close()
         state.iteration = 0
@@ -377,11 +432,15 @@ class Trainer:
             counts = out.token_counts.float()
             real = slice(0, None, 2)  # accuracy on the real clips only (odd rows are the static clips)
             self.meters.add(
-                weight, counts.sum(dim=0),
-                loss=n * terms.total.detach().float(), loss_action=n * terms.action.detach().float(),
-                loss_ponder=n * terms.ponder.detach().float(), loss_motion=n * terms.motion.detach().float(),
+                weight,
+                counts.sum(dim=0),
+                loss=n * terms.total.detach().float(),
+                loss_action=n * terms.action.detach().float(),
+                loss_ponder=n * terms.ponder.detach().float(),
+                loss_motion=n * terms.motion.detach().float(),
                 acc=top1_hits(out.logits.float(), labels)[real].sum(),
-                motion_acc=(out.motion_logits.argmax(1) == motion).float().sum(), clips=n,
+                motion_acc=(out.motion_logits.argmax(1) == motion).float().sum(),
+                clips=n,
                 gflops=clip_gflops(self.model.arch, counts, clips.shape[2], clips.shape[-1]).sum().item(),
             )
 
@@ -417,20 +476,28 @@ class Trainer:
         clips = max(m["clips"], 1.0)
         elapsed = time.time() - self.tick
         row = {
-            "epoch": state.epoch + 1, "step": state.step, "lr": self.optimizer.param_groups[0]["lr"],
-            "loss": m["loss"] / clips, "loss_action": m["loss_action"] / clips,
-            "loss_ponder": m["loss_ponder"] / clips, "loss_motion": m["loss_motion"] / clips,
-            "acc": m["acc"] / max(clips / 2, 1.0), "motion_acc": m["motion_acc"] / clips,
-            "gflops_per_clip": m["gflops"] / clips, "clips_per_s": m["clips"] / max(elapsed, 1e-9),
+            "epoch": state.epoch + 1,
+            "step": state.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "loss": m["loss"] / clips,
+            "loss_action": m["loss_action"] / clips,
+            "loss_ponder": m["loss_ponder"] / clips,
+            "loss_motion": m["loss_motion"] / clips,
+            "acc": m["acc"] / max(clips / 2, 1.0),
+            "motion_acc": m["motion_acc"] / clips,
+            "gflops_per_clip": m["gflops"] / clips,
+            "clips_per_s": m["clips"] / max(elapsed, 1e-9),
             "grad_norm": grad_norm,
             **{f"tokens_L{j}": v / clips for j, v in enumerate(tokens)},
         }
         token_text = " ".join(f"{v / clips:.0f}" for v in tokens)
-        self.log.line(f"epoch {state.epoch + 1} step {state.step}/{self.total_steps} loss {row['loss']:.4f} "
-                      f"(action {row['loss_action']:.4f} ponder {row['loss_ponder']:.2f} motion "
-                      f"{row['loss_motion']:.4f}) acc {100 * row['acc']:.1f}% motion acc "
-                      f"{100 * row['motion_acc']:.1f}% tokens [{token_text}] GFLOPs {row['gflops_per_clip']:.2f} "
-                      f"lr {row['lr']:.3g} {row['clips_per_s']:.1f} clips/s")
+        self.log.line(
+            f"epoch {state.epoch + 1} step {state.step}/{self.total_steps} loss {row['loss']:.4f} "
+            f"(action {row['loss_action']:.4f} ponder {row['loss_ponder']:.2f} motion "
+            f"{row['loss_motion']:.4f}) acc {100 * row['acc']:.1f}% motion acc "
+            f"{100 * row['motion_acc']:.1f}% tokens [{token_text}] GFLOPs {row['gflops_per_clip']:.2f} "
+            f"lr {row['lr']:.3g} {row['clips_per_s']:.1f} clips/s"
+        )
         self.log.row("train_log.csv", row, state.step)
         state.last_log = row
         self.tick = time.time()
@@ -445,37 +512,55 @@ class Trainer:
         all_skipped = [m for part in distributed.all_gather_objects(self.epoch_skipped) for m in part]
         read = self._epoch_counts()[0]
         total = read + len(all_skipped)
-        self.log.line(f"epoch {epoch + 1} done: step {state.step}, {len(all_skipped)} bad sample(s) skipped"
-                      + "".join(f"\n  skipped: {escape(m)}" for m in all_skipped))
+        self.log.line(
+            f"epoch {epoch + 1} done: step {state.step}, {len(all_skipped)} bad sample(s) skipped"
+            + "".join(f"\n  skipped: {escape(m)}" for m in all_skipped)
+        )
         if read == 0:
             first = " ".join(str(all_skipped[0]).split())[:300] if all_skipped else "no sample"
             latest = self.work_dir / "latest.pth"
             kept = f"the last checkpoint is {latest}" if latest.exists() else "no checkpoint was written"
-            raise DataError(f"epoch {epoch + 1}: none of the {total} training samples could be read (the first: "
-                            f"{first}); training stopped without saving this epoch, {kept}")
+            raise DataError(
+                f"epoch {epoch + 1}: none of the {total} training samples could be read (the first: "
+                f"{first}); training stopped without saving this epoch, {kept}"
+            )
         state.skipped_total += len(all_skipped)
         if len(all_skipped) > self.tc["max_skip_ratio"] * total:
-            warning = (f"warning: epoch {epoch + 1}: {len(all_skipped)} of {total} training samples "
-                       f"({len(all_skipped) / total:.0%}) could not be read, more than train.max_skip_ratio = "
-                       f"{self.tc['max_skip_ratio']:g}; the epoch trained on {read} (the skipped files are listed in "
-                       f"{self.work_dir / 'train.log'})")
+            warning = (
+                f"warning: epoch {epoch + 1}: {len(all_skipped)} of {total} training samples "
+                f"({len(all_skipped) / total:.0%}) could not be read, more than train.max_skip_ratio = "
+                f"{self.tc['max_skip_ratio']:g}; the epoch trained on {read} (the skipped files are listed in "
+                f"{self.work_dir / 'train.log'})"
+            )
             self.log.line(warning)
             if self.master:
                 print(f"haltingvt train: {warning}", file=sys.stderr, flush=True)
         names = [f"epoch_{epoch + 1}.pth"]
         if self.val_set is not None and ((epoch + 1) % self.tc["val_interval"] == 0 or epoch + 1 == self.epochs):
-            val = evaluate(self.model, self.cfg, "val", self.device, dataset=self.val_set,
-                           progress=self.master and self.progress)
+            val = evaluate(
+                self.model, self.cfg, "val", self.device, dataset=self.val_set, progress=self.master and self.progress
+            )
             state.last_val = val
             improved = state.best is None or val[self.val_key] > state.best["value"]
             if improved:
                 state.best = {"metric": self.val_key, "value": val[self.val_key], "epoch": epoch + 1}
                 names.append("best.pth")
-            self.log.line(f"epoch {epoch + 1} validation" + (" (new best)" if improved else "") + ":\n"
-                          + format_metrics(val))
-            self.log.row("val_log.csv", {"epoch": epoch + 1, "step": state.step, **{
-                k: val.get(k) for k in ("top1", "top5", "mean_class_acc", "mAP", "gflops_per_clip",
-                                        "clips_per_second") if k in val}}, state.step)
+            self.log.line(
+                f"epoch {epoch + 1} validation" + (" (new best)" if improved else "") + ":\n" + format_metrics(val)
+            )
+            self.log.row(
+                "val_log.csv",
+                {
+                    "epoch": epoch + 1,
+                    "step": state.step,
+                    **{
+                        k: val.get(k)
+                        for k in ("top1", "top5", "mean_class_acc", "mAP", "gflops_per_clip", "clips_per_second")
+                        if k in val
+                    },
+                },
+                state.step,
+            )
         state.epoch, state.iteration = epoch + 1, 0  # the checkpoint resumes at the next epoch
         # latest.pth last: until it is written, a resumed run redoes this epoch end and writes every file again.
         self.save(names + ["latest.pth"])
@@ -492,13 +577,18 @@ class Trainer:
         bad = torch.tensor([0.0 if problem is None else 1.0], device=self.device)
         if distributed.all_reduce(bad, "max").item() > 0:
             # (At an epoch end the state already points at iteration 0 of the next epoch.)
-            raise NonFiniteLossError(self._bad_message(problem or "another process's weights are not good",
-                                                       self.state.iteration, kept="saving these weights"))
+            raise NonFiniteLossError(
+                self._bad_message(
+                    problem or "another process's weights are not good",
+                    self.state.iteration,
+                    kept="saving these weights",
+                )
+            )
         progress = {"meters": self.meters.state(), "read": self.epoch_read, "skipped": list(self.epoch_skipped)}
         self.checkpointer.save(names, self.state, progress)
 
     def _weights_problem(self) -> str | None:
-        """None when the weights are good to save (:func:`haltingvt.engine.guards.weights_problem`), else what is wrong."""
+        """None when the weights are good to save, else what is wrong (see guards.weights_problem)."""
         return weights_problem(self.model, self.loss_fn, self.last_batch, self.device, self.tc["amp"])
 
     def _check_finite(self, terms) -> None:
@@ -507,33 +597,53 @@ class Trainer:
         if what is not None:
             raise NonFiniteLossError(self._bad_message(what))
 
-    def _bad_message(self, what: str, iteration: int | None = None, kept: str = "applying or saving this update") -> str:
+    def _bad_message(
+        self, what: str, iteration: int | None = None, kept: str = "applying or saving this update"
+    ) -> str:
         """iteration: the micro-batch at fault (default: the one in progress)."""
         return stop_message(what, self.state, self.work_dir, self.resume_from, iteration, kept)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         state, work_dir = self.state, self.work_dir
         summary = {
-            "config": self.cfg.get("name"), "work_dir": str(work_dir), "epochs": self.epochs,
-            "optimizer_steps": state.step, "steps_per_epoch": self.steps_per_epoch, "world_size": self.ddp.world_size,
-            "total_batch_size": self.batch_size * self.ddp.world_size * self.accum, "lr": self.lr,
-            "amp": self.tc["amp"], "best": state.best, "last_val": state.last_val,
-            "skipped_samples": state.skipped_total, "last_log": state.last_log,
+            "config": self.cfg.get("name"),
+            "work_dir": str(work_dir),
+            "epochs": self.epochs,
+            "optimizer_steps": state.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "world_size": self.ddp.world_size,
+            "total_batch_size": self.batch_size * self.ddp.world_size * self.accum,
+            "lr": self.lr,
+            "amp": self.tc["amp"],
+            "best": state.best,
+            "last_val": state.last_val,
+            "skipped_samples": state.skipped_total,
+            "last_log": state.last_log,
             "wall_seconds": round(seconds, 2),
-            "checkpoints": {"latest": str(work_dir / "latest.pth"),
-                            "best": str(work_dir / "best.pth") if state.best else None},
+            "checkpoints": {
+                "latest": str(work_dir / "latest.pth"),
+                "best": str(work_dir / "best.pth") if state.best else None,
+            },
         }
         if self.master:
             atomic_write(work_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
             plot_after_training(work_dir, self.log.line)  # never raises: a picture must not fail a run
-            self.log.line(f"done: {state.step} optimizer steps; best {json.dumps(state.best)}; summary in "
-                          f"{work_dir / 'summary.json'}")
+            self.log.line(
+                f"done: {state.step} optimizer steps; best {json.dumps(state.best)}; summary in "
+                f"{work_dir / 'summary.json'}"
+            )
             self.log.close()
         return summary
 
 
-def train(cfg: Mapping[str, Any], resume: bool | str = False, device: str | None = None, *,
-          datasets: Mapping[str, Dataset] | None = None, progress: bool = True) -> dict[str, Any]:
+def train(
+    cfg: Mapping[str, Any],
+    resume: bool | str = False,
+    device: str | None = None,
+    *,
+    datasets: Mapping[str, Dataset] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train per ``cfg``; returns the summary (also written to ``<work_dir>/summary.json``).
 
     resume: False; True to continue from ``<work_dir>/latest.pth`` if it exists; or a checkpoint path.

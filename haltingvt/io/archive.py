@@ -19,6 +19,7 @@ unpickles PyTorch's legacy format with whatever globals it names, and does not c
 What a placeholder stands for is the caller's business: ``haltingvt.models.weights`` refuses a
 checkpoint whose weights or settings hold one ("refers to code (os.system): refused").
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +38,15 @@ ZIP_MAGIC = b"PK\x03\x04"
 MAX_DEPTH = 64
 # Records that only TorchScript (torch.jit.save) or torch.package archives hold.
 _CODE_RECORDS = ("constants.pkl", "code/", "bytecode.pkl", "constants/", "extra/", ".data/extern_modules")
-_PLAIN_RECORDS = ("data.pkl", "byteorder", "version", ".format_version", ".storage_alignment",
-                  ".data/version", ".data/serialization_id")
+_PLAIN_RECORDS = (
+    "data.pkl",
+    "byteorder",
+    "version",
+    ".format_version",
+    ".storage_alignment",
+    ".data/version",
+    ".data/serialization_id",
+)
 
 
 class ArchiveError(ValueError):
@@ -57,7 +65,7 @@ class Placeholder:
     __slots__ = ()
     refers_to = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Placeholder:
         return object.__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -66,7 +74,7 @@ class Placeholder:
     def __setstate__(self, state: Any) -> None:
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "Placeholder":
+    def __call__(self, *args: Any, **kwargs: Any) -> Placeholder:
         return type(self)()
 
     def __repr__(self) -> str:
@@ -85,10 +93,18 @@ def _inert_getattr(*args: Any) -> Placeholder:
 
 # ----------------------------------------------------------------------------- checked rebuilders
 _STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool, "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "ComplexFloatStorage": torch.complex64,
+    "ComplexDoubleStorage": torch.complex128,
     "UntypedStorage": torch.uint8,
 }
 
@@ -152,8 +168,13 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: An
         raise ArchiveError(f"a tensor has an invalid storage offset {offset!r:.40}")
     size = tuple(size) if isinstance(size, (tuple, list)) else None
     stride = tuple(stride) if isinstance(stride, (tuple, list)) else None
-    if size is None or stride is None or len(size) != len(stride) or len(size) > 16 \
-            or not all(_is_int(v) and v >= 0 for v in size + stride):
+    if (
+        size is None
+        or stride is None
+        or len(size) != len(stride)
+        or len(size) > 16
+        or not all(_is_int(v) and v >= 0 for v in size + stride)
+    ):
         raise ArchiveError("a tensor has an invalid size or stride")
     if rest:
         requires_grad, *extra = rest
@@ -244,8 +265,10 @@ def read_torch_zip(path: str | os.PathLike) -> Any:
         length = f.tell()
     if head != ZIP_MAGIC:
         kind = "an empty file" if not head else "not a zip archive"
-        raise ArchiveError(f"{kind}: not a PyTorch checkpoint of the zip format (plain pickles and PyTorch's "
-                           "legacy format are refused: they can run code; re-save with torch.save)")
+        raise ArchiveError(
+            f"{kind}: not a PyTorch checkpoint of the zip format (plain pickles and PyTorch's "
+            "legacy format are refused: they can run code; re-save with torch.save)"
+        )
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
@@ -253,7 +276,7 @@ def read_torch_zip(path: str | os.PathLike) -> Any:
     with zf:
         infos = zf.infolist()
         prefix = _check_records(infos, length)
-        records = {i.filename[len(prefix):]: i for i in infos}
+        records = {i.filename[len(prefix) :]: i for i in infos}
         if "byteorder" in records and zf.read(records["byteorder"]).strip() not in (b"little", b""):
             raise ArchiveError("big-endian checkpoints are not supported")
         storages: dict[str, _Storage] = {}
@@ -284,8 +307,21 @@ def read_torch_zip(path: str | os.PathLike) -> Any:
             raise
         except zipfile.BadZipFile as err:
             raise ArchiveError(f"damaged archive: {err}") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                RecursionError, MemoryError, OverflowError, RuntimeError, OSError, zlib.error) as err:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            RecursionError,
+            MemoryError,
+            OverflowError,
+            RuntimeError,
+            OSError,
+            zlib.error,
+        ) as err:
             raise ArchiveError(f"damaged or malformed archive ({type(err).__name__}: {str(err)[:200]})") from None
 
 
@@ -298,10 +334,11 @@ def _check_records(infos: list[zipfile.ZipInfo], length: int) -> str:
     if len(tops) != 1 or any("/" not in n for n in names):
         raise ArchiveError("not a PyTorch checkpoint archive (records outside one top folder)")
     prefix = tops.pop() + "/"
-    records = [n[len(prefix):] for n in names]
+    records = [n[len(prefix) :] for n in names]
     if any(r.startswith(_CODE_RECORDS) or r.endswith(".pkl") and r != "data.pkl" for r in records):
-        raise ArchiveError("TorchScript archive (it carries code): refused; save the weights with "
-                           "torch.save(model.state_dict())")
+        raise ArchiveError(
+            "TorchScript archive (it carries code): refused; save the weights with torch.save(model.state_dict())"
+        )
     if "data.pkl" not in records:
         raise ArchiveError("not a PyTorch checkpoint archive (no data.pkl)")
     unknown = [r for r in records if r not in _PLAIN_RECORDS and not r.startswith("data/")]
@@ -345,7 +382,8 @@ def _plain(obj: Any) -> Any:
         active.add(key)
         if isinstance(o, dict):
             out: Any = (collections.OrderedDict if isinstance(o, collections.OrderedDict) else dict)(
-                (walk(k, depth + 1), walk(v, depth + 1)) for k, v in o.items())
+                (walk(k, depth + 1), walk(v, depth + 1)) for k, v in o.items()
+            )
         elif isinstance(o, list):
             out = [walk(v, depth + 1) for v in o]
         elif isinstance(o, tuple):

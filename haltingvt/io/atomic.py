@@ -3,6 +3,7 @@
 A crash or kill at any instant leaves the previous file or folder, never a mix; leftovers of interrupted
 writes whose writer is gone are removed by the next write. A failure is a :class:`CheckpointWriteError`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -12,11 +13,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from .errors import CheckpointWriteError
-
 
 # mkstemp names of atomic_write: ".<target name>.p<writer's process id>.<random>.tmp"
 _TMP_NAME = re.compile(r"^\.(?P<target>.+)\.p(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp$")
@@ -137,9 +138,15 @@ def _leftovers(folder: Path) -> list[tuple[Path, str]]:
         return out
     for entry in entries:
         match = _TMP_DIR_NAME.match(entry.name)
-        if (match is not None and match["target"] == folder.name and not _alive(int(match["pid"]))
-                and entry.is_dir() and not entry.is_symlink()):
+        if (
+            match is not None
+            and match["target"] == folder.name
+            and not _alive(int(match["pid"]))
+            and entry.is_dir()
+            and not entry.is_symlink()
+        ):
             out.append((entry, match["kind"]))
+
     def age(entry: tuple[Path, str]) -> float:
         try:
             return entry[0].stat().st_mtime
@@ -172,7 +179,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
     try:
         view, done = memoryview(data), 0
         while done < len(view):
-            done += os.write(fd, view[done:done + (1 << 22)])
+            done += os.write(fd, view[done : done + (1 << 22)])
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -181,6 +188,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
 def _link_tree(src: Path, dst: Path) -> None:
     """Another file of the previous folder (.git, .gitattributes, notes ...) into the new one: hard links
     (copies where links fail), symbolic links kept as links; the previous folder is left as it is."""
+
     def link(a: str, b: str) -> None:
         try:
             os.link(a, b, follow_symlinks=False)
@@ -252,4 +260,3 @@ def atomic_write_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -
         raise
     shutil.rmtree(tmp, ignore_errors=True)  # the previous folder
     return folder
-

@@ -1,9 +1,11 @@
 """Checks of untrusted data read from a file: plain (YAML/JSON-like) data of bounded size, weight maps
 that hold tensors and no code, class names that are plain strings."""
+
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -19,7 +21,6 @@ def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-
 def check_weights(sd: Any, path: str | os.PathLike, where: str) -> None:
     if isinstance(sd, Placeholder):
         raise CheckpointError(f"{path}: '{where}' refers to code ({sd.refers_to}): refused")
@@ -30,8 +31,9 @@ def check_weights(sd: Any, path: str | os.PathLike, where: str) -> None:
             if isinstance(item, Placeholder):
                 raise CheckpointError(f"{path}: {where}.{key!s:.80} refers to code ({item.refers_to}): refused")
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: '{where}' must map weight names to tensors; "
-                                  f"{key!r:.80} holds {type(value).__name__}")
+            raise CheckpointError(
+                f"{path}: '{where}' must map weight names to tensors; {key!r:.80} holds {type(value).__name__}"
+            )
 
 
 def check_plain(value: Any, path: str | os.PathLike, where: str) -> None:
@@ -59,14 +61,16 @@ def check_class_names(names: Any, num_classes: int | None, where: str) -> list[s
     holding a character that cannot be meant in a name (a control character such as ESC, NUL or CR, a
     bidirectional override, a line separator: ``haltingvt.io.textsafe.unsafe_char``)."""
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and len(n) <= 1000 for n in names):
-        raise CheckpointError(f"{where} must be a list of class names (strings), got {type(names).__name__}"
-                              + (f" {names!r:.60}" if isinstance(names, str) else ""))
+        raise CheckpointError(
+            f"{where} must be a list of class names (strings), got {type(names).__name__}"
+            + (f" {names!r:.60}" if isinstance(names, str) else "")
+        )
     for index, name in enumerate(names):
         bad = unsafe_char(name)
         if bad is not None:
-            raise CheckpointError(f"{where}[{index}] ('{escape(name)[:80]}') contains the control character "
-                                  f"{describe_char(bad)}: refused")
+            raise CheckpointError(
+                f"{where}[{index}] ('{escape(name)[:80]}') contains the control character {describe_char(bad)}: refused"
+            )
     if num_classes is not None and len(names) != num_classes:
         raise CheckpointError(f"{where} has {len(names)} class names but the model has {num_classes} classes")
     return list(names)
-

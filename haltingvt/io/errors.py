@@ -1,4 +1,5 @@
 """The errors of reading and writing weight files (shared by every layer that reads or writes them)."""
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,6 @@ def error_text(err: BaseException, limit: int = 200) -> str:
     return " ".join(str(err).split())[:limit]
 
 
-
 class CheckpointWriteError(CheckpointError, OSError):
     """A checkpoint could not be written (full disk, read-only folder ...); the previous file is intact.
     An OSError too: ``errno`` (e.g. ``errno.ENOSPC``), ``strerror`` and ``filename`` (the final path)."""
@@ -38,4 +38,3 @@ class CheckpointWriteError(CheckpointError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-

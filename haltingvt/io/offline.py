@@ -6,6 +6,7 @@ do instead. :func:`timm_download_problem` answers first: weights already in the 
 otherwise ``HF_HUB_OFFLINE`` set, or no HTTP answer from the Hub (``HF_ENDPOINT``; through the proxy
 when one is configured) within ``timeout`` seconds, is a problem, described in one phrase.
 """
+
 from __future__ import annotations
 
 import os
@@ -110,10 +111,12 @@ def timm_download_problem(name: str, timeout: float = 3.0) -> str | None:
 
 def pretrained_hint(name: str, problem: str) -> str:
     """The one-line error for ``init.pretrained: NAME`` when :func:`timm_download_problem` found ``problem``."""
-    return (f"init.pretrained: '{name}' names timm's ImageNet weights, but {problem}. Pass a local file instead: "
-            f"--set init.pretrained=/path/to/{name}.pth (or .safetensors; saved once where you are online, e.g. "
-            f"torch.save(timm.create_model('{name}', pretrained=True).state_dict(), '{name}.pth')), "
-            "or init.pretrained=null to start from random weights")
+    return (
+        f"init.pretrained: '{name}' names timm's ImageNet weights, but {problem}. Pass a local file instead: "
+        f"--set init.pretrained=/path/to/{name}.pth (or .safetensors; saved once where you are online, e.g. "
+        f"torch.save(timm.create_model('{name}', pretrained=True).state_dict(), '{name}.pth')), "
+        "or init.pretrained=null to start from random weights"
+    )
 
 
 __all__ = ["timm_download_problem", "pretrained_hint", "can_reach"]

@@ -3,14 +3,16 @@
 Someone else's ``.safetensors`` reads as its plain tensors; one of ours (metadata ``format: haltingvt``)
 is checked against its digest first (:func:`read_safetensors`).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -57,16 +59,25 @@ def content_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, s
     return h.hexdigest()
 
 
-def save_safetensors(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor],
-                     metadata: Mapping[str, Any] | None = None, *, raw_metadata: Mapping[str, str] | None = None) -> Path:
+def save_safetensors(
+    path: str | os.PathLike,
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    raw_metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write weights as ``.safetensors`` in our format (atomically): metadata ``format: haltingvt``, each
     ``metadata`` entry as JSON (arch, classes ...), each ``raw_metadata`` entry as it is, the sha256 of the
     tensors and the ``digest`` over all of it (:func:`content_digest`)."""
     return atomic_write(path, lambda f: f.write(safetensors_bytes(state_dict, metadata, raw_metadata=raw_metadata)))
 
 
-def safetensors_bytes(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None, *,
-                      raw_metadata: Mapping[str, str] | None = None) -> bytes:
+def safetensors_bytes(
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    raw_metadata: Mapping[str, str] | None = None,
+) -> bytes:
     """The bytes :func:`save_safetensors` writes."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta = {key: json.dumps(value) for key, value in (metadata or {}).items()}
@@ -78,7 +89,8 @@ def safetensors_bytes(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[
 
 
 def read_safetensors(path: Path) -> tuple[Any, dict[str, str]]:
-    """(the tensors (someone else's file) or our checkpoint layout (format, model, arch, classes ...), the file's metadata as stored).
+    """-> (the tensors (someone else's file) or our checkpoint layout (format, model, arch, classes ...),
+    the file's metadata as stored).
 
     A file with a ``digest`` entry is checked against it whatever else its metadata says (a flipped bit in
     ``format`` is refused, not read as someone else's file); a file of ours without one still loads, with
@@ -94,22 +106,34 @@ def read_safetensors(path: Path) -> tuple[Any, dict[str, str]]:
         raise CheckpointError(f"{path}: not a readable .safetensors file (damaged or truncated?): {message}") from None
     if DIGEST_KEY in meta:
         if content_digest(tensors, meta) != meta[DIGEST_KEY]:
-            raise CheckpointError(f"{path}: the contents (tensors and metadata) do not match their sha256 digest "
-                                  "(the file is damaged or was edited): refused")
+            raise CheckpointError(
+                f"{path}: the contents (tensors and metadata) do not match their sha256 digest "
+                "(the file is damaged or was edited): refused"
+            )
         if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: has a haltingvt digest but no \"format\": \"{FORMAT}\" metadata: refused")
+            raise CheckpointError(f'{path}: has a haltingvt digest but no "format": "{FORMAT}" metadata: refused')
     elif meta.get("format") != FORMAT:
         return tensors, meta
     elif TENSOR_DIGEST_KEY in meta:
         if tensor_digest(tensors) != meta[TENSOR_DIGEST_KEY]:
-            raise CheckpointError(f"{path}: the tensors do not match their sha256 digest (the file is damaged): refused")
-        warnings.warn(IntegrityWarning(
-            f"{safe_path(path)}: written by an older haltingvt: its tensors are checked, its metadata (architecture, "
-            "class names) is not covered by a digest; save it again to cover it"), stacklevel=4)
+            raise CheckpointError(
+                f"{path}: the tensors do not match their sha256 digest (the file is damaged): refused"
+            )
+        warnings.warn(
+            IntegrityWarning(
+                f"{safe_path(path)}: written by an older haltingvt: its tensors are checked, its metadata "
+                "(architecture, class names) is not covered by a digest; save it again to cover it"
+            ),
+            stacklevel=4,
+        )
     else:
-        warnings.warn(IntegrityWarning(
-            f"{safe_path(path)}: haltingvt .safetensors without a digest (made by hand?): loaded unchecked, "
-            "damage to it would go unnoticed"), stacklevel=4)
+        warnings.warn(
+            IntegrityWarning(
+                f"{safe_path(path)}: haltingvt .safetensors without a digest (made by hand?): loaded unchecked, "
+                "damage to it would go unnoticed"
+            ),
+            stacklevel=4,
+        )
     obj: dict[str, Any] = {"format": FORMAT, "model": tensors}
     key = "format_version"
     try:
@@ -120,4 +144,3 @@ def read_safetensors(path: Path) -> tuple[Any, dict[str, str]]:
     except (ValueError, RecursionError) as err:
         raise CheckpointError(f"{path}: metadata '{key}' is not valid ({error_text(err, 80)})") from None
     return obj, meta
-

@@ -14,11 +14,12 @@ NUL, or a bidirectional override that shows text in another order than it is sto
 
 This module imports nothing from haltingvt (every other module may use it).
 """
+
 from __future__ import annotations
 
 import os
 import unicodedata
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["escape", "escape_lines", "unsafe_char", "describe_char", "safe_path", "warning_lines"]
 

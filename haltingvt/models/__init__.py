@@ -4,13 +4,27 @@ Nothing here reads config files or imports the config, data, engine or hub modul
 architecture (:class:`HaltingVTConfig` or a dict of its keys), and reads and writes files through
 :mod:`haltingvt.io` only.
 """
+
 from .config import ARCH_DEFAULTS, ArchError, HaltingVTConfig, LossConfig
 from .haltingvt import HaltingVT, HaltingVTOutput, create_model
 from .losses import HaltingVTLoss, LossTerms, action_loss, distribution_prior
 from .weights import CheckpointError, load_checkpoint, model_payload, read_checkpoint, save_checkpoint
 
 __all__ = [
-    "ARCH_DEFAULTS", "ArchError", "HaltingVT", "HaltingVTConfig", "HaltingVTOutput", "create_model",
-    "HaltingVTLoss", "LossConfig", "LossTerms", "action_loss", "distribution_prior",
-    "CheckpointError", "load_checkpoint", "model_payload", "read_checkpoint", "save_checkpoint",
+    "ARCH_DEFAULTS",
+    "ArchError",
+    "HaltingVT",
+    "HaltingVTConfig",
+    "HaltingVTOutput",
+    "create_model",
+    "HaltingVTLoss",
+    "LossConfig",
+    "LossTerms",
+    "action_loss",
+    "distribution_prior",
+    "CheckpointError",
+    "load_checkpoint",
+    "model_payload",
+    "read_checkpoint",
+    "save_checkpoint",
 ]

@@ -7,10 +7,12 @@ an architecture with them, a checkpoint's stored architecture is checked with th
 allocated (``haltingvt.models.weights.check_arch``), and ``haltingvt.config`` builds the ``model`` and
 ``loss`` sections of its schema from them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 INIT_SCHEMES = ("default", "scratch")
 #: Architectures above MAX_PARAMS parameters are refused (a config before training, a file before loading).
@@ -91,7 +93,7 @@ class HaltingVTConfig:
     init_scheme: str = setting("default", "choice", options=INIT_SCHEMES, role="training")
 
     @classmethod
-    def from_mapping(cls, arch: Mapping[str, Any] | "HaltingVTConfig", **overrides: Any) -> "HaltingVTConfig":
+    def from_mapping(cls, arch: Mapping[str, Any] | HaltingVTConfig, **overrides: Any) -> HaltingVTConfig:
         """Settings from a dict (keys of this class) plus overrides (None values ignored).
         Unknown keys raise ArchError naming them. Without an explicit keep_rate, a divid_depth other than
         the default's gets keep rate 1 (no selection) in every Glimpser layer."""
@@ -110,7 +112,7 @@ class HaltingVTConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def check(self) -> "HaltingVTConfig":
+    def check(self) -> HaltingVTConfig:
         """The settings that size the model (integers in range) and :data:`ARCH_RULES`; ArchError naming the
         first problem. Returns self."""
         check_arch_rules(self.to_dict())
@@ -138,21 +140,36 @@ class ArchRule:
 
 
 ARCH_RULES: tuple[ArchRule, ...] = (
-    ArchRule("keep_rate", lambda a: len(a["keep_rate"]) == a["divid_depth"],
-             lambda a: f"keep_rate needs one value per Glimpser layer ({a['divid_depth']}), got {a['keep_rate']}",
-             lambda a: f"{a['keep_rate']} needs one value per Glimpser layer (model.divid_depth = {a['divid_depth']})"),
-    ArchRule("divid_depth", lambda a: 0 <= a["divid_depth"] < a["depth"],
-             lambda a: f"divid_depth must be in [0, depth), got {a['divid_depth']} with depth {a['depth']}",
-             lambda a: f"{a['divid_depth']} must be below model.depth ({a['depth']})"),
-    ArchRule("num_heads", lambda a: a["embed_dim"] % a["num_heads"] == 0,
-             lambda a: f"embed_dim {a['embed_dim']} is not a multiple of num_heads {a['num_heads']}",
-             lambda a: f"{a['num_heads']} must divide model.embed_dim ({a['embed_dim']})"),
-    ArchRule("img_size", lambda a: a["img_size"] % a["patch_size"] == 0,
-             lambda a: f"img_size {a['img_size']} is not a multiple of patch_size {a['patch_size']}",
-             lambda a: f"{a['img_size']} must be a multiple of model.patch_size ({a['patch_size']})"),
-    ArchRule("tubelet_size", lambda a: a["num_frames"] % a["tubelet_size"] == 0,
-             lambda a: f"num_frames {a['num_frames']} is not a multiple of tubelet_size {a['tubelet_size']}",
-             lambda a: f"{a['tubelet_size']} must divide model.num_frames ({a['num_frames']})"),
+    ArchRule(
+        "keep_rate",
+        lambda a: len(a["keep_rate"]) == a["divid_depth"],
+        lambda a: f"keep_rate needs one value per Glimpser layer ({a['divid_depth']}), got {a['keep_rate']}",
+        lambda a: f"{a['keep_rate']} needs one value per Glimpser layer (model.divid_depth = {a['divid_depth']})",
+    ),
+    ArchRule(
+        "divid_depth",
+        lambda a: 0 <= a["divid_depth"] < a["depth"],
+        lambda a: f"divid_depth must be in [0, depth), got {a['divid_depth']} with depth {a['depth']}",
+        lambda a: f"{a['divid_depth']} must be below model.depth ({a['depth']})",
+    ),
+    ArchRule(
+        "num_heads",
+        lambda a: a["embed_dim"] % a["num_heads"] == 0,
+        lambda a: f"embed_dim {a['embed_dim']} is not a multiple of num_heads {a['num_heads']}",
+        lambda a: f"{a['num_heads']} must divide model.embed_dim ({a['embed_dim']})",
+    ),
+    ArchRule(
+        "img_size",
+        lambda a: a["img_size"] % a["patch_size"] == 0,
+        lambda a: f"img_size {a['img_size']} is not a multiple of patch_size {a['patch_size']}",
+        lambda a: f"{a['img_size']} must be a multiple of model.patch_size ({a['patch_size']})",
+    ),
+    ArchRule(
+        "tubelet_size",
+        lambda a: a["num_frames"] % a["tubelet_size"] == 0,
+        lambda a: f"num_frames {a['num_frames']} is not a multiple of tubelet_size {a['tubelet_size']}",
+        lambda a: f"{a['tubelet_size']} must divide model.num_frames ({a['num_frames']})",
+    ),
 )
 
 

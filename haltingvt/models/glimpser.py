@@ -1,4 +1,5 @@
 """The Glimpser: divided space-time attention layers that keep the top-k tokens of every frame."""
+
 from __future__ import annotations
 
 import math

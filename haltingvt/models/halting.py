@@ -11,10 +11,11 @@ Two executions give the same results (SPEC section 3):
   masked execution either), saves only the compact activations, and syncs with the host once per
   layer (to size the re-compacted batch).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -179,7 +180,7 @@ class AdaptiveHalting:
                 if keep_graph:  # the later blocks see only the M ghosts; they add exactly zero to cls
                     empty = y[:, :0].detach()
                     bias = _ghost_bias(None, x.new_full((Bk,), float(M)), 0)
-                    for block_k in blocks[j + 1:]:
+                    for block_k in blocks[j + 1 :]:
                         cls_output = _accumulate(cls_output, block_k(empty, ghost_bias=bias).sum(dim=1), clips)
                 break
             # Re-compact: active tokens first, in their current order; pad to the batch maximum.

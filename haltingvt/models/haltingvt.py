@@ -1,11 +1,13 @@
 """HaltingVT: Glimpser layers (divided space-time attention with token selection) followed by joint
 space-time layers with adaptive token halting, and the action/motion heads. SPEC section 1."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -21,6 +23,7 @@ from .keymaps import arch_from_weights
 from .layers import Block
 from .posembed import resize_pos_embed, resize_time_embed, sincos_1d, sincos_2d
 from .weights import load_checkpoint, read_checkpoint, write_pretrained
+
 
 @dataclass
 class HaltingVTOutput:
@@ -212,23 +215,34 @@ class HaltingVT(nn.Module):
                 kept_slots.append(kept)
             left_tokens.append(x.shape[1] - 1)
         out: dict[str, Any] = {
-            "left_tokens": left_tokens, "kept_patches": self._compose_kept(kept_slots, B, T), "execution": execution,
+            "left_tokens": left_tokens,
+            "kept_patches": self._compose_kept(kept_slots, B, T),
+            "execution": execution,
         }
         joint = self.blocks[self.divid_depth :]
         if self.halting:
             res = self.adaptive_halting(joint, x, execution=execution, early_exit=early_exit)
             cls_output = res.cls_output
-            out.update(token_counts=res.token_counts, rho=res.rho, counter=res.counter,
-                       halting_masks=res.halting_masks, exit_layer=res.exit_layer, layer_scores=res.layer_scores)
+            out.update(
+                token_counts=res.token_counts,
+                rho=res.rho,
+                counter=res.counter,
+                halting_masks=res.halting_masks,
+                exit_layer=res.exit_layer,
+                layer_scores=res.layer_scores,
+            )
         else:
             for block in joint:
                 x = block(x)
             cls_output = x[:, 0]
             n, M = self.num_halting_layers, x.shape[1]
             out.update(
-                token_counts=x.new_full((B, n), float(M)), rho=x.new_zeros(B, M), counter=x.new_full((B, M), float(n)),
+                token_counts=x.new_full((B, n), float(M)),
+                rho=x.new_zeros(B, M),
+                counter=x.new_full((B, M), float(n)),
                 halting_masks=torch.ones(B, n, M, dtype=torch.bool, device=x.device),
-                exit_layer=torch.full((B,), -1, dtype=torch.long, device=x.device), layer_scores=x.new_zeros(n),
+                exit_layer=torch.full((B,), -1, dtype=torch.long, device=x.device),
+                layer_scores=x.new_zeros(n),
             )
         out["features"] = self.norm(cls_output)
         return out
@@ -237,9 +251,7 @@ class HaltingVT(nn.Module):
         """features (B, C) -> action logits (B, num_classes), motion logits (B, 2)."""
         return self.head(features)
 
-    def forward(
-        self, clips: torch.Tensor, execution: str | None = None, early_exit: bool = False
-    ) -> HaltingVTOutput:
+    def forward(self, clips: torch.Tensor, execution: str | None = None, early_exit: bool = False) -> HaltingVTOutput:
         """clips: (B, 3, T, H, W) normalised. execution: 'masked' (release, training) or 'compact'
         (halted tokens removed; default in eval mode). early_exit: stop a clip once its cls halted
         (compact only; its later token counts are 0 and ``exit_layer`` says where it stopped)."""
@@ -247,9 +259,15 @@ class HaltingVT(nn.Module):
         logits, motion_logits = self.forward_head(feats["features"])
         return HaltingVTOutput(logits=logits, motion_logits=motion_logits, **feats)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *, classes: Sequence[str] | None = None,
-                        name: str | None = None, extras: Mapping[str, Any] | None = None,
-                        files: Mapping[str, bytes] | None = None) -> Path:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        classes: Sequence[str] | None = None,
+        name: str | None = None,
+        extras: Mapping[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
+    ) -> Path:
         """Write the architecture and the weights as the folder ``save_directory`` (``model.safetensors`` +
         ``config.json``), whole or not at all: a kill at any instant leaves the previous folder or the new one
         (other files of a previous folder, e.g. a Hub clone's ``.git``, are kept).
@@ -259,12 +277,23 @@ class HaltingVT(nn.Module):
         See :func:`haltingvt.models.weights.write_pretrained`."""
         folder = Path(save_directory)
         name = str(name or (self.pretrained_config or {}).get("name") or folder.name)
-        return write_pretrained(self, folder, name=name, classes=classes if classes is not None else self.classes,
-                                extras=extras, files=files)
+        return write_pretrained(
+            self,
+            folder,
+            name=name,
+            classes=classes if classes is not None else self.classes,
+            extras=extras,
+            files=files,
+        )
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, *, device: str | torch.device = "cpu",
-                        check_config: Callable[[Mapping[str, Any]], None] | None = None) -> Any:
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        check_config: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> Any:
         """A model from a folder written by :meth:`save_pretrained`, in eval mode; ``model.classes`` holds the
         class names and ``model.pretrained_config`` the stored config (name, model, data, test).
 
@@ -279,8 +308,10 @@ class HaltingVT(nn.Module):
         seen = arch_from_weights(obj, "haltingvt")  # shapes first: nothing is allocated for a mismatch
         diff = [k for k, v in seen.items() if k in arch and v != arch[k]]
         if diff:
-            raise CheckpointError(f"{folder}: the weights do not have the stored architecture: "
-                                  + ", ".join(f"{k} {seen[k]} in the weights vs {arch[k]}" for k in diff))
+            raise CheckpointError(
+                f"{folder}: the weights do not have the stored architecture: "
+                + ", ".join(f"{k} {seen[k]} in the weights vs {arch[k]}" for k in diff)
+            )
         model = cls(arch)
         load_checkpoint(model, folder)
         model.classes = obj.get("classes")

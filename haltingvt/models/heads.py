@@ -1,4 +1,5 @@
 """Classification heads on the final cls feature: action classes and motion (static vs moving)."""
+
 from __future__ import annotations
 
 import torch

@@ -5,10 +5,12 @@ one place that tells the kinds apart) and the architecture its weight shapes rev
 The functions take the model as any module with HaltingVT's attributes (depth, divid_depth,
 tubelet_size, img_size, patch_size, pos_embed, time_embed): this module sits below the model's.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -71,9 +73,9 @@ def from_release(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     out = {}
     for key, value in state_dict.items():
         if key.startswith("backbone.model."):
-            out[key[len("backbone.model."):]] = value
+            out[key[len("backbone.model.") :]] = value
         elif key.startswith("cls_head."):
-            out["head." + key[len("cls_head."):]] = value
+            out["head." + key[len("cls_head.") :]] = value
         else:
             out[key] = value  # reported as unexpected
     return out
@@ -118,8 +120,13 @@ def from_imagenet(
     for key in new:
         sd[key] = own[key]
     if report is not None:
-        report.update(copied=copied, inflated=inflated, temporal_copies=sorted(temporal), new=sorted(new),
-                      dropped=sorted(set(state_dict) - set(copied) - set(inflated)))
+        report.update(
+            copied=copied,
+            inflated=inflated,
+            temporal_copies=sorted(temporal),
+            new=sorted(new),
+            dropped=sorted(set(state_dict) - set(copied) - set(inflated)),
+        )
     return sd
 
 
@@ -135,4 +142,3 @@ def fit_embeddings(sd: dict[str, torch.Tensor], model: Any) -> list[str]:
         sd["time_embed"] = resize_time_embed(sd["time_embed"], model.time_embed.shape[1])
         resized.append("time_embed")
     return resized
-

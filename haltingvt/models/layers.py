@@ -1,4 +1,5 @@
 """ViT building blocks: multi-head attention (on scaled_dot_product_attention) and a pre-norm block."""
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,7 @@ class Attention(nn.Module):
             raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 

@@ -1,8 +1,10 @@
 """Training objective (SPEC section 2): action CE + ponder loss + motion CE (+ optional A-ViT prior)."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -77,7 +79,7 @@ class HaltingVTLoss(nn.Module):
         self.distr_target_depth = distr_target_depth
 
     @classmethod
-    def from_config(cls, cfg: LossConfig | Mapping[str, Any]) -> "HaltingVTLoss":
+    def from_config(cls, cfg: LossConfig | Mapping[str, Any]) -> HaltingVTLoss:
         """The loss of a ``loss`` section (a LossConfig or a dict of its keys; unknown keys: ValueError)."""
         values = asdict(cfg) if isinstance(cfg, LossConfig) else dict(cfg)
         known = {f.name for f in fields(LossConfig)}
@@ -86,8 +88,9 @@ class HaltingVTLoss(nn.Module):
             raise ValueError(f"unknown loss setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         return cls(**{k: v for k, v in values.items() if k not in TRAINER_LOSS_KEYS})
 
-    def forward(self, out, target: torch.Tensor, motion_target: torch.Tensor | None = None,
-                ponder_factor: float = 1.0) -> LossTerms:
+    def forward(
+        self, out, target: torch.Tensor, motion_target: torch.Tensor | None = None, ponder_factor: float = 1.0
+    ) -> LossTerms:
         """out: HaltingVTOutput for 2b clips; target (2b,) or (2b, K); motion_target (2b,) long, 1 = real clip,
         0 = static clip. ponder_factor scales ponder_token_scale (the trainer's ponder start/ramp schedule)."""
         zero = out.logits.new_zeros(())

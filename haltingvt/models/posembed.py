@@ -1,8 +1,9 @@
 """Position and time embeddings: resizing to another input size or frame count (forward and checkpoint
 loading), and the sin-cos embeddings of ``init_scheme: scratch``."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.Tens
     kept as it is. timm's resampler with mode 'nearest' gives exactly the release's result."""
     if pos_embed.shape[1] == 1 + grid[0] * grid[1]:
         return pos_embed
-    return resample_abs_pos_embed(pos_embed, list(grid), num_prefix_tokens=1, interpolation="nearest",
-                                  antialias=False)
+    return resample_abs_pos_embed(pos_embed, list(grid), num_prefix_tokens=1, interpolation="nearest", antialias=False)
 
 
 def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:

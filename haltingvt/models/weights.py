@@ -15,6 +15,7 @@ Key conversion lives in :mod:`haltingvt.models.keymaps`, the architecture's rule
 :mod:`haltingvt.models.config`. Training state (optimizer, RNG, resumption) is ``haltingvt.engine.checkpoint``'s
 business.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,9 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import timm
 import torch
@@ -33,8 +35,7 @@ from ..io.atomic import atomic_write, atomic_write_folder, interrupted_save
 from ..io.checks import check_class_names, check_plain, check_weights, is_int
 from ..io.errors import CheckpointError, CheckpointWriteError, IntegrityWarning, error_text
 from ..io.offline import pretrained_hint, timm_download_problem
-from ..io.tensorfile import (CONFIG_DIGEST_KEY, DIGEST_KEY, FORMAT, FORMAT_VERSION, read_safetensors,
-                             safetensors_bytes)
+from ..io.tensorfile import CONFIG_DIGEST_KEY, DIGEST_KEY, FORMAT, FORMAT_VERSION, read_safetensors, safetensors_bytes
 from ..io.textsafe import describe_char, escape, safe_path, unsafe_char
 from .config import MAX_PARAMS, ArchError, HaltingVTConfig, check_arch_rules, estimate_params
 from .keymaps import arch_from_weights, detect_format, fit_embeddings, from_imagenet, from_release, state_dict_of
@@ -44,11 +45,23 @@ PRETRAINED_WEIGHTS, PRETRAINED_CONFIG = "model.safetensors", "config.json"
 MAX_CONFIG_JSON_BYTES = 16 << 20
 
 __all__ = [
-    "PRETRAINED_WEIGHTS", "PRETRAINED_CONFIG", "read_checkpoint", "check_structure", "check_arch", "read_pretrained",
-    "load_checkpoint", "describe_init", "save_checkpoint", "model_payload", "write_pretrained",
+    "PRETRAINED_WEIGHTS",
+    "PRETRAINED_CONFIG",
+    "read_checkpoint",
+    "check_structure",
+    "check_arch",
+    "read_pretrained",
+    "load_checkpoint",
+    "describe_init",
+    "save_checkpoint",
+    "model_payload",
+    "write_pretrained",
     # the errors a load raises or warns (defined in haltingvt.io.errors) and arch_from_weights (keymaps), so that
     # code handling weight files needs this one module
-    "CheckpointError", "CheckpointWriteError", "IntegrityWarning", "arch_from_weights",
+    "CheckpointError",
+    "CheckpointWriteError",
+    "IntegrityWarning",
+    "arch_from_weights",
 ]
 
 
@@ -66,8 +79,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         obj = read_pretrained(path)
     elif not path.is_file():
         left = interrupted_save(path)
-        raise CheckpointError(f"{path}: checkpoint file not found" + (
-            f"; an interrupted save_pretrained left the previous folder as {left}" if left else ""))
+        raise CheckpointError(
+            f"{path}: checkpoint file not found"
+            + (f"; an interrupted save_pretrained left the previous folder as {left}" if left else "")
+        )
     elif path.suffix == ".safetensors":
         obj = _read_safetensors(path)
     else:
@@ -88,10 +103,14 @@ def _bare_haltingvt(obj: Any) -> Any:
     if not isinstance(obj, Mapping) or "format" in obj:
         return obj
     sd = obj.get("model", obj)
-    if isinstance(sd, Mapping) and "head.fc_motion.weight" in sd and not any(
-            isinstance(k, str) and k.startswith("backbone.model.") for k in sd):
+    if (
+        isinstance(sd, Mapping)
+        and "head.fc_motion.weight" in sd
+        and not any(isinstance(k, str) and k.startswith("backbone.model.") for k in sd)
+    ):
         return {"format": FORMAT, "model": sd}
     return obj
+
 
 def check_structure(obj: Any, path: str | os.PathLike) -> str:
     """The checkpoint's kind ('haltingvt', 'release', 'imagenet') after checking what the loaders use:
@@ -109,13 +128,17 @@ def check_structure(obj: Any, path: str | os.PathLike) -> str:
         raise CheckpointError(f"{path}: {hit[0]} refers to code ({hit[1]}): refused")
     version = obj.get("format_version", FORMAT_VERSION)
     if not is_int(version) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version!r:.40} is not one this haltingvt reads "
-                              f"(1 to {FORMAT_VERSION}; a newer haltingvt wrote it?)")
+        raise CheckpointError(
+            f"{path}: format_version {version!r:.40} is not one this haltingvt reads "
+            f"(1 to {FORMAT_VERSION}; a newer haltingvt wrote it?)"
+        )
     check_weights(obj.get("model"), path, "model")
     ints = [k for k, v in obj["model"].items() if not v.is_floating_point()]
     if ints:  # a HaltingVT has floating-point weights only; an integer one would be cast silently
-        raise CheckpointError(f"{path}: weight {ints[0]} has dtype {obj['model'][ints[0]].dtype}, "
-                              "a HaltingVT's weights are floating point")
+        raise CheckpointError(
+            f"{path}: weight {ints[0]} has dtype {obj['model'][ints[0]].dtype}, "
+            "a HaltingVT's weights are floating point"
+        )
     arch = check_arch(obj["arch"], path) if obj.get("arch") else None  # {}: written without one
     for key in ("epoch", "iteration", "step"):
         if key in obj and not (is_int(obj[key]) and obj[key] >= 0):
@@ -148,7 +171,8 @@ def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architect
         raise CheckpointError(
             f"{path}: {what} (embed_dim {full['embed_dim']}, depth {full['depth']}, img_size "
             f"{full['img_size']}, num_classes {full['num_classes']}) has about {params / 1e9:.3g} billion "
-            f"parameters, over the limit of {MAX_PARAMS / 1e9:g} billion: refused")
+            f"parameters, over the limit of {MAX_PARAMS / 1e9:g} billion: refused"
+        )
     return full
 
 
@@ -174,9 +198,11 @@ def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
     weights, config_file = folder / PRETRAINED_WEIGHTS, folder / PRETRAINED_CONFIG
     if not weights.is_file() or not config_file.is_file():
         left = interrupted_save(folder)
-        raise CheckpointError(f"{folder}: not a haltingvt model folder (it needs {PRETRAINED_WEIGHTS} and "
-                              f"{PRETRAINED_CONFIG}, as save_pretrained writes them)"
-                              + (f"; an interrupted save_pretrained left the previous folder as {left}" if left else ""))
+        raise CheckpointError(
+            f"{folder}: not a haltingvt model folder (it needs {PRETRAINED_WEIGHTS} and "
+            f"{PRETRAINED_CONFIG}, as save_pretrained writes them)"
+            + (f"; an interrupted save_pretrained left the previous folder as {left}" if left else "")
+        )
     try:
         if config_file.stat().st_size > MAX_CONFIG_JSON_BYTES:
             raise CheckpointError(f"{config_file}: larger than {MAX_CONFIG_JSON_BYTES >> 20} MB: refused")
@@ -189,12 +215,18 @@ def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
     recorded = meta.get(CONFIG_DIGEST_KEY)
     if recorded is not None:
         if hashlib.sha256(raw).hexdigest() != recorded:
-            raise CheckpointError(f"{config_file}: does not match the sha256 recorded for it in {PRETRAINED_WEIGHTS} "
-                                  "(edited or damaged, or the two files come from different saves): refused")
+            raise CheckpointError(
+                f"{config_file}: does not match the sha256 recorded for it in {PRETRAINED_WEIGHTS} "
+                "(edited or damaged, or the two files come from different saves): refused"
+            )
     elif DIGEST_KEY in meta:  # ours, written without the folder: config.json was put beside it by hand
-        warnings.warn(IntegrityWarning(
-            f"{safe_path(config_file)}: not covered by a digest ({PRETRAINED_WEIGHTS} records none for it: made by "
-            "hand?): its settings and class names are loaded unchecked"), stacklevel=3)
+        warnings.warn(
+            IntegrityWarning(
+                f"{safe_path(config_file)}: not covered by a digest ({PRETRAINED_WEIGHTS} records none for it: made by "
+                "hand?): its settings and class names are loaded unchecked"
+            ),
+            stacklevel=3,
+        )
     # (a model.safetensors without any digest has warned already: one line per folder is enough)
     try:
         config = json.loads(raw.decode("utf-8"))
@@ -203,43 +235,56 @@ def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{config_file}:{err.lineno}: invalid JSON: {err.msg}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_file}: not a haltingvt config.json (no \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f'{config_file}: not a haltingvt config.json (no "format": "{FORMAT}")')
     unknown = sorted(k for k in config if k not in PRETRAINED_KEYS)
     if unknown:
-        raise CheckpointError(f"{config_file}: unknown key \"{unknown[0]}\" (a config.json of haltingvt holds "
-                              f"{', '.join(PRETRAINED_KEYS)})")
+        raise CheckpointError(
+            f'{config_file}: unknown key "{unknown[0]}" (a config.json of haltingvt holds {", ".join(PRETRAINED_KEYS)})'
+        )
     version = config.get("format_version", FORMAT_VERSION)
     if not is_int(version) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(f"{config_file}: format_version {version!r:.40} is not one this haltingvt reads "
-                              f"(1 to {FORMAT_VERSION}; a newer haltingvt wrote it?)")
+        raise CheckpointError(
+            f"{config_file}: format_version {version!r:.40} is not one this haltingvt reads "
+            f"(1 to {FORMAT_VERSION}; a newer haltingvt wrote it?)"
+        )
     for key in ("model", "data", "test"):
         if not isinstance(config.get(key), dict):
-            raise CheckpointError(f"{config_file}: \"{key}\" must be a mapping")
+            raise CheckpointError(f'{config_file}: "{key}" must be a mapping')
     name = config.get("name")
     if name is not None:
         if not isinstance(name, str) or len(name) > 1000:
-            raise CheckpointError(f"{config_file}: \"name\" must be a string, got {type(name).__name__}")
+            raise CheckpointError(f'{config_file}: "name" must be a string, got {type(name).__name__}')
         if unsafe_char(name) is not None:
-            raise CheckpointError(f"{config_file}: \"name\" ('{escape(name)[:80]}') contains the control character "
-                                  f"{describe_char(unsafe_char(name))}: refused")
+            raise CheckpointError(
+                f"{config_file}: \"name\" ('{escape(name)[:80]}') contains the control character "
+                f"{describe_char(unsafe_char(name))}: refused"
+            )
     check_plain(config, config_file, "config.json")
     arch = check_arch(config["model"], config_file)
     if obj.get("arch") is not None and check_arch(obj["arch"], weights) != arch:
-        raise CheckpointError(f"{folder}: the architecture in {PRETRAINED_CONFIG} differs from the one stored "
-                              f"with the weights in {PRETRAINED_WEIGHTS}")
+        raise CheckpointError(
+            f"{folder}: the architecture in {PRETRAINED_CONFIG} differs from the one stored "
+            f"with the weights in {PRETRAINED_WEIGHTS}"
+        )
     classes = config.get("classes", obj.get("classes"))
     if classes is not None:
-        classes = check_class_names(classes, arch["num_classes"], f"{config_file}: \"classes\"")
+        classes = check_class_names(classes, arch["num_classes"], f'{config_file}: "classes"')
     if obj.get("classes") is not None and classes is not None:
         stored = check_class_names(obj["classes"], arch["num_classes"], f"{weights}: 'classes'")
         if stored != classes:
             diff = next(i for i, (a, b) in enumerate(zip(stored, classes)) if a != b)
-            raise CheckpointError(f"{folder}: the class names in {PRETRAINED_CONFIG} differ from the ones stored with "
-                                  f"the weights in {PRETRAINED_WEIGHTS} (class {diff}: '{escape(classes[diff])[:80]}' vs "
-                                  f"'{escape(stored[diff])[:80]}')")
-    obj.update(arch=arch, classes=classes, config={
-        "name": str(name or folder.name), "model": arch, "data": config["data"], "test": config["test"]})
+            raise CheckpointError(
+                f"{folder}: the class names in {PRETRAINED_CONFIG} differ from the ones stored with "
+                f"the weights in {PRETRAINED_WEIGHTS} (class {diff}: '{escape(classes[diff])[:80]}' vs "
+                f"'{escape(stored[diff])[:80]}')"
+            )
+    obj.update(
+        arch=arch,
+        classes=classes,
+        config={"name": str(name or folder.name), "model": arch, "data": config["data"], "test": config["test"]},
+    )
     return obj
+
 
 # ----------------------------------------------------------------------------- loading into a model
 def _check_and_load(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> None:
@@ -247,10 +292,16 @@ def _check_and_load(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], sour
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     common = sorted(set(own) & set(sd))
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in common if sd[k].shape != own[k].shape]
-    dtypes = [f"{k}: checkpoint {sd[k].dtype} vs model {own[k].dtype}"
-              for k in common if sd[k].is_floating_point() != own[k].is_floating_point()]
+    shapes = [
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in common
+        if sd[k].shape != own[k].shape
+    ]
+    dtypes = [
+        f"{k}: checkpoint {sd[k].dtype} vs model {own[k].dtype}"
+        for k in common
+        if sd[k].is_floating_point() != own[k].is_floating_point()
+    ]
     if missing or unexpected or shapes or dtypes:
         parts = [f"{source}: checkpoint does not fit the model"]
         for what, keys in (("missing keys", missing), ("unexpected keys", unexpected)):
@@ -263,8 +314,9 @@ def _check_and_load(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], sour
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
 
 
-def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True,
-                    init: bool = False) -> dict[str, Any]:
+def load_checkpoint(
+    model: torch.nn.Module, path: str | os.PathLike, strict: bool = True, init: bool = False
+) -> dict[str, Any]:
     """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint, a folder written
     by ``save_pretrained``, or a timm name.
 
@@ -277,8 +329,12 @@ def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, strict: boo
     model's initialisation; ``meta["init"]`` says so ({"kind": "haltingvt", "new": [keys left at init]}),
     and :func:`describe_init` puts it in one log line.
     """
-    if not Path(path).exists() and isinstance(path, str) and "/" not in path and not path.endswith(
-            (".pth", ".pt", ".safetensors")):
+    if (
+        not Path(path).exists()
+        and isinstance(path, str)
+        and "/" not in path
+        and not path.endswith((".pth", ".pt", ".safetensors"))
+    ):
         obj = _timm_state_dict(path)
     else:
         obj = read_checkpoint(path)
@@ -298,8 +354,11 @@ def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, strict: boo
         meta["init"]["resized"] = resized
     elif init:  # our own or the release's full-model weights
         own = model.state_dict()
-        head = [k for k in ("head.fc_cls.weight", "head.fc_cls.bias")
-                if k in sd and k in own and sd[k].shape != own[k].shape]
+        head = [
+            k
+            for k in ("head.fc_cls.weight", "head.fc_cls.bias")
+            if k in sd and k in own and sd[k].shape != own[k].shape
+        ]
         for key in head:
             sd[key] = own[key]
         meta["init"] = {"kind": kind, "new": head, "resized": resized}
@@ -318,9 +377,11 @@ def describe_init(source: str | os.PathLike, meta: Mapping[str, Any]) -> str:
     resized = f"; resized {', '.join(init['resized'])}" if init.get("resized") else ""
     inflated = f"; inflated over time {', '.join(init['inflated'])}" if init.get("inflated") else ""
     if meta.get("format") == "imagenet":
-        return (f"init.pretrained {source}: ImageNet backbone weights: {len(init['copied'])} tensors copied, "
-                f"{len(init['temporal_copies'])} copied into temporal layers, {len(init['new'])} left new "
-                f"(time_embed, temporal_fc, heads), {len(init['dropped'])} not used{resized}{inflated}")
+        return (
+            f"init.pretrained {source}: ImageNet backbone weights: {len(init['copied'])} tensors copied, "
+            f"{len(init['temporal_copies'])} copied into temporal layers, {len(init['new'])} left new "
+            f"(time_embed, temporal_fc, heads), {len(init['dropped'])} not used{resized}{inflated}"
+        )
     what = "HaltingVT weights of ours" if meta.get("format") == FORMAT else "the release's HaltingVT weights"
     new = f"; {', '.join(init['new'])} left new (another class count)" if init.get("new") else ""
     return f"init.pretrained {source}: full {what}, loaded as a whole model (heads included){new}{resized}"
@@ -336,6 +397,7 @@ def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"'{name}' is neither a checkpoint file nor a loadable timm model: {err}") from err
 
+
 # ----------------------------------------------------------------------------- writing
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` (``model_payload`` plus any training state) as one of our checkpoints, atomically
@@ -348,8 +410,9 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
-def model_payload(model: torch.nn.Module, config: Mapping[str, Any] | None = None,
-                  classes: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+def model_payload(
+    model: torch.nn.Module, config: Mapping[str, Any] | None = None, classes: Sequence[str] | None = None, **extra: Any
+) -> dict[str, Any]:
     """The model part of one of our checkpoints: weights, architecture, (optionally) the config and the
     class names -- as a list of strings, so that a checkpoint never makes a reader open a path.
     ``model`` is the bare model (``haltingvt.engine.distributed.unwrap`` a DDP wrapper first)."""
@@ -360,10 +423,17 @@ def model_payload(model: torch.nn.Module, config: Mapping[str, Any] | None = Non
     return payload
 
 
-def write_pretrained(model: Any, folder: str | os.PathLike, *, name: str,
-                     classes: Sequence[str] | None = None, extras: Mapping[str, Any] | None = None,
-                     files: Mapping[str, bytes] | None = None) -> Path:
-    """Write ``model`` as a ``save_pretrained`` folder, whole or not at all (``haltingvt.io.atomic.atomic_write_folder``).
+def write_pretrained(
+    model: Any,
+    folder: str | os.PathLike,
+    *,
+    name: str,
+    classes: Sequence[str] | None = None,
+    extras: Mapping[str, Any] | None = None,
+    files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Write ``model`` as a ``save_pretrained`` folder, whole or not at all
+    (``haltingvt.io.atomic.atomic_write_folder``).
 
     ``config.json``: format, name, the architecture (``model``), each entry of ``extras`` (JSON-able
     sections: e.g. ``data``/``test``, the test pipeline that ``haltingvt.hub`` composes) and the class names;
@@ -375,15 +445,27 @@ def write_pretrained(model: Any, folder: str | os.PathLike, *, name: str,
     if classes is not None:
         classes = check_class_names(list(classes), arch["num_classes"], "classes")
     if unsafe_char(name) is not None:
-        raise CheckpointError(f"model name '{escape(name)[:80]}' contains the control character "
-                              f"{describe_char(unsafe_char(name))}: refused")
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_name": "haltingvt", "name": name,
-           "model": arch, **(extras or {}), "classes": classes}
+        raise CheckpointError(
+            f"model name '{escape(name)[:80]}' contains the control character "
+            f"{describe_char(unsafe_char(name))}: refused"
+        )
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_name": "haltingvt",
+        "name": name,
+        "model": arch,
+        **(extras or {}),
+        "classes": classes,
+    }
     unknown = sorted(k for k in doc if k not in PRETRAINED_KEYS)
     if unknown:
         raise ValueError(f"config.json cannot hold {', '.join(unknown)} (it holds {', '.join(PRETRAINED_KEYS)})")
     config_json = json.dumps(doc, indent=2).encode() + b"\n"
-    weights = safetensors_bytes(model.state_dict(), {"arch": arch, "classes": classes},
-                                raw_metadata={CONFIG_DIGEST_KEY: hashlib.sha256(config_json).hexdigest()})
+    weights = safetensors_bytes(
+        model.state_dict(),
+        {"arch": arch, "classes": classes},
+        raw_metadata={CONFIG_DIGEST_KEY: hashlib.sha256(config_json).hexdigest()},
+    )
     # model.safetensors last: a folder cut short (never visible under the target's name) has no weights
     return atomic_write_folder(folder, {**(files or {}), PRETRAINED_CONFIG: config_json, PRETRAINED_WEIGHTS: weights})

@@ -1,4 +1,5 @@
 """The dispatcher: every subcommand is reachable, and argparse stays in haltingvt/commands/."""
+
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ def test_every_subcommand_parses_help(capsys):
 
 def test_library_modules_hold_no_argparse():
     package = Path(haltingvt.__file__).parent
-    offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
-                 if "import argparse" in p.read_text() and p.parent.name != "commands" and p.name != "cli.py"]
+    offenders = [
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if "import argparse" in p.read_text() and p.parent.name != "commands" and p.name != "cli.py"
+    ]
     assert offenders == []

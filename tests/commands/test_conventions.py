@@ -1,5 +1,6 @@
 """Conventions users know: --version, python -m haltingvt, a --help that says what the tool is, MMAction2's
 --cfg-options/--work-dir/--seed/--amp, haltingvt config NAME, a `base:` typo, timm names while offline."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,15 +11,21 @@ import time
 import pytest
 
 import haltingvt
-from engine_helpers import subprocess_env
 from haltingvt.cli import build_parser, main
 from haltingvt.commands.options import amp_mode, run_overrides
+
+from engine_helpers import subprocess_env
 
 
 @pytest.mark.slow
 def test_version_and_python_m_haltingvt():
-    out = subprocess.run([sys.executable, "-m", "haltingvt", "--version"], capture_output=True, text=True,
-                         env=subprocess_env(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "haltingvt", "--version"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.strip() == f"haltingvt {haltingvt.__version__}"
 
 
@@ -34,7 +41,8 @@ def test_help_says_what_the_tool_is(capsys):
 
 def test_cfg_options_is_set_and_both_accumulate():
     args = build_parser(["train"]).parse_args(
-        ["train", "my.yaml", "--set", "a.b=1", "--cfg-options", "c.d=2", "e.f=3", "--set", "g.h=4"])
+        ["train", "my.yaml", "--set", "a.b=1", "--cfg-options", "c.d=2", "e.f=3", "--set", "g.h=4"]
+    )
     assert args.set == ["a.b=1", "c.d=2", "e.f=3", "g.h=4"]
     args = build_parser(["eval"]).parse_args(["eval", "my.yaml", "ckpt.pth", "--cfg-options", "test.amp=bf16"])
     assert args.set == ["test.amp=bf16"]
@@ -43,10 +51,17 @@ def test_cfg_options_is_set_and_both_accumulate():
 def test_work_dir_seed_amp_become_overrides_after_set():
     args = argparse.Namespace(set=["train.seed=1"], work_dir="runs/my run: 1", seed=7, amp="bf16", device="cpu")
     assert run_overrides(args, work_dir_key="train.work_dir", seed_key="train.seed", amp_key="train.amp") == [
-        "train.seed=1", 'train.work_dir="runs/my run: 1"', "train.seed=7", "train.amp=bf16"]
-    assert amp_mode("auto", "cpu") == "bf16" and amp_mode("auto", "cuda:0") == "fp16" and amp_mode("none", None) == "none"
-    cfg = haltingvt.load_config("demo_synthetic", run_overrides(args, work_dir_key="train.work_dir",
-                                                                seed_key="train.seed", amp_key="train.amp"))
+        "train.seed=1",
+        'train.work_dir="runs/my run: 1"',
+        "train.seed=7",
+        "train.amp=bf16",
+    ]
+    assert (
+        amp_mode("auto", "cpu") == "bf16" and amp_mode("auto", "cuda:0") == "fp16" and amp_mode("none", None) == "none"
+    )
+    cfg = haltingvt.load_config(
+        "demo_synthetic", run_overrides(args, work_dir_key="train.work_dir", seed_key="train.seed", amp_key="train.amp")
+    )
     assert cfg["train"]["work_dir"] == "runs/my run: 1" and cfg["train"]["seed"] == 7 and cfg["train"]["amp"] == "bf16"
 
 
@@ -63,7 +78,8 @@ def test_base_typo_names_the_key_and_the_file(tmp_path, capsys):
     cfg.write_text("base: demo_synthetic\nmodel:\n  num_classes: 3\n")
     assert main(["config", str(cfg)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"haltingvt config: error: unknown top-level key 'base' in {cfg}; did you mean '_base_'?")
+        f"haltingvt config: error: unknown top-level key 'base' in {cfg}; did you mean '_base_'?"
+    )
 
 
 def test_timm_name_offline_fails_fast_with_the_hint(tmp_path, capsys, monkeypatch):
@@ -71,9 +87,20 @@ def test_timm_name_offline_fails_fast_with_the_hint(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     start = time.perf_counter()
-    code = main(["train", "demo_synthetic", "--work-dir", str(tmp_path / "run"), "--no-progress", "--set",
-                 "init.pretrained=deit_small_patch16_224", "data.synthetic_num_train=8", "data.synthetic_num_val=4",
-                 "model.init_scheme=default"])
+    code = main(
+        [
+            "train",
+            "demo_synthetic",
+            "--work-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--set",
+            "init.pretrained=deit_small_patch16_224",
+            "data.synthetic_num_train=8",
+            "data.synthetic_num_val=4",
+            "model.init_scheme=default",
+        ]
+    )
     assert code == 2 and time.perf_counter() - start < 30  # timm's own retries take about a minute
     err = capsys.readouterr().err
     assert "init.pretrained: 'deit_small_patch16_224' names timm's ImageNet weights, but HF_HUB_OFFLINE" in err

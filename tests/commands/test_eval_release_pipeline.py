@@ -1,15 +1,17 @@
 """From frames on disk to the release's logits: ``haltingvt eval`` with the release checkpoint on real footage
 gives what the release model gives on MMAction2's own pipeline tensors (the oracle extra)."""
+
 import json
 
 import pytest
 import torch
 
-from model_helpers import OFFICIAL
-from engine_helpers import one_thread
-from footage import real_frame_folders
 from haltingvt.cli import main
 from haltingvt.data import build_dataset, collate_eval, normalize
+
+from engine_helpers import one_thread
+from footage import real_frame_folders
+from model_helpers import OFFICIAL
 from oracle_helpers import mm_pipeline, mmaction2_transforms
 
 mmaction2_transforms()  # skip without the oracle extra
@@ -27,14 +29,41 @@ def test_eval_from_frames_equals_mmaction2_pipeline(tmp_path, capsys, official_a
     val = tmp_path / "val.txt"
     val.write_text("".join(f"{n} {total} {labels[n]}\n" for n, (_, total) in folders.items()))
     overrides = [f"model.{k}={json.dumps(v)}" for k, v in official_arch.items()] + [
-        "model.num_classes=7", "model.depth=12", "data.format=rawframes", f"data.data_root={tmp_path / 'frames'}",
-        f"data.val_list={val}", f"data.test_list={val}", f"data.clip_len={clip_len}",
-        f"data.frame_interval={interval}", f"data.test_num_clips={clips}", f"data.test_num_crops={3 if three else 1}",
-        f"data.test_scale={scale}", f"data.crop_size={crop}", "data.num_workers=0", "init.pretrained=null"]
+        "model.num_classes=7",
+        "model.depth=12",
+        "data.format=rawframes",
+        f"data.data_root={tmp_path / 'frames'}",
+        f"data.val_list={val}",
+        f"data.test_list={val}",
+        f"data.clip_len={clip_len}",
+        f"data.frame_interval={interval}",
+        f"data.test_num_clips={clips}",
+        f"data.test_num_crops={3 if three else 1}",
+        f"data.test_scale={scale}",
+        f"data.crop_size={crop}",
+        "data.num_workers=0",
+        "init.pretrained=null",
+    ]
     dump = tmp_path / "pred.json"
     with one_thread():
-        assert main(["eval", "minik_g03_b10", str(OFFICIAL / "checkpoint.pth"), "--device", "cpu", "--split", "val",
-                     "--dump", str(dump), "--set", *overrides]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "minik_g03_b10",
+                    str(OFFICIAL / "checkpoint.pth"),
+                    "--device",
+                    "cpu",
+                    "--split",
+                    "val",
+                    "--dump",
+                    str(dump),
+                    "--set",
+                    *overrides,
+                ]
+            )
+            == 0
+        )
     assert "2 videos" in capsys.readouterr().out
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(dump.read_text())["predictions"]}
 

@@ -1,5 +1,6 @@
 """The README's "Train on your own videos" path, end to end through the CLI: a folder of mp4 clips per class
 -> config with _base_ -> train -> plot -> eval (per-class, confusion) -> predict -> config."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine_helpers import one_thread
 from haltingvt.cli import main
 from haltingvt.config import load_config
 from haltingvt.data.export import export
+
+from engine_helpers import one_thread
 
 CLASSES = ["move_left", "move_right", "grow"]  # folder names; sorted: grow, move_left, move_right
 
@@ -55,8 +57,22 @@ def test_folder_of_clips_to_train_eval_predict(tmp_path, capsys):
     config.write_text(MY_YAML.format(root=clips))
     run = tmp_path / "runs" / "mine"
 
-    assert main(["train", str(config), "--work-dir", str(run), "--seed", "0", "--no-progress",
-                 "--cfg-options", "train.warmup_epochs=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(config),
+                "--work-dir",
+                str(run),
+                "--seed",
+                "0",
+                "--no-progress",
+                "--cfg-options",
+                "train.warmup_epochs=0",
+            ]
+        )
+        == 0
+    )
     for name in ("best.pth", "latest.pth", "train_log.csv", "val_log.csv", "curves.png", "summary.json"):
         assert (run / name).is_file(), name
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -66,8 +82,22 @@ def test_folder_of_clips_to_train_eval_predict(tmp_path, capsys):
     assert main(["plot", str(run)]) == 0 and (run / "curves.png").is_file()
 
     capsys.readouterr()
-    assert main(["eval", str(config), str(run / "best.pth"), "--confusion", str(run / "confusion.png"),
-                 "--work-dir", str(run), "--split", "test"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(config),
+                str(run / "best.pth"),
+                "--confusion",
+                str(run / "confusion.png"),
+                "--work-dir",
+                str(run),
+                "--split",
+                "test",
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert "lowest per-class top-1" in report and f"metrics: {run / 'eval_test.json'}" in report
     metrics = json.loads((run / "eval_test.json").read_text())
@@ -91,14 +121,48 @@ def test_folder_of_clips_to_train_eval_predict(tmp_path, capsys):
 @pytest.mark.parametrize("layout", ["folders", "lists"])
 def test_synthetic_prints_a_train_command_that_works(tmp_path, capsys, monkeypatch, layout):
     monkeypatch.chdir(tmp_path)
-    assert main(["synthetic", "clips", "--format", "mp4", "--layout", layout, "--splits", "train", "val",
-                 "--num", "8", "4", "--frames", "4", "--classes", *CLASSES]) == 0
+    assert (
+        main(
+            [
+                "synthetic",
+                "clips",
+                "--format",
+                "mp4",
+                "--layout",
+                layout,
+                "--splits",
+                "train",
+                "val",
+                "--num",
+                "8",
+                "4",
+                "--frames",
+                "4",
+                "--classes",
+                *CLASSES,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     command = shlex.split(printed)
     assert command[:3] == ["haltingvt", "train", "demo_synthetic"]
     assert "model.num_classes=3" in command and ("data.format=folders" in command) == (layout == "folders")
-    assert main(command[1:] + ["--no-progress", "--work-dir", "run", "--set", "train.epochs=1",
-                               "train.batch_size=4", "train.log_interval=1"]) == 0
+    assert (
+        main(
+            command[1:]
+            + [
+                "--no-progress",
+                "--work-dir",
+                "run",
+                "--set",
+                "train.epochs=1",
+                "train.batch_size=4",
+                "train.log_interval=1",
+            ]
+        )
+        == 0
+    )
     assert Path("run/best.pth").is_file()
 
 

@@ -1,23 +1,36 @@
 """Frame folders (Pillow) and video files (PyAV): seeking, frame counts, bad files."""
+
 import shutil
 
 import numpy as np
 import pytest
 
+from haltingvt.data import DataError, FrameFolderReader, VideoReader, load_views
+
 from data_helpers import (
-    frame_number, textured_frame, truncate_file, write_frame_folder, write_numbered_folder,
-    write_numbered_video, write_video,
+    frame_number,
+    small_config,
+    textured_frame,
+    truncate_file,
+    write_frame_folder,
+    write_numbered_folder,
+    write_numbered_video,
+    write_video,
 )
-from data_helpers import small_config
-from haltingvt.data import load_views
-from haltingvt.data import DataError, FrameFolderReader, VideoReader
 
 SPARSE = [3, 17, 18, 31, 39, 5, 17]  # unsorted, repeated, backwards: all must come back in order
 
 
-@pytest.mark.parametrize("name, codec", [
-    ("v.mp4", "mpeg4"), ("v.mp4", "libx264"), ("v.webm", "libvpx"), ("v.avi", "mpeg4"), ("v.mkv", "libx264"),
-])
+@pytest.mark.parametrize(
+    "name, codec",
+    [
+        ("v.mp4", "mpeg4"),
+        ("v.mp4", "libx264"),
+        ("v.webm", "libvpx"),
+        ("v.avi", "mpeg4"),
+        ("v.mkv", "libx264"),
+    ],
+)
 def test_seek_equals_sequential_decode(tmp_path, name, codec):
     path = write_numbered_video(tmp_path / name, 40, codec=codec, gop=8)
     seek = VideoReader(path, seek_gap=0)  # seek before every wanted frame
@@ -100,8 +113,17 @@ def test_video_and_frames_give_close_pixels(tmp_path):
     frames = [textured_frame(i, 96, 128) for i in range(24)]
     video = write_video(tmp_path / "v.mp4", frames)
     folder = write_frame_folder(tmp_path / "v_frames", frames)
-    cfg = small_config(tmp_path, "video", "unused.txt", clip_len=4, frame_interval=4, test_scale=64,
-                       crop_size=56, test_num_crops=3, test_num_clips=2)
+    cfg = small_config(
+        tmp_path,
+        "video",
+        "unused.txt",
+        clip_len=4,
+        frame_interval=4,
+        test_scale=64,
+        crop_size=56,
+        test_num_crops=3,
+        test_num_clips=2,
+    )
     a = load_views(video, cfg).float()
     b = load_views(folder, cfg).float()
     assert a.shape == b.shape == (6, 3, 4, 56, 56)

@@ -1,4 +1,6 @@
-"""``haltingvt extract-frames``: videos -> frame folders / re-encoded mp4 + list files (MMAction2 build_rawframes.py)."""
+"""``haltingvt extract-frames``: videos -> frame folders / re-encoded mp4 + list files
+(MMAction2 build_rawframes.py)."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +9,15 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 from PIL import Image
 
-from footage import clip_path
-from data_helpers import frame_number, small_config, truncate_file, write_numbered_video
 from haltingvt.cli import main
 from haltingvt.data import build_dataset, read_class_names, read_list
 from haltingvt.data.extract import extract_videos, find_videos, list_line, new_size, show
 from haltingvt.data.transforms import imresize, rescale_size
+
+from data_helpers import frame_number, small_config, truncate_file, write_numbered_video
+from footage import clip_path
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -75,7 +77,10 @@ def test_extract_generated_videos_list_reads_back(tmp_path, capsys):
 
     records = read_list(out / "rawframes.txt", "rawframes", out, num_classes=2)
     assert [(Path(r.path).relative_to(out).as_posix(), r.total_frames, r.labels) for r in records] == [
-        ("jump/a clip", 14, [0]), ("run/b", 12, [1]), ("run/c", 16, [1])]
+        ("jump/a clip", 14, [0]),
+        ("run/b", 12, [1]),
+        ("run/c", 16, [1]),
+    ]
     cfg = small_config(out, "rawframes", out / "rawframes.txt", num_classes=2, classes=str(out / "classes.txt"))
     ds = build_dataset(cfg, "train")
     assert ds.classes == ["jump", "run"] and ds[0]["clips"].shape[1:] == (3, 4, 32, 32)
@@ -86,8 +91,10 @@ def test_extract_real_footage_short_side_256(tmp_path):
     (tmp_path / "v").mkdir()
     os.symlink(bikes, tmp_path / "v" / "bikes.mp4")
     out = tmp_path / "out"
-    assert main(["extract-frames", str(tmp_path / "v"), str(out), "--new-short", "256", "--workers", "1",
-                 "--no-progress"]) == 0
+    assert (
+        main(["extract-frames", str(tmp_path / "v"), str(out), "--new-short", "256", "--workers", "1", "--no-progress"])
+        == 0
+    )
     assert (out / "rawframes.txt").read_text() == "bikes 250 0\n"  # no class folders: label 0
     assert not (out / "classes.txt").exists()
     names = sorted(os.listdir(out / "bikes"))
@@ -140,7 +147,10 @@ def test_broken_videos_reported_and_skipped(tmp_path, capsys):
     assert (out / "rawframes.txt").read_text() == "good 10 0\n"
     summary = json.loads((out / "extract_summary.json").read_text())
     assert summary["failed"] == 3 and {f["video"] for f in summary["failures"]} == {
-        "bad\\x1bname\\n.mp4", "cut.mp4", "garbage.mp4"}
+        "bad\\x1bname\\n.mp4",
+        "cut.mp4",
+        "garbage.mp4",
+    }
     assert not any(p.name.endswith(".partial") for p in out.iterdir())
 
     (videos / "good.mp4").unlink()  # nothing readable: a non-zero exit
@@ -161,8 +171,26 @@ def test_to_video_reencodes_with_short_gop(tmp_path, capsys):
     videos = _video_tree(tmp_path)
     out = tmp_path / "mp4"
     # short side 33 -> 44x33; H.264 4:2:0 needs even sizes -> 44x32
-    assert main(["extract-frames", str(videos), str(out), "--to-video", "--new-short", "33", "--gop", "4",
-                 "--workers", "1", "--no-progress", "--crf", "10"]) == 0
+    assert (
+        main(
+            [
+                "extract-frames",
+                str(videos),
+                str(out),
+                "--to-video",
+                "--new-short",
+                "33",
+                "--gop",
+                "4",
+                "--workers",
+                "1",
+                "--no-progress",
+                "--crf",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert "3 re-encoded" in capsys.readouterr().out
     assert (out / "videos.txt").read_text().splitlines() == ["jump/a clip.mp4;0", "run/b.mp4 1", "run/c.mp4 1"]
     with av.open(str(out / "run" / "c.mp4")) as c:
@@ -172,6 +200,7 @@ def test_to_video_reencodes_with_short_gop(tmp_path, capsys):
     assert keys[0] == 0 and max(np.diff(keys + [16])) <= 4
     records = read_list(out / "videos.txt", "video", out, num_classes=2)
     from haltingvt.data import open_reader
+
     frames = open_reader(records[2].path).read(range(16))
     assert [frame_number(f) for f in frames] == list(range(16))
     again = extract_videos(videos, out, to_video=True, new_short=33)
@@ -186,8 +215,21 @@ def test_class_names_of_the_training_split_label_the_validation_split(tmp_path, 
         write_numbered_video(val / rel, 6)
     assert main(["extract-frames", str(videos), str(tmp_path / "f" / "train"), "--workers", "1", "--no-progress"]) == 0
     classes = tmp_path / "f" / "train" / "classes.txt"
-    assert main(["extract-frames", str(val), str(tmp_path / "f" / "val"), "--workers", "1", "--no-progress",
-                 "--class-names", str(classes)]) == 0
+    assert (
+        main(
+            [
+                "extract-frames",
+                str(val),
+                str(tmp_path / "f" / "val"),
+                "--workers",
+                "1",
+                "--no-progress",
+                "--class-names",
+                str(classes),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "skipped swim/v2.mp4: its folder 'swim' is not a class of the class-name file" in captured.err
     assert (tmp_path / "f" / "val" / "rawframes.txt").read_text() == "run/v1 6 1\n"  # run is class 1, as in training

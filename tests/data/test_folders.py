@@ -1,4 +1,5 @@
 """data.format=folders: scanning ROOT/<class>/<clip> trees into records and class names."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,20 +41,24 @@ def test_split_folders_give_sorted_class_names_and_labels(tmp_path):
     class_tree(tmp_path / "train", {"walk": 2, "jump": 3, "Zebra crossing": 1})
     class_tree(tmp_path / "val", {"jump": 1, "walk": 1})
     frame_folder(tmp_path / "train" / "walk" / "clip_frames")
-    touch(tmp_path / "train" / "walk" / "notes.txt")          # ignored: neither video nor frame folder
-    touch(tmp_path / "train" / "walk" / ".hidden.mp4")        # ignored: hidden
-    (tmp_path / "train" / ".cache").mkdir()                   # ignored: hidden class folder
+    touch(tmp_path / "train" / "walk" / "notes.txt")  # ignored: neither video nor frame folder
+    touch(tmp_path / "train" / "walk" / ".hidden.mp4")  # ignored: hidden
+    (tmp_path / "train" / ".cache").mkdir()  # ignored: hidden class folder
     splits = scan_folders(tmp_path)
     assert splits.class_names == ["Zebra crossing", "jump", "walk"]  # sorted like ImageFolder
     assert splits.layout == "split folders" and splits.test_is_val
     train = splits.split("train")
     assert [(Path(r.path).name, r.labels, r.is_video) for r in train] == [
         ("Zebra crossing_000.mp4", [0], True),
-        ("jump_000.mp4", [1], True), ("jump_001.mp4", [1], True), ("jump_002.mp4", [1], True),
-        ("clip_frames", [2], False), ("walk_000.mp4", [2], True), ("walk_001.mp4", [2], True),
+        ("jump_000.mp4", [1], True),
+        ("jump_001.mp4", [1], True),
+        ("jump_002.mp4", [1], True),
+        ("clip_frames", [2], False),
+        ("walk_000.mp4", [2], True),
+        ("walk_001.mp4", [2], True),
     ]
     assert [r.labels[0] for r in splits.split("val")] == [1, 2]  # val's labels follow train's class list
-    assert splits.split("test") == splits.split("val")          # no test/: test is val
+    assert splits.split("test") == splits.split("val")  # no test/: test is val
 
 
 def test_split_ratio_is_per_class_seeded_and_disjoint(tmp_path):
@@ -65,7 +70,7 @@ def test_split_ratio_is_per_class_seeded_and_disjoint(tmp_path):
     all_paths = sum(paths.values(), [])
     assert len(set(all_paths)) == 31  # every clip in exactly one split
     again = scan_folders(tmp_path, split_ratio=[0.6, 0.2, 0.2], split_seed=3)
-    assert [r.path for r in again.records["val"]] == paths["val"]   # same seed: same split
+    assert [r.path for r in again.records["val"]] == paths["val"]  # same seed: same split
     other = scan_folders(tmp_path, split_ratio=[0.6, 0.2, 0.2], split_seed=4)
     assert [r.path for r in other.records["val"]] != paths["val"]
     # Adding a class leaves the split of the others as it was.
@@ -136,9 +141,12 @@ def test_missing_val_folder_is_an_error_only_when_val_is_used(tmp_path):
 
 def test_wrong_frame_template_is_caught_at_scan_time(tmp_path):
     touch(tmp_path / "a" / "clip0" / "frame_0000.png")
-    with pytest.raises(FolderLayoutError, match=r"clip0: frame folder without 'img_00001\.jpg' "
-                                                r"\(data\.filename_tmpl='img_\{:05\}\.jpg', data\.start_index=1\); "
-                                                r"it holds frame_0000\.png"):
+    with pytest.raises(
+        FolderLayoutError,
+        match=r"clip0: frame folder without 'img_00001\.jpg' "
+        r"\(data\.filename_tmpl='img_\{:05\}\.jpg', data\.start_index=1\); "
+        r"it holds frame_0000\.png",
+    ):
         scan_folders(tmp_path, split_ratio=[1.0, 0.0])
     s = scan_folders(tmp_path, split_ratio=[1.0, 0.0], filename_tmpl="frame_{:04}.png", start_index=0)
     assert [r.is_video for r in s.split("train")] == [False]
@@ -148,8 +156,11 @@ def test_num_classes_check_gives_the_setting(tmp_path):
     class_tree(tmp_path, {"a": 2, "b": 2, "c": 2})
     s = scan_folders(tmp_path)
     check_num_classes(s, 3)
-    with pytest.raises(ConfigError, match=r"has 3 class folders \(a, b, c\) but model.num_classes is 200; "
-                                          r"set model.num_classes=3"):
+    with pytest.raises(
+        ConfigError,
+        match=r"has 3 class folders \(a, b, c\) but model.num_classes is 200; "
+        r"set model.num_classes=3",
+    ):
         check_num_classes(s, 200)
 
 
@@ -163,9 +174,20 @@ def folder_cfg(root: Path, num_classes: int, **data) -> dict:
     return {
         "model": {"num_classes": num_classes},
         "loss": {"multi_label": False},
-        "data": {"format": "folders", "data_root": str(root), "classes": None, "split_ratio": [0.5, 0.5],
-                 "split_seed": 0, "clip_len": 4, "frame_interval": 1, "train_scale": [32, 32], "crop_size": 32,
-                 "test_scale": 32, "randaugment": None, **data},
+        "data": {
+            "format": "folders",
+            "data_root": str(root),
+            "classes": None,
+            "split_ratio": [0.5, 0.5],
+            "split_seed": 0,
+            "clip_len": 4,
+            "frame_interval": 1,
+            "train_scale": [32, 32],
+            "crop_size": 32,
+            "test_scale": 32,
+            "randaugment": None,
+            **data,
+        },
     }
 
 
@@ -173,8 +195,16 @@ def test_build_dataset_reads_mp4_clips_and_exposes_the_class_names(tmp_path):
     from haltingvt.data.export import export
 
     for split, n in (("train", 6), ("val", 3)):
-        export(tmp_path, split, "mp4", n, num_frames=4, size=32, classes=["move_left", "move_right", "grow"],
-               layout="folders")
+        export(
+            tmp_path,
+            split,
+            "mp4",
+            n,
+            num_frames=4,
+            size=32,
+            classes=["move_left", "move_right", "grow"],
+            layout="folders",
+        )
     assert not (tmp_path / "classes.txt").exists()
     train = build_dataset(folder_cfg(tmp_path, 3), "train")
     assert train.classes == ["grow", "move_left", "move_right"]

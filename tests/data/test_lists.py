@@ -1,10 +1,12 @@
 """Annotation lists, class-name files and build_dataset's config handling."""
+
 import pytest
 
 import haltingvt.data.datasets
-from data_helpers import small_config, write_lines
 from haltingvt.config import ConfigError, load_config
 from haltingvt.data import ListFormatError, build_dataset, read_class_names, read_list
+
+from data_helpers import small_config, write_lines
 
 
 def test_rawframe_list_single_and_multi_label(tmp_path):
@@ -20,8 +22,7 @@ def test_rawframe_list_single_and_multi_label(tmp_path):
 def test_rawframe_offset_form(tmp_path):
     lst = write_lines(tmp_path / "l.txt", ["v1 100 30 4", "v2 0 12 1 2"])
     recs = read_list(lst, "rawframes", None, with_offset=True, multi_label=True)
-    assert [(r.path, r.offset, r.total_frames, r.labels) for r in recs] == [
-        ("v1", 100, 30, [4]), ("v2", 0, 12, [1, 2])]
+    assert [(r.path, r.offset, r.total_frames, r.labels) for r in recs] == [("v1", 100, 30, [4]), ("v2", 0, 12, [1, 2])]
 
 
 def test_video_list_and_semicolon_paths_with_spaces(tmp_path):
@@ -33,11 +34,14 @@ def test_video_list_and_semicolon_paths_with_spaces(tmp_path):
 
 
 def test_arnet_list_spaces_and_semicolons(tmp_path):
-    lst = write_lines(tmp_path / "l.txt", [
-        "images/val/air drumming/7LSJ2Ryv1a8_000000_000010 60 0",
-        "images/val/playing  bass guitar/x_000001_000011;45;7",
-        "images/val/clip.mp4 300 3",
-    ])
+    lst = write_lines(
+        tmp_path / "l.txt",
+        [
+            "images/val/air drumming/7LSJ2Ryv1a8_000000_000010 60 0",
+            "images/val/playing  bass guitar/x_000001_000011;45;7",
+            "images/val/clip.mp4 300 3",
+        ],
+    )
     recs = read_list(lst, "arnet", "root", num_classes=200)
     assert recs[0].path == "root/images/val/air drumming/7LSJ2Ryv1a8_000000_000010"
     assert (recs[0].total_frames, recs[0].labels, recs[0].is_video) == (60, [0], False)
@@ -46,15 +50,18 @@ def test_arnet_list_spaces_and_semicolons(tmp_path):
     assert recs[2].is_video  # a video file in an AR-Net style list is decoded as a video
 
 
-@pytest.mark.parametrize("fmt, lines, msg", [
-    ("rawframes", ["a 10 1", "b 10 1", "c ten 1"], "total_frames must be an integer"),
-    ("rawframes", ["a 10 1", "b 10"], "expected 'frame_dir total_frames label"),
-    ("video", ["a.mp4 1", "a.mp4 x"], "label must be an integer"),
-    ("video", ["a.mp4 1", "a.mp4"], "expected 'path label"),
-    ("arnet", ["a b 3 1", "a b 3"], "frame count must be an integer"),
-    ("arnet", ["a b 3 1", "a;3"], "expected 'path;frames;label'"),
-    ("rawframes", ["a 10 1", "b 0 1"], "frame count must be positive"),
-])
+@pytest.mark.parametrize(
+    "fmt, lines, msg",
+    [
+        ("rawframes", ["a 10 1", "b 10 1", "c ten 1"], "total_frames must be an integer"),
+        ("rawframes", ["a 10 1", "b 10"], "expected 'frame_dir total_frames label"),
+        ("video", ["a.mp4 1", "a.mp4 x"], "label must be an integer"),
+        ("video", ["a.mp4 1", "a.mp4"], "expected 'path label"),
+        ("arnet", ["a b 3 1", "a b 3"], "frame count must be an integer"),
+        ("arnet", ["a b 3 1", "a;3"], "expected 'path;frames;label'"),
+        ("rawframes", ["a 10 1", "b 0 1"], "frame count must be positive"),
+    ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, fmt, lines, msg):
     lst = write_lines(tmp_path / "bad list.txt", lines)
     with pytest.raises(ListFormatError) as err:
@@ -115,7 +122,9 @@ def test_build_dataset_config_errors(tmp_path, monkeypatch):
 
 def test_synthetic_dispatch(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(haltingvt.data.datasets, "build_synthetic", lambda cfg, split: calls.append(split) or "synthetic-dataset")
+    monkeypatch.setattr(
+        haltingvt.data.datasets, "build_synthetic", lambda cfg, split: calls.append(split) or "synthetic-dataset"
+    )
     cfg = load_config("demo_synthetic")  # data keys that synthetic data ignores are refused, so a shipped config
     assert build_dataset(cfg, "val") == "synthetic-dataset" and calls == ["val"]
 

@@ -4,16 +4,18 @@
 release's mmaction2==1.0.0), mmengine and mmcv-lite; without them these tests skip. The rules are also
 pinned without MMAction2 in test_pipeline_rules.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from footage import clip_path, pan, photo, real_frame_folders
 from haltingvt.config import load_config
 from haltingvt.data import load_views, open_reader, sample_frame_indices
 from haltingvt.data.transforms import MMRandomCrop, build_train_transform, frames_to_video, resize_short_side
+
+from footage import clip_path, pan, photo, real_frame_folders
 from oracle_helpers import mm_pipeline, mmaction2_transforms
 
 mmt = mmaction2_transforms()
@@ -41,12 +43,13 @@ def test_train_indices_span_the_same_range(setting, monkeypatch):
     value, both give the same indices for every length, so both draw from the same ranges."""
     clip_len, interval, clips = setting
     for extreme in ("low", "high"):
-        def np_randint(low, high=None, size=None, dtype=int):
+
+        def np_randint(low, high=None, size=None, dtype=int, extreme=extreme):
             low, high = (0, low) if high is None else (low, high)
             value = low if extreme == "low" else high - 1
             return value if size is None else np.full(size, value)
 
-        def torch_randint(high, size=(), generator=None, **kw):
+        def torch_randint(high, size=(), generator=None, extreme=extreme, **kw):
             return torch.full(size, 0 if extreme == "low" else high - 1, dtype=torch.long)
 
         monkeypatch.setattr(np.random, "randint", np_randint)
@@ -78,8 +81,14 @@ def _real_frames() -> dict[str, list[np.ndarray]]:
     for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"):
         reader = open_reader(str(clip_path(name)), is_video=True)
         out[name] = reader.read([0, 40, 80])
-    for name, (w, h) in {"astronaut": (1920, 1080), "coffee": (1280, 720), "chelsea": (341, 257),
-                         "rocket": (340, 256), "astronaut-portrait": (480, 640), "coffee-small": (200, 150)}.items():
+    for name, (w, h) in {
+        "astronaut": (1920, 1080),
+        "coffee": (1280, 720),
+        "chelsea": (341, 257),
+        "rocket": (340, 256),
+        "astronaut-portrait": (480, 640),
+        "coffee-small": (200, 150),
+    }.items():
         out[f"{name} {w}x{h}"] = pan(photo(name.split("-")[0]), 3, w, h)
     return out
 
@@ -120,8 +129,9 @@ def test_random_rescale_and_crop_equal(real_frames):
     # the ranges: short side 256..320 both included, crop offsets 0 .. side - 225 (MMAction2 never draws side - 224)
     frames = real_frames["bikes.mp4"][:1]
     np.random.seed(0)
-    theirs = {int(mmt.RandomRescale((256, 320))({"imgs": frames, "img_shape": (272, 640)})["short_edge"])
-              for _ in range(2000)}
+    theirs = {
+        int(mmt.RandomRescale((256, 320))({"imgs": frames, "img_shape": (272, 640)})["short_edge"]) for _ in range(2000)
+    }
     assert theirs == set(range(256, 321))
     torch.manual_seed(0)
     tf = build_train_transform([256, 320], 224, None)
@@ -131,8 +141,10 @@ def test_random_rescale_and_crop_equal(real_frames):
     video = frames_to_video([yx])
     ours = {(int(o[0, 0, 0, 0]), int(o[0, 1, 0, 0])) for o in (MMRandomCrop(224)(video) for _ in range(400))}
     np.random.seed(1)
-    theirs = {tuple(int(v) for v in mmt.RandomCrop(224)({"imgs": [yx], "img_shape": (230, 226)})["crop_bbox"][[1, 0]])
-              for _ in range(400)}
+    theirs = {
+        tuple(int(v) for v in mmt.RandomCrop(224)({"imgs": [yx], "img_shape": (230, 226)})["crop_bbox"][[1, 0]])
+        for _ in range(400)
+    }
     assert ours == theirs == {(y, x) for y in range(6) for x in range(2)}
 
 
@@ -142,14 +154,24 @@ def frame_folders(tmp_path_factory):
     return real_frame_folders(tmp_path_factory.mktemp("rawframes"))
 
 
-@pytest.mark.parametrize("setting", [(8, 32, 1, 256, 224, False), (10, 64, 1, 256, 224, False),
-                                     (8, 8, 2, 224, 224, True), (4, 16, 3, 128, 112, False)],
-                         ids=["minik-8x32", "anet-10x64", "8x8x2-threecrop", "4x16x3"])
+@pytest.mark.parametrize(
+    "setting",
+    [(8, 32, 1, 256, 224, False), (10, 64, 1, 256, 224, False), (8, 8, 2, 224, 224, True), (4, 16, 3, 128, 112, False)],
+    ids=["minik-8x32", "anet-10x64", "8x8x2-threecrop", "4x16x3"],
+)
 def test_frame_folder_to_clip_equal(frame_folders, setting):
     clip_len, interval, clips, scale, crop, three = setting
-    cfg = load_config("minik_g03_b10", [f"data.clip_len={clip_len}", f"data.frame_interval={interval}",
-                                        f"data.test_num_clips={clips}", f"data.test_num_crops={3 if three else 1}",
-                                        f"data.test_scale={scale}", f"data.crop_size={crop}"])
+    cfg = load_config(
+        "minik_g03_b10",
+        [
+            f"data.clip_len={clip_len}",
+            f"data.frame_interval={interval}",
+            f"data.test_num_clips={clips}",
+            f"data.test_num_crops={3 if three else 1}",
+            f"data.test_scale={scale}",
+            f"data.crop_size={crop}",
+        ],
+    )
     for name, (folder, total) in frame_folders.items():
         theirs = mm_pipeline(folder, total, clip_len, interval, clips, scale, crop, three)
         ours = load_views(folder, cfg)
@@ -162,7 +184,13 @@ def test_video_file_to_clip_equal():
     path = clip_path("bikes.mp4")
     cfg = load_config("minik_g03_b10")
     results = {"filename": str(path), "start_index": 0, "modality": "RGB"}
-    for t in (mmt.PyAVInit(), mmt.SampleFrames(8, 32, 1, test_mode=True), mmt.PyAVDecode(),
-              mmt.Resize(scale=(-1, 256)), mmt.CenterCrop(224), mmt.FormatShape("NCTHW")):
+    for t in (
+        mmt.PyAVInit(),
+        mmt.SampleFrames(8, 32, 1, test_mode=True),
+        mmt.PyAVDecode(),
+        mmt.Resize(scale=(-1, 256)),
+        mmt.CenterCrop(224),
+        mmt.FormatShape("NCTHW"),
+    ):
         results = t(results)
     assert np.array_equal(load_views(path, cfg).numpy(), results["imgs"])

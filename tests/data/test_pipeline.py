@@ -1,4 +1,5 @@
 """Sampling, clip transforms, datasets, collate functions and DataLoader workers."""
+
 import pickle
 
 import numpy as np
@@ -6,15 +7,28 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data_helpers import (
-    frame_number, numbered_frame, small_config, textured_frame, truncate_file,
-    write_lines, write_numbered_folder, write_numbered_video, write_video,
-)
 from haltingvt.data import (
-    EvalTransform, build_dataset, build_train_transform, collate_eval, collate_train, normalize,
+    EvalTransform,
+    build_dataset,
+    build_train_transform,
+    collate_eval,
+    collate_train,
+    normalize,
     sample_frame_indices,
 )
 from haltingvt.data.transforms import frames_to_video
+
+from data_helpers import (
+    frame_number,
+    numbered_frame,
+    small_config,
+    textured_frame,
+    truncate_file,
+    write_lines,
+    write_numbered_folder,
+    write_numbered_video,
+    write_video,
+)
 
 
 # -- sampling ---------------------------------------------------------------------------------
@@ -54,10 +68,8 @@ def test_test_sampling_segments_is_mmaction2_0x():
 
 
 def test_short_video_loop_and_clamp():
-    assert sample_frame_indices(20, 8, 4, train=False, short_video="loop").tolist() == [
-        [0, 4, 8, 12, 16, 0, 4, 8]]
-    assert sample_frame_indices(20, 8, 4, train=False, short_video="clamp").tolist() == [
-        [0, 4, 8, 12, 16, 19, 19, 19]]
+    assert sample_frame_indices(20, 8, 4, train=False, short_video="loop").tolist() == [[0, 4, 8, 12, 16, 0, 4, 8]]
+    assert sample_frame_indices(20, 8, 4, train=False, short_video="clamp").tolist() == [[0, 4, 8, 12, 16, 19, 19, 19]]
     idx = sample_frame_indices(20, 8, 4, train=True, short_video="clamp")
     assert idx.max() == 19 and idx[0, 0] == 0
     with pytest.raises(ValueError, match="short_video"):
@@ -160,8 +172,16 @@ def test_train_augmentation_keeps_static_clip_static(video_set):
 
 def test_multi_label_rawframes_with_offset_and_eval_views(video_set):
     lst = write_lines(video_set / "val.txt", ["frames/air drumming/c;10;20;0;3", "frames/air drumming/c;0;40;4"])
-    cfg = small_config(video_set, "rawframes", lst, multi_label=True, with_offset=True,
-                       test_num_clips=2, test_num_crops=3, randaugment=None)
+    cfg = small_config(
+        video_set,
+        "rawframes",
+        lst,
+        multi_label=True,
+        with_offset=True,
+        test_num_clips=2,
+        test_num_crops=3,
+        randaugment=None,
+    )
     ds = build_dataset(cfg, "val")
     s = ds[0]
     assert s["clips"].shape == (6, 3, 4, 32, 32)
@@ -216,7 +236,9 @@ def test_collate_train_interleaves(video_set):
     batch = collate_train(samples)
     assert batch["clips"].shape == (6, 3, 4, 32, 32)
     for i, s in enumerate(samples):
-        assert torch.equal(batch["clips"][2 * i], s["clips"][0]) and torch.equal(batch["clips"][2 * i + 1], s["clips"][1])
+        assert torch.equal(batch["clips"][2 * i], s["clips"][0]) and torch.equal(
+            batch["clips"][2 * i + 1], s["clips"][1]
+        )
     assert batch["label"].tolist() == [1, 1, 2, 2, 0, 0] and batch["motion_label"].tolist() == [1, 0] * 3
     assert batch["index"].tolist() == [0, 1, 2] and batch["skipped"] == []
 

@@ -1,5 +1,6 @@
 """``haltingvt prepare activitynet``: ActivityNet v1.3 JSON -> multi-label rawframes lists + classes; AR-Net's
 Mini-Kinetics list lines."""
+
 from __future__ import annotations
 
 import json
@@ -7,23 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from data_helpers import small_config, write_lines, write_numbered_folder
 from haltingvt.cli import main
 from haltingvt.data import build_dataset, read_class_names, read_list
 from haltingvt.data.prepare import prepare_activitynet
 
+from data_helpers import small_config, write_lines, write_numbered_folder
+
 
 def _anet(path: Path, database: dict) -> Path:
-    doc = {"version": "VERSION 1.3", "taxonomy": [{"nodeName": "Root", "parentName": None, "nodeId": 0}],
-           "database": database}
+    doc = {
+        "version": "VERSION 1.3",
+        "taxonomy": [{"nodeName": "Root", "parentName": None, "nodeId": 0}],
+        "database": database,
+    }
     path.write_text(json.dumps(doc))
     return path
 
 
 def _video(subset: str, *labels: str, duration: float = 60.0) -> dict:
     anns = [{"label": lab, "segment": [1.0 + i, 20.0 + i]} for i, lab in enumerate(labels)]
-    return {"subset": subset, "duration": duration, "resolution": "640x360",
-            "url": "https://www.youtube.com/watch?v=x", "annotations": anns}
+    return {
+        "subset": subset,
+        "duration": duration,
+        "resolution": "640x360",
+        "url": "https://www.youtube.com/watch?v=x",
+        "annotations": anns,
+    }
 
 
 DATABASE = {
@@ -63,9 +73,18 @@ def test_activitynet_lists_classes_and_multi_label_lines(tmp_path, anet, capsys)
 
     records = read_list(out / "train.txt", "rawframes", frames, num_classes=4, multi_label=True)
     assert [(Path(r.path).name, r.total_frames, r.labels) for r in records] == [
-        ("-Wn-zxH4kw8", 9, [1, 2]), ("v_sJFgo9H6zNo", 7, [1])]
-    cfg = small_config(frames, "rawframes", out / "train.txt", out / "val.txt", num_classes=4, multi_label=True,
-                       classes=str(out / "classes.txt"))
+        ("-Wn-zxH4kw8", 9, [1, 2]),
+        ("v_sJFgo9H6zNo", 7, [1]),
+    ]
+    cfg = small_config(
+        frames,
+        "rawframes",
+        out / "train.txt",
+        out / "val.txt",
+        num_classes=4,
+        multi_label=True,
+        classes=str(out / "classes.txt"),
+    )
     ds = build_dataset(cfg, "val")
     assert ds.classes[3] == "Zumba" and ds[0]["clips"].shape[-2:] == (32, 32)
     assert "haltingvt train anet_g05_b10 --set model.num_classes=4 loss.multi_label=true" in text
@@ -73,18 +92,25 @@ def test_activitynet_lists_classes_and_multi_label_lines(tmp_path, anet, capsys)
 
 def _bad_cases():
     ok = dict(DATABASE)
-    yield "not json", "{\"database\": {", "not JSON: "
+    yield "not json", '{"database": {', "not JSON: "
     yield "no database", json.dumps({"taxonomy": []}), 'no "database" object'
     yield "no subset", {**ok, "vidNoSubset": {"annotations": [{"label": "Ballet"}]}}, 'video vidNoSubset: no "subset"'
     yield "no annotations", {**ok, "vidNoAnns00": {"subset": "validation"}}, 'video vidNoAnns00: no "annotations"'
-    yield "no label", {**ok, "vidNoLabel0": {"subset": "training", "annotations": [{"segment": [1, 2]}]}}, \
-        'video vidNoLabel0: annotation 0 has no "label"'
-    yield "bad subset", {**ok, "vidSubset00": {"subset": "train", "annotations": []}}, \
-        "video vidSubset00: unknown subset 'train'"
+    yield (
+        "no label",
+        {**ok, "vidNoLabel0": {"subset": "training", "annotations": [{"segment": [1, 2]}]}},
+        'video vidNoLabel0: annotation 0 has no "label"',
+    )
+    yield (
+        "bad subset",
+        {**ok, "vidSubset00": {"subset": "train", "annotations": []}},
+        "video vidSubset00: unknown subset 'train'",
+    )
 
 
-@pytest.mark.parametrize("case", ["not json", "no database", "no subset", "no annotations", "no label", "bad subset",
-                                  "gap"])
+@pytest.mark.parametrize(
+    "case", ["not json", "no database", "no subset", "no annotations", "no label", "bad subset", "gap"]
+)
 def test_bad_annotations_are_one_line_naming_file_and_video(tmp_path, anet, capsys, case):
     ann, frames = anet
     out = tmp_path / "lists"
@@ -123,12 +149,15 @@ def test_missing_inputs(tmp_path, anet):
 def test_arnet_minikinetics_lines(tmp_path):
     """AR-Net's Mini-Kinetics lists (``path frames label``, space-separated; Kinetics class folders keep their
     spaces, as in ``air drumming``): the last two fields are the frame count and the label."""
-    lst = write_lines(tmp_path / "mini_val_videofolder.txt", [
-        "abseiling/0wR5jVB-WPk_000417_000427 300 0",
-        "air drumming/--nQbRBEz2s_000104_000114 300 1",
-        "playing bass guitar/-1RJnnzIb2k_000022_000032 249 123",
-        "zumba/zyvhQRNf8yQ_000005_000015 151 199",
-    ])
+    lst = write_lines(
+        tmp_path / "mini_val_videofolder.txt",
+        [
+            "abseiling/0wR5jVB-WPk_000417_000427 300 0",
+            "air drumming/--nQbRBEz2s_000104_000114 300 1",
+            "playing bass guitar/-1RJnnzIb2k_000022_000032 249 123",
+            "zumba/zyvhQRNf8yQ_000005_000015 151 199",
+        ],
+    )
     recs = read_list(lst, "arnet", "/data/minik/images", num_classes=200)
     assert [(r.path, r.total_frames, r.labels, r.is_video) for r in recs] == [
         ("/data/minik/images/abseiling/0wR5jVB-WPk_000417_000427", 300, [0], False),
@@ -143,8 +172,10 @@ def test_arnet_minikinetics_frames_read_through_build_dataset(tmp_path):
     frames = tmp_path / "frames"
     write_numbered_folder(frames / "air drumming" / "--nQbRBEz2s_000104_000114", 12, filename_tmpl="{:05d}.jpg")
     write_numbered_folder(frames / "abseiling" / "0wR5jVB-WPk_000417_000427", 10, filename_tmpl="{:05d}.jpg")
-    lst = write_lines(tmp_path / "mini_train_videofolder.txt", [
-        "abseiling/0wR5jVB-WPk_000417_000427 10 0", "air drumming/--nQbRBEz2s_000104_000114 12 1"])
+    lst = write_lines(
+        tmp_path / "mini_train_videofolder.txt",
+        ["abseiling/0wR5jVB-WPk_000417_000427 10 0", "air drumming/--nQbRBEz2s_000104_000114 12 1"],
+    )
     cfg = small_config(frames, "arnet", lst, num_classes=200, filename_tmpl="{:05d}.jpg")
     ds = build_dataset(cfg, "val")
     assert len(ds) == 2 and ds[1]["clips"].shape[-2:] == (32, 32)

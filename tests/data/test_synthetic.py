@@ -1,5 +1,6 @@
 """Built-in synthetic motion dataset: determinism, balance, no class information in single frames,
 sample-dict contract, export round trip through the real data pipeline."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,12 @@ from haltingvt.config import load_config
 from haltingvt.data import build_dataset, collate_eval, collate_train, read_class_names
 from haltingvt.data.export import export
 from haltingvt.data.synthetic import (
-    CLASSES, SyntheticMotion, _background, build_synthetic, make_clip, sample_rng,
+    CLASSES,
+    SyntheticMotion,
+    _background,
+    build_synthetic,
+    make_clip,
+    sample_rng,
 )
 
 
@@ -53,7 +59,8 @@ def test_single_frame_carries_no_class_information():
     """Per class, statistics of a random frame (colour, object position/size proxy) agree.
 
     The object's pixels are where the frame differs from the clip's background (re-rendered from the
-    sample's generator: the background is its first draw). Per-class means of a random frame's colour and of that object mask's centroid and
+    sample's generator: the background is its first draw). Per-class means of a random frame's colour and of that
+    object mask's centroid and
     area must agree within sampling noise, whereas the same statistics of the *change* between the
     first and last frame clearly separate the classes (the test would see information if it were there).
     """
@@ -72,7 +79,9 @@ def test_single_frame_carries_no_class_information():
         cx, cy = (xs.mean() / size, ys.mean() / size) if len(xs) else (0.5, 0.5)
         frame_stats[label].append([*f[t].mean((0, 1)) / 255, cx, cy, area])
         first, last = [np.nonzero(masks[k]) for k in (0, T - 1)]
-        centroid = [np.array([m[1].mean(), m[0].mean()]) / size if len(m[0]) else np.full(2, 0.5) for m in (first, last)]
+        centroid = [
+            np.array([m[1].mean(), m[0].mean()]) / size if len(m[0]) else np.full(2, 0.5) for m in (first, last)
+        ]
         motion_stats[label].append([*(centroid[1] - centroid[0]), masks[T - 1].mean() - masks[0].mean()])
 
     def spread(stats):
@@ -94,15 +103,29 @@ def test_export_round_trip_through_the_data_pipeline(tmp_path, fmt):
     assert read_class_names(tmp_path / "classes.txt") == classes
     lines = list_file.read_text().split("\n")
     assert len([line for line in lines if line]) == n
-    cfg = load_config("demo_synthetic", [
-        f"data.format={'rawframes' if fmt == 'frames' else 'video'}", f"data.data_root={tmp_path}",
-        f"data.val_list={list_file}", "data.frame_interval=1", f"data.clip_len={T}", f"data.test_scale={size}",
-        f"data.crop_size={size}", f"model.img_size={size}", f"model.num_frames={T}", "data.num_workers=0",
-    ])
+    cfg = load_config(
+        "demo_synthetic",
+        [
+            f"data.format={'rawframes' if fmt == 'frames' else 'video'}",
+            f"data.data_root={tmp_path}",
+            f"data.val_list={list_file}",
+            "data.frame_interval=1",
+            f"data.clip_len={T}",
+            f"data.test_scale={size}",
+            f"data.crop_size={size}",
+            f"model.img_size={size}",
+            f"model.num_frames={T}",
+            "data.num_workers=0",
+        ],
+    )
     ds = build_dataset(cfg, "val")
     reference = build_synthetic(
-        load_config("demo_synthetic", [f"data.synthetic_num_val={n}", "data.synthetic_seed=1", f"data.clip_len={T}",
-                                       f"model.img_size={size}"]), "val")
+        load_config(
+            "demo_synthetic",
+            [f"data.synthetic_num_val={n}", "data.synthetic_seed=1", f"data.clip_len={T}", f"model.img_size={size}"],
+        ),
+        "val",
+    )
     for i in range(n):
         got, want = ds[i], reference[i]
         assert "error" not in got, got.get("error")

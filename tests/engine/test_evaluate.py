@@ -1,4 +1,5 @@
 """Evaluation: metrics, multi-view averaging, unreadable samples, release checkpoints, 2-process torchrun."""
+
 import json
 import subprocess
 import sys
@@ -7,13 +8,13 @@ import pytest
 import torch
 
 import haltingvt
-from model_helpers import OFFICIAL
-from engine_helpers import HELPERS, TINY_MODEL, TinyEvalSet, one_thread, subprocess_env, tiny_config
 from haltingvt.data import normalize
 from haltingvt.engine.evaluate import evaluate, format_metrics
 from haltingvt.engine.metrics import average_precision, classification_metrics, mean_average_precision
 from haltingvt.models.weights import model_payload
 
+from engine_helpers import HELPERS, TINY_MODEL, TinyEvalSet, one_thread, subprocess_env, tiny_config
+from model_helpers import OFFICIAL
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +67,9 @@ def test_evaluate_multiview_unreadable_and_dump(tmp_path):
     assert dump["unreadable"][0]["path"] == "/data/tiny/val_002.mp4"
     assert "1 unreadable video(s)" in format_metrics(m)
 
-    early = evaluate(model, {**cfg, "test": {**cfg["test"], "early_exit": True}}, "val", "cpu", dataset=data,
-                     progress=False)
+    early = evaluate(
+        model, {**cfg, "test": {**cfg["test"], "early_exit": True}}, "val", "cpu", dataset=data, progress=False
+    )
     assert early["early_exit"] and early["num_evaluated"] == 6
 
 
@@ -82,8 +84,12 @@ def test_evaluate_release_checkpoint():
     arch = json.loads((OFFICIAL / "config.json").read_text())
     model = haltingvt.create_model(arch, num_classes=7)
     haltingvt.load_checkpoint(model, OFFICIAL / "checkpoint.pth")
-    cfg = {"model": model.arch, "loss": {"multi_label": False}, "data": {"num_workers": 0},
-           "test": {"batch_size": 2, "execution": "compact", "early_exit": False}}
+    cfg = {
+        "model": model.arch,
+        "loss": {"multi_label": False},
+        "data": {"num_workers": 0},
+        "test": {"batch_size": 2, "execution": "compact", "early_exit": False},
+    }
     m = evaluate(model, cfg, "val", "cpu", dataset=TinyEvalSet(4, views=1, frames=4, size=64), progress=False)
     assert m["num_evaluated"] == 4 and len(m["tokens_per_layer"]) == 10
 
@@ -97,8 +103,19 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     haltingvt.save_checkpoint(ckpt, model_payload(model, cfg))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HELPERS), "eval", str(tmp_path / "cfg.json"), str(ckpt), str(tmp_path / "two.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HELPERS),
+        "eval",
+        str(tmp_path / "cfg.json"),
+        str(ckpt),
+        str(tmp_path / "two.json"),
+    ]
     done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     two = json.loads((tmp_path / "two.json").read_text())

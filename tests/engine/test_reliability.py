@@ -1,5 +1,6 @@
 """Runs that cannot work fail (issue 22, parts 5-7): an epoch with no readable sample, a high skip rate, two
 trainings in one work dir, a model over the size limit, exit codes, and a resume that logs the very same rows."""
+
 import csv
 import errno
 import json
@@ -8,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,13 @@ import torch
 
 import haltingvt.engine.lock as lock_mod
 import haltingvt.engine.train as train_mod
-from engine_helpers import datasets, one_thread, subprocess_env, tiny_config
 from haltingvt.config import ConfigError
 from haltingvt.data.errors import DataError
 from haltingvt.engine.lock import LOCK_NAME, WorkDirBusyError, WorkDirLock
 from haltingvt.engine.train import train
 from haltingvt.models.weights import CheckpointWriteError, read_checkpoint
+
+from engine_helpers import datasets, one_thread, subprocess_env, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"clips_per_s", "clips_per_second", "wall_seconds"}
@@ -96,9 +97,17 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
     """A process holding the lock is killed with SIGKILL: its lock file stays, naming it; the next run takes over."""
     work = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from haltingvt.engine.lock import WorkDirLock; "
-                               "WorkDirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(120)",
-         str(work)], env=subprocess_env(), stdout=subprocess.PIPE, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from haltingvt.engine.lock import WorkDirLock; "
+            "WorkDirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(120)",
+            str(work),
+        ],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == b"locked"
         with pytest.raises(WorkDirBusyError, match=f"PID {holder.pid} "):
@@ -108,8 +117,10 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
         holder.wait()
     assert json.loads((work / LOCK_NAME).read_text())["pid"] == holder.pid  # left behind
     train(tiny_config(work, epochs=1, val_interval=0), datasets=datasets(8), progress=False)
-    assert f"took over the lock of a run that ended without releasing it (PID {holder.pid}" in (
-        work / "train.log").read_text()
+    assert (
+        f"took over the lock of a run that ended without releasing it (PID {holder.pid}"
+        in (work / "train.log").read_text()
+    )
     assert not (work / LOCK_NAME).exists()
 
 
@@ -169,8 +180,15 @@ def _cli(argv):
     return main(argv)
 
 
-TINY_SET = ["data.synthetic_num_train=8", "data.synthetic_num_val=4", "data.synthetic_num_test=4",
-            "train.batch_size=4", "train.epochs=1", "test.batch_size=4", "train.val_interval=0"]
+TINY_SET = [
+    "data.synthetic_num_train=8",
+    "data.synthetic_num_val=4",
+    "data.synthetic_num_test=4",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "test.batch_size=4",
+    "train.val_interval=0",
+]
 
 
 def test_full_disk_exits_1_naming_the_file(tmp_path, monkeypatch, capsys):
@@ -183,8 +201,10 @@ def test_full_disk_exits_1_naming_the_file(tmp_path, monkeypatch, capsys):
     code = _cli(["train", "demo_synthetic", "--no-progress", "--set", *TINY_SET, f"train.work_dir={tmp_path / 'w'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1, err
-    assert err[-1] == (f"haltingvt train: error: {tmp_path / 'w' / 'epoch_1.pth'}: cannot write: No space left on "
-                       "device (the previous file, if any, is kept)")
+    assert err[-1] == (
+        f"haltingvt train: error: {tmp_path / 'w' / 'epoch_1.pth'}: cannot write: No space left on "
+        "device (the previous file, if any, is kept)"
+    )
     assert not (tmp_path / "w" / LOCK_NAME).exists()
 
 
@@ -222,8 +242,11 @@ def test_resumed_run_logs_the_same_rows(tmp_path, monkeypatch, stop_after):
     5: steps 1, 2 and 5 of 6 per epoch), the resumed run's train_log.csv, val_log.csv, skipped counts and
     summary equal the uninterrupted run's."""
     bad = (3, 10, 17)
-    straight = train(tiny_config(tmp_path / "straight", epochs=2, ckpt_interval=1, log_interval=4),
-                     datasets=datasets(24, 6, bad=bad), progress=False)
+    straight = train(
+        tiny_config(tmp_path / "straight", epochs=2, ckpt_interval=1, log_interval=4),
+        datasets=datasets(24, 6, bad=bad),
+        progress=False,
+    )
     cfg = tiny_config(tmp_path / "cut", epochs=2, ckpt_interval=1, log_interval=4)
     _interrupt_after_save(monkeypatch, stop_after)
     with pytest.raises(_Stop):
@@ -236,8 +259,16 @@ def test_resumed_run_logs_the_same_rows(tmp_path, monkeypatch, stop_after):
     assert _rows(tmp_path / "cut" / "train_log.csv") == _rows(tmp_path / "straight" / "train_log.csv")
     assert _rows(tmp_path / "cut" / "val_log.csv") == _rows(tmp_path / "straight" / "val_log.csv")
     for key in ("skipped_samples", "last_log", "best", "optimizer_steps"):
-        a = {k: v for k, v in (resumed[key] or {}).items() if k not in TIMING} if isinstance(resumed[key], dict) else resumed[key]
-        b = {k: v for k, v in (straight[key] or {}).items() if k not in TIMING} if isinstance(straight[key], dict) else straight[key]
+        a = (
+            {k: v for k, v in (resumed[key] or {}).items() if k not in TIMING}
+            if isinstance(resumed[key], dict)
+            else resumed[key]
+        )
+        b = (
+            {k: v for k, v in (straight[key] or {}).items() if k not in TIMING}
+            if isinstance(straight[key], dict)
+            else straight[key]
+        )
         assert a == b, key
     # epoch 1's summary line, written after the resume, counts the bad samples read before the interruption too
     after_resume = (tmp_path / "cut" / "train.log").read_text().split("resumed from")[-1]
@@ -254,7 +285,9 @@ def test_checkpoint_without_progress_still_resumes(tmp_path, monkeypatch):
 
     cfg = tiny_config(tmp_path / "run", epochs=1, ckpt_interval=1, log_interval=4, val_interval=0)
     real = ckpt_mod.Checkpointer.save
-    monkeypatch.setattr(ckpt_mod.Checkpointer, "save", lambda self, names, state, progress=None: real(self, names, state))
+    monkeypatch.setattr(
+        ckpt_mod.Checkpointer, "save", lambda self, names, state, progress=None: real(self, names, state)
+    )
     _interrupt_after_save(monkeypatch, 2)
     with pytest.raises(_Stop):
         train(cfg, datasets=datasets(24), progress=False)

@@ -1,21 +1,21 @@
 """Resuming after SIGKILL gives the same run; a NaN loss stops training with a usable checkpoint."""
+
 import csv
 import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import haltingvt
 import haltingvt.engine.train as train_mod
-from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
 from haltingvt.engine.train import NonFiniteLossError, train
 from haltingvt.models.weights import read_checkpoint
 
+from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +31,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     cfg_file = tmp_path / "cfg.json"
     # Slow samples (0.1 s each) so that the run is surely still in epoch 1 when it is killed.
     cfg_file.write_text(json.dumps({**cfg, "_test": {"train_n": 24, "val_n": 6, "delay": 0.1}}))
-    proc = subprocess.Popen([sys.executable, str(HELPERS), "train", str(cfg_file)], env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(HELPERS), "train", str(cfg_file)],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     latest = tmp_path / "killed" / "latest.pth"
     deadline = time.time() + 120
     while not latest.exists() and proc.poll() is None and time.time() < deadline:
@@ -44,8 +48,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert killed_at["epoch"] == 0 and 0 < killed_at["iteration"] < 6, "expected a mid-epoch checkpoint"
 
     resumed = train(cfg, resume=True, datasets=datasets(24, 6), progress=False)
-    reference = train(tiny_config(tmp_path / "straight", epochs=2, ckpt_interval=2),
-                      datasets=datasets(24, 6), progress=False)
+    reference = train(
+        tiny_config(tmp_path / "straight", epochs=2, ckpt_interval=2), datasets=datasets(24, 6), progress=False
+    )
     assert resumed["optimizer_steps"] == reference["optimizer_steps"] == 12
 
     # Same data order, optimizer and RNG states: the weights end up the same.
@@ -125,6 +130,7 @@ def test_exploded_weights_are_never_saved_and_a_lower_lr_resumes(tmp_path, monke
                     for group in opt.param_groups:
                         for p in group["params"]:
                             p.mul_(1e28)
+
         optimizer.register_step_post_hook(after_step)
         return optimizer
 
@@ -167,13 +173,26 @@ def test_resume_refuses_settings_that_cannot_change(tmp_path):
 
 @pytest.mark.slow
 def test_fault_injection_quick(tmp_path):
-    """python -m tests.harness.fault_injection --quick: killed inside a log interval (before the first train_log.csv row,
-    latest.pth from the step before), between epoch_1.pth and best.pth, a full disk while
+    """python -m tests.harness.fault_injection --quick: killed inside a log interval (before the first
+    train_log.csv row, latest.pth from the step before), between epoch_1.pth and best.pth, a full disk while
     latest.pth is written, killed before summary.json; the resumed run ends bit-identical to an
     uninterrupted one, with every promised file and no orphan temp file."""
-    proc = subprocess.run([sys.executable, "-m", "tests.harness.fault_injection", "--quick", "--keep", str(tmp_path), "--json",
-                           str(tmp_path / "report.json")], env=subprocess_env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.harness.fault_injection",
+            "--quick",
+            "--keep",
+            str(tmp_path),
+            "--json",
+            str(tmp_path / "report.json"),
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["trials"] == report["identical"] == 1 and report["kills"] == 3

@@ -1,4 +1,5 @@
 """Training loop: loss goes down, files written, bad samples counted, optimizer groups, lr schedule."""
+
 import csv
 import json
 import math
@@ -6,8 +7,9 @@ import math
 import pytest
 
 import haltingvt
-from engine_helpers import TINY_MODEL, datasets, one_thread, tiny_config
 from haltingvt.engine.train import build_optimizer, effective_lr, ponder_weight, train, warmup_cosine
+
+from engine_helpers import TINY_MODEL, datasets, one_thread, tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +99,6 @@ def test_too_small_train_set_is_a_clear_error(tmp_path):
         train(cfg, datasets=datasets(train_n=5), progress=False)
 
 
-
 def _logged(work_dir, column: str) -> list[float]:
     with open(work_dir / "train_log.csv") as f:
         return [float(r[column]) for r in csv.DictReader(f)]
@@ -130,8 +131,10 @@ def test_scratch_motion_recipe_trains_tubelets_and_counts_their_flops(tmp_path):
     assert haltingvt.load_config("demo_synthetic")["loss"]["static_action_loss"] is True
     cfg = tiny_config(tmp_path / "run", epochs=2, log_interval=3)
     cfg["model"].update(patch_size=4, tubelet_size=2)
-    cfg["loss"].update(target_gflops_ratio=recipe["loss"]["target_gflops_ratio"],
-                       static_action_loss=recipe["loss"]["static_action_loss"])
+    cfg["loss"].update(
+        target_gflops_ratio=recipe["loss"]["target_gflops_ratio"],
+        static_action_loss=recipe["loss"]["static_action_loss"],
+    )
     summary = train(cfg, datasets=datasets(train_n=12, val_n=6), progress=False)
     assert summary["optimizer_steps"] == 6
     with open(tmp_path / "run" / "train_log.csv") as f:

@@ -24,6 +24,7 @@ file summary.json names), summary.json, config.yaml, train.log, train_log.csv, v
 checkpoint's tensors equal the uninterrupted run's (torch.equal); the CSV logs have the same rows
 (timing columns aside); no ``*.tmp`` or hidden file is left.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,14 +51,27 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository root: children run 
 #: The test suite's trial: killed before the first log row (step 3, inside a log interval: latest.pth is from
 #: step 2), between epoch_1.pth and best.pth, a full disk while latest.pth is written at that epoch end (after
 #: epoch_1.pth and best.pth), killed before the summary; then resumed to the end.
-QUICK_CHAIN = [("kill", "open-a train_log.csv"), ("kill", "replace epoch_1.pth"), ("enospc", "fsync .latest.pth"),
-               ("kill", "replace summary.json")]
+QUICK_CHAIN = [
+    ("kill", "open-a train_log.csv"),
+    ("kill", "replace epoch_1.pth"),
+    ("enospc", "fsync .latest.pth"),
+    ("kill", "replace summary.json"),
+]
 
 #: 16 training clips, batch 4: 4 optimizer steps per epoch, 3 epochs, latest.pth after every step, log rows at
 #: steps 3, 4, 6, 8, 9, 12 (every 3 steps and at each epoch end).
-OVERRIDES = ["data.synthetic_num_train=16", "data.synthetic_num_val=8", "data.synthetic_num_test=8",
-             "train.batch_size=4", "train.epochs=3", "train.ckpt_interval=1", "train.log_interval=3",
-             "train.val_interval=1", "test.batch_size=8", "data.num_workers=0"]
+OVERRIDES = [
+    "data.synthetic_num_train=16",
+    "data.synthetic_num_val=8",
+    "data.synthetic_num_test=8",
+    "train.batch_size=4",
+    "train.epochs=3",
+    "train.ckpt_interval=1",
+    "train.log_interval=3",
+    "train.val_interval=1",
+    "test.batch_size=8",
+    "data.num_workers=0",
+]
 TIMING_COLUMNS = {"clips_per_s", "clips_per_second", "wall_seconds"}
 
 
@@ -102,6 +116,7 @@ def child(args: argparse.Namespace) -> int:
             if any(c in mode for c in "wax+") and in_work(file):
                 event(f"open-{mode}", file)
             return opener(file, mode, *a, **kw)
+
         return wrapper
 
     def counted_replace(src, dst, *a, **kw):
@@ -118,12 +133,25 @@ def child(args: argparse.Namespace) -> int:
             event("fsync", target)
         return real_fsync(fd)
 
-    builtins.open, io.open, os.replace, os.fsync = (counted_open(real_open), counted_open(real_io_open),
-                                                     counted_replace, counted_fsync)
+    builtins.open, io.open, os.replace, os.fsync = (
+        counted_open(real_open),
+        counted_open(real_io_open),
+        counted_replace,
+        counted_fsync,
+    )
     from haltingvt.cli import main
 
-    argv = ["train", "demo_synthetic", "--no-progress", "--device", "cpu",
-            "--set", *OVERRIDES, f"train.work_dir={work}", *args.set]
+    argv = [
+        "train",
+        "demo_synthetic",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--set",
+        *OVERRIDES,
+        f"train.work_dir={work}",
+        *args.set,
+    ]
     if args.resume:
         argv.append("--resume")
     rc = main(argv)
@@ -132,9 +160,19 @@ def child(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ the parent: trials
-def run_child(work: Path, *, resume: bool = False, kill_at: int = 0, enospc_at: int = 0, delay: float | None = None,
-              events: Path | None = None, extra: list[str] = (), timeout: float = 300, kill_on: str = "",
-              enospc_on: str = "") -> tuple[int, str]:
+def run_child(
+    work: Path,
+    *,
+    resume: bool = False,
+    kill_at: int = 0,
+    enospc_at: int = 0,
+    delay: float | None = None,
+    events: Path | None = None,
+    extra: list[str] = (),
+    timeout: float = 300,
+    kill_on: str = "",
+    enospc_on: str = "",
+) -> tuple[int, str]:
     """Start a child training run; SIGKILL it ``delay`` seconds after its train.log appears (if given).
     Returns (exit code, negative for a signal; its output)."""
     cmd = [sys.executable, "-m", "tests.harness.fault_injection", "child", "--work", str(work)]
@@ -161,8 +199,11 @@ def run_child(work: Path, *, resume: bool = False, kill_at: int = 0, enospc_at: 
             marker = work / "train.log"
             size = marker.stat().st_size if marker.exists() else -1
             # the run has started when train.log grows (a resumed run appends to it)
-            while proc.poll() is None and time.time() < deadline and \
-                    (not marker.exists() or marker.stat().st_size == size):
+            while (
+                proc.poll() is None
+                and time.time() < deadline
+                and (not marker.exists() or marker.stat().st_size == size)
+            ):
                 time.sleep(0.01)
             time.sleep(delay)
             if proc.poll() is None:
@@ -185,8 +226,13 @@ def _same(a: Any, b: Any) -> bool:
     import torch
 
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype \
-            and a.shape == b.shape and torch.equal(a, b)
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -256,7 +302,11 @@ class Bench:
     def finish(self, work: Path, kills: list[str]) -> dict:
         """Resume to the end (again after any kill that happened) and compare."""
         rc, out = run_child(work, resume=True)
-        problems = [f"final resume exit {rc}: {out.strip().splitlines()[-1:]}"] if rc != 0 else compare(self.ref, work, self.epochs)
+        problems = (
+            [f"final resume exit {rc}: {out.strip().splitlines()[-1:]}"]
+            if rc != 0
+            else compare(self.ref, work, self.epochs)
+        )
         return {"work": work.name, "kills": kills, "ok": not problems, "problems": problems}
 
     def kill_at(self, n: int) -> dict:
@@ -292,8 +342,12 @@ class Bench:
             last = ([line for line in out.splitlines() if line.strip()] or [""])[-1]
             if kind == "kill" and rc != -signal.SIGKILL:
                 problems.append(f"not killed before '{label}' (exit {rc})")
-            elif kind == "enospc" and (rc in (0, -signal.SIGKILL) or "Traceback" in out
-                                       or "No space left on device" not in last or "haltingvt train: error:" not in last):
+            elif kind == "enospc" and (
+                rc in (0, -signal.SIGKILL)
+                or "Traceback" in out
+                or "No space left on device" not in last
+                or "haltingvt train: error:" not in last
+            ):
                 problems.append(f"ENOSPC at '{label}': exit {rc}, last line {last[:200]!r}")
             done.append(f"{kind} at '{label}'")
         result = self.finish(work, done)
@@ -321,7 +375,12 @@ class Bench:
             problems = []
             if rc in (0, -signal.SIGKILL):
                 problems.append(f"the full-disk run exited {rc}")
-            elif "Traceback" in out or "No space left on device" not in last or "run/" not in last and str(work) not in last:
+            elif (
+                "Traceback" in out
+                or "No space left on device" not in last
+                or "run/" not in last
+                and str(work) not in last
+            ):
                 problems.append(f"the error is not one line naming the file: {last[:200]!r}")
             orphans = [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] if run_dir.exists() else []
             if orphans:
@@ -343,7 +402,7 @@ def epoch_end_events(events: list[list[str]]) -> list[int]:
     """Event numbers from the first validation-log write of an epoch end up to the next training log
     write, i.e. every write of every epoch end (plus the summary's at the end)."""
     wanted, inside = [], False
-    for n, (_, kind, name) in enumerate(events, start=1):
+    for n, (_, _kind, name) in enumerate(events, start=1):
         if name == "val_log.csv":
             inside = True
         elif name == "train_log.csv":
@@ -353,8 +412,16 @@ def epoch_end_events(events: list[list[str]]) -> list[int]:
     return wanted
 
 
-def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kills_per_chain: int = 2,
-            disk_full: int = 3, seed: int = 0, log=print) -> dict:
+def run_all(
+    tmp: Path,
+    *,
+    sweep: str = "epoch-end",
+    random_kills: int = 20,
+    kills_per_chain: int = 2,
+    disk_full: int = 3,
+    seed: int = 0,
+    log=print,
+) -> dict:
     """Run the trials; returns the report (also printed line by line through ``log``)."""
     bench = Bench(tmp)
     log(f"uninterrupted run: {bench.seconds:.1f} s, {len(bench.events)} file events")
@@ -383,24 +450,31 @@ def run_all(tmp: Path, *, sweep: str = "epoch-end", random_kills: int = 20, kill
                 log(_line(full[-1]))
         else:
             replaces = [n for n, (_, kind, name) in enumerate(bench.events, start=1) if kind == "fsync"]
-            for n in replaces[len(replaces) // 2:len(replaces) // 2 + disk_full]:
+            for n in replaces[len(replaces) // 2 : len(replaces) // 2 + disk_full]:
                 full.append(bench.disk_full(None, enospc_at=n))
                 log(_line(full[-1]))
     kills = sum(not k.startswith("enospc") and "not killed" not in k for r in results for k in r["kills"])
     report = {
-        "kills": kills, "trials": len(results), "identical": sum(r["ok"] for r in results),
-        "disk_full_trials": len(full), "disk_full_ok": sum(r["ok"] for r in full),
-        "reference_seconds": round(bench.seconds, 1), "results": results + full,
+        "kills": kills,
+        "trials": len(results),
+        "identical": sum(r["ok"] for r in results),
+        "disk_full_trials": len(full),
+        "disk_full_ok": sum(r["ok"] for r in full),
+        "reference_seconds": round(bench.seconds, 1),
+        "results": results + full,
     }
-    log(f"\nkill -9: {kills} kills in {len(results)} trials, {report['identical']} of {len(results)} resumed "
+    log(
+        f"\nkill -9: {kills} kills in {len(results)} trials, {report['identical']} of {len(results)} resumed "
         f"bit-identical with every promised file and no orphan temp file; disk full: {report['disk_full_ok']} "
-        f"of {len(full)} trials stopped with one line and resumed bit-identical")
+        f"of {len(full)} trials stopped with one line and resumed bit-identical"
+    )
     return report
 
 
 def _line(r: dict) -> str:
     return f"{'ok  ' if r['ok'] else 'FAIL'} {r['work']:18s} {'; '.join(r['kills'])}" + (
-        "" if r["ok"] else f"\n     problems: {r['problems']}")
+        "" if r["ok"] else f"\n     problems: {r['problems']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,8 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the test suite's version: a few kills")
     parser.add_argument("--random", type=int, default=20, help="random kills (default 20)")
     parser.add_argument("--per-chain", type=int, default=2, help="kills in a row before the final resume")
-    parser.add_argument("--sweep", default="epoch-end",
-                        help="'epoch-end' (every write of every epoch end), '' (none) or event numbers 3,7,...")
+    parser.add_argument(
+        "--sweep",
+        default="epoch-end",
+        help="'epoch-end' (every write of every epoch end), '' (none) or event numbers 3,7,...",
+    )
     parser.add_argument("--disk-full", type=int, default=3, help="full-disk trials (0-3, default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="keep the run folders here")
@@ -432,8 +509,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="haltingvt_faults_"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        report = run_all(tmp, sweep=args.sweep, random_kills=args.random, kills_per_chain=args.per_chain,
-                         disk_full=args.disk_full, seed=args.seed)
+        report = run_all(
+            tmp,
+            sweep=args.sweep,
+            random_kills=args.random,
+            kills_per_chain=args.per_chain,
+            disk_full=args.disk_full,
+            seed=args.seed,
+        )
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ One place for the mount commands that ``bad_inputs`` and ``fault_injection`` bot
 ``subprocess.CalledProcessError`` when the system refuses (a container without the right); ``can_mount``
 asks without raising.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Gradients are compared per parameter tensor with the relative measure
     rel(g_c, g_m) = max|g_c - g_m| / max(max|g_m|, 1e-12)
 (g_c compact, g_m masked), i.e. the worst entry's error relative to the tensor's largest masked gradient.
 """
+
 import json
 import math
 import subprocess
@@ -13,14 +14,18 @@ import pytest
 import torch
 
 import haltingvt
-from model_helpers import OFFICIAL
-from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
 from haltingvt.config import ConfigError, load_config
 from haltingvt.engine.train import train
 from haltingvt.models.weights import read_checkpoint
+
+from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
+from model_helpers import OFFICIAL
+
 GRAD_TOL = 1e-4  # fp32: the acceptance bound; measured differences are ~1e-6
 BF16_LOSS_TOL = 2e-2  # bf16 autocast: relative, on the loss terms
-BF16_GRAD_TOL = 2e-2  # bf16 autocast: rel() per tensor (measured 9e-3): matmuls round to 8 bits on differently shaped inputs
+BF16_GRAD_TOL = (
+    2e-2  # bf16 autocast: rel() per tensor (measured 9e-3): matmuls round to 8 bits on differently shaped inputs
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +73,7 @@ def assert_step_equal(model, clips, target, motion, loss_fn, amp=False):
 def set_halt_bias(model: haltingvt.HaltingVT, delta: float) -> None:
     """The halting channel (0) grows by ``delta`` per halting layer, so tokens halt at different depths."""
     with torch.no_grad():
-        for block in model.blocks[model.divid_depth:]:
+        for block in model.blocks[model.divid_depth :]:
             block.mlp.fc2.bias[0] = delta
 
 
@@ -84,8 +89,20 @@ def assert_halts_at_several_layers(out, min_layers: int = 2) -> None:
 
 
 def tiny(seed=0, delta=0.45, **kw):
-    arch = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=48, num_heads=3, depth=6, divid_depth=2,
-                keep_rate=[1.0, 0.5], halt_scale=10.0, halt_center=3.0, eps=0.01, num_classes=5)
+    arch = dict(
+        img_size=32,
+        patch_size=8,
+        num_frames=4,
+        embed_dim=48,
+        num_heads=3,
+        depth=6,
+        divid_depth=2,
+        keep_rate=[1.0, 0.5],
+        halt_scale=10.0,
+        halt_center=3.0,
+        eps=0.01,
+        num_classes=5,
+    )
     arch.update(kw)
     torch.manual_seed(seed)
     model = haltingvt.create_model(arch).train()
@@ -119,8 +136,11 @@ def test_release_fixture_step(official_arch, official_expected, official_clips):
 
 @pytest.mark.parametrize("case", ["base", "fuse_token", "divid_depth3", "multi_label", "distr_prior", "drop_path"])
 def test_random_model_step(case):
-    arch = {"fuse_token": {"fuse_token": True}, "divid_depth3": {"depth": 7, "divid_depth": 3, "keep_rate": [1.0, 0.5, 0.5]},
-            "drop_path": {"drop_path_rate": 0.2}}.get(case, {})  # every other case has drop_path_rate 0
+    arch = {
+        "fuse_token": {"fuse_token": True},
+        "divid_depth3": {"depth": 7, "divid_depth": 3, "keep_rate": [1.0, 0.5, 0.5]},
+        "drop_path": {"drop_path_rate": 0.2},
+    }.get(case, {})  # every other case has drop_path_rate 0
     model = tiny(**arch)
     clips, target, motion = batch(multi_label=case == "multi_label")
     loss = haltingvt.HaltingVTLoss(distr_prior=case == "distr_prior", distr_target_depth=1.0)
@@ -174,12 +194,24 @@ def test_torchrun_two_process_compact_training_matches_one_process(tmp_path):
     # deals out one shuffled order); DDP averages the two halves' gradients, which is the mean over all 8.
     two = tiny_config(tmp_path / "two", epochs=1, batch_size=4, val_interval=0, log_interval=1)
     (tmp_path / "cfg.json").write_text(json.dumps({**two, "_test": {"train_n": 24}}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HELPERS), "train", str(tmp_path / "cfg.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HELPERS),
+        "train",
+        str(tmp_path / "cfg.json"),
+    ]
     done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    one = train(tiny_config(tmp_path / "one", epochs=1, batch_size=8, val_interval=0, log_interval=1),
-                datasets=datasets(train_n=24), progress=False)
+    one = train(
+        tiny_config(tmp_path / "one", epochs=1, batch_size=8, val_interval=0, log_interval=1),
+        datasets=datasets(train_n=24),
+        progress=False,
+    )
     assert one["optimizer_steps"] == 3 and "2 x cpu" in (tmp_path / "two" / "train.log").read_text()
     a = read_checkpoint(tmp_path / "two" / "latest.pth")
     b = read_checkpoint(tmp_path / "one" / "latest.pth")

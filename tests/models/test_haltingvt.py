@@ -1,10 +1,12 @@
 """The model: create_model, compact vs masked on random weights, kept patches, init schemes."""
+
 import math
 
 import pytest
 import torch
 
 import haltingvt
+
 from model_helpers import tiny_model
 
 
@@ -49,7 +51,7 @@ def test_compact_is_default_in_eval_and_early_exit():
         if exited[b]:
             j = int(early.exit_layer[b])
             assert not masked.halting_masks[b, j, 0]  # cls halted at that layer
-            assert early.token_counts[b, j + 1:].sum() == 0
+            assert early.token_counts[b, j + 1 :].sum() == 0
             assert torch.equal(early.token_counts[b, : j + 1], masked.token_counts[b, : j + 1])
 
 
@@ -66,8 +68,17 @@ def test_kept_patches_and_resized_input():
 def test_scratch_init_keeps_halting_channel_clear():
     """init_scheme 'scratch': sin-cos embeddings and Xavier weights, but neither the embeddings nor any residual
     branch write channel 0 (the halting channel) at first, so most tokens of a fresh model go deep."""
-    arch = {"img_size": 32, "patch_size": 8, "num_frames": 4, "embed_dim": 32, "num_heads": 2, "depth": 4,
-            "divid_depth": 2, "keep_rate": [1.0, 0.5], "init_scheme": "scratch"}
+    arch = {
+        "img_size": 32,
+        "patch_size": 8,
+        "num_frames": 4,
+        "embed_dim": 32,
+        "num_heads": 2,
+        "depth": 4,
+        "divid_depth": 2,
+        "keep_rate": [1.0, 0.5],
+        "init_scheme": "scratch",
+    }
     model = haltingvt.create_model(arch, num_classes=5).eval()
     assert model.pos_embed[..., 0].abs().max() == 0 and model.time_embed[..., 0].abs().max() == 0
     assert model.pos_embed[0, 1:, 1:].std() > 0.3 and model.time_embed[0, :, 1:].std() > 0.3  # sin-cos, not 0.02
@@ -83,8 +94,11 @@ def test_scratch_init_keeps_halting_channel_clear():
 
 def test_forward_features_and_head_split_and_unknown_keys():
     torch.manual_seed(0)
-    model = haltingvt.models.create_model(haltingvt.HaltingVTConfig(
-        img_size=32, patch_size=8, num_frames=2, embed_dim=24, num_heads=2, depth=3, num_classes=3)).eval()
+    model = haltingvt.models.create_model(
+        haltingvt.HaltingVTConfig(
+            img_size=32, patch_size=8, num_frames=2, embed_dim=24, num_heads=2, depth=3, num_classes=3
+        )
+    ).eval()
     clips = torch.randn(2, 3, 2, 32, 32)  # HaltingVTConfig straight into the model package
     out = model(clips)
     feats = model.forward_features(clips)

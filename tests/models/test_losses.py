@@ -1,7 +1,9 @@
 """HaltingVTLoss: hard/soft targets, prior, motion term, config keys, ponder factor."""
+
 import torch
 
 import haltingvt
+
 from model_helpers import tiny_model
 
 
@@ -38,7 +40,6 @@ def test_loss_from_config_rejects_unknown_keys_and_scales_ponder():
     target, motion = torch.tensor([0, 1]), torch.tensor([1, 0])
     full, half = loss_fn(out, target, motion), loss_fn(out, target, motion, ponder_factor=0.5)
     torch.testing.assert_close(full.total - half.total, 0.25 * full.ponder)
-
 
 
 def test_static_clips_can_train_the_motion_head_only():

@@ -1,4 +1,5 @@
 """The release's checkpoint must give the release's outputs (SPEC section 5)."""
+
 import os
 import pickle
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 import haltingvt
+
 from model_helpers import OFFICIAL, refuse_imports
 
 TOL = 1e-4
@@ -33,7 +35,7 @@ def test_release_checkpoint_loads_without_mmengine(monkeypatch):
     obj = haltingvt.models.weights.read_checkpoint(OFFICIAL / "checkpoint.pth")
     assert set(obj) >= {"meta", "state_dict", "message_hub"}
     assert guard.tried == []  # mmengine's HistoryBuffer became an inert placeholder, nothing was imported
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (torch raises its own unpickling error type)
         torch.load(OFFICIAL / "checkpoint.pth", weights_only=True)
 
 

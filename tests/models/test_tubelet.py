@@ -1,14 +1,16 @@
 """Tubelet embedding (``tubelet_size`` > 1): one token per t frames x p x p pixels (ViViT/VideoMAE)."""
+
 import pytest
 import timm
 import torch
 
 import haltingvt
-from model_helpers import tiny_model
 from haltingvt.flops import clip_gflops, dense_gflops, dense_tokens, tokens_after_glimpser, torch_counted_gflops
 from haltingvt.models import ArchError
 from haltingvt.models.weights import arch_from_weights, check_arch, describe_init, estimate_params, model_payload
 from haltingvt.visualize import token_depth_map
+
+from model_helpers import tiny_model
 
 
 def test_tokens_time_steps_and_compact_equals_masked():
@@ -51,8 +53,19 @@ def test_imagenet_filter_is_inflated_over_time(tmp_path):
     deit = timm.create_model("deit_tiny_patch16_224", pretrained=False)
     path = tmp_path / "deit_t.pth"
     torch.save({"model": deit.state_dict()}, path)
-    model = haltingvt.create_model(dict(img_size=32, patch_size=16, num_frames=4, tubelet_size=2, embed_dim=192,
-                                        num_heads=3, depth=4, keep_rate=[1.0, 0.5]), num_classes=5)
+    model = haltingvt.create_model(
+        dict(
+            img_size=32,
+            patch_size=16,
+            num_frames=4,
+            tubelet_size=2,
+            embed_dim=192,
+            num_heads=3,
+            depth=4,
+            keep_rate=[1.0, 0.5],
+        ),
+        num_classes=5,
+    )
     meta = haltingvt.load_checkpoint(model, path)
     assert meta["init"]["inflated"] == ["patch_embed.proj.weight"]
     assert "patch_embed.proj.weight" not in meta["init"]["copied"] + meta["init"]["dropped"]
@@ -62,8 +75,9 @@ def test_imagenet_filter_is_inflated_over_time(tmp_path):
     torch.testing.assert_close(w.sum(dim=2), deit.patch_embed.proj.weight)
     frame = torch.randn(1, 3, 32, 32)
     static = frame[:, :, None].expand(-1, -1, 2, -1, -1)
-    torch.testing.assert_close(model.patch_embed.proj(static)[:, :, 0], deit.patch_embed.proj(frame), atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(
+        model.patch_embed.proj(static)[:, :, 0], deit.patch_embed.proj(frame), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_checkpoint_roundtrip_and_arch_checks(tmp_path):

@@ -1,13 +1,15 @@
 """Weight files: ImageNet (DeiT) init, our own checkpoints, format detection, resizing."""
+
 import pytest
 import timm
 import torch
 
 import haltingvt
-from model_helpers import tiny_model
-from haltingvt.models.posembed import resize_pos_embed, resize_time_embed
 from haltingvt.models.keymaps import arch_from_weights, detect_format
+from haltingvt.models.posembed import resize_pos_embed, resize_time_embed
 from haltingvt.models.weights import model_payload
+
+from model_helpers import tiny_model
 
 
 @pytest.mark.slow
@@ -16,8 +18,9 @@ def test_imagenet_init_from_local_deit_file(tmp_path):
     deit = timm.create_model("deit_small_patch16_224", pretrained=False)
     path = tmp_path / "deit_s.pth"
     torch.save({"model": deit.state_dict()}, path)
-    model = haltingvt.create_model(dict(img_size=112, patch_size=16, num_frames=8, embed_dim=384, num_heads=6,
-                                        keep_rate=[1.0, 0.3]), num_classes=5)
+    model = haltingvt.create_model(
+        dict(img_size=112, patch_size=16, num_frames=8, embed_dim=384, num_heads=6, keep_rate=[1.0, 0.3]), num_classes=5
+    )
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     meta = haltingvt.load_checkpoint(model, path)
     assert meta["format"] == "imagenet"
@@ -39,16 +42,24 @@ def test_imagenet_init_from_local_deit_file(tmp_path):
     torch.testing.assert_close(model.pos_embed[0, 1], sd["pos_embed"][0, 1])  # grid (0, 0)
     torch.testing.assert_close(model.pos_embed[0, 2], sd["pos_embed"][0, 3])  # grid (0, 1) <- (0, 2)
     # Left new: time embedding, temporal_fc (zero in layer 1: TimeSformer convention), the two heads.
-    assert init["new"] == sorted(["time_embed", "blocks.0.temporal_fc.weight", "blocks.0.temporal_fc.bias",
-                                  "blocks.1.temporal_fc.weight", "blocks.1.temporal_fc.bias",
-                                  "head.fc_cls.weight", "head.fc_cls.bias", "head.fc_motion.weight",
-                                  "head.fc_motion.bias"])
+    assert init["new"] == sorted(
+        [
+            "time_embed",
+            "blocks.0.temporal_fc.weight",
+            "blocks.0.temporal_fc.bias",
+            "blocks.1.temporal_fc.weight",
+            "blocks.1.temporal_fc.bias",
+            "head.fc_cls.weight",
+            "head.fc_cls.bias",
+            "head.fc_motion.weight",
+            "head.fc_motion.bias",
+        ]
+    )
     for key in init["new"]:
         torch.testing.assert_close(own[key], fresh[key], rtol=0, atol=0, msg=key)
     assert torch.count_nonzero(model.blocks[1].temporal_fc.weight) == 0
     assert torch.count_nonzero(model.blocks[0].temporal_fc.weight) > 0
     assert init["dropped"] == ["head.bias", "head.weight"]
-
 
 
 def test_own_checkpoint_roundtrip(tmp_path):
@@ -66,15 +77,23 @@ def test_pos_embed_resize_is_nearest_and_arch_from_weights(tmp_path):
     pe = torch.arange(1 + 4 * 4, dtype=torch.float32).view(1, -1, 1)
     out = resize_pos_embed(pe, (8, 8))
     grid = pe[0, 1:, 0].view(4, 4)
-    assert out[0, 0, 0] == 0 and torch.equal(out[0, 1:, 0].view(8, 8), grid.repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert out[0, 0, 0] == 0 and torch.equal(
+        out[0, 1:, 0].view(8, 8), grid.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    )
     te = torch.arange(4, dtype=torch.float32).view(1, 4, 1)
     assert resize_time_embed(te, 8)[0, :, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
     model = tiny_model(depth=3)
     payload = {"format": "haltingvt", **model_payload(model)}
     assert detect_format(payload) == "haltingvt"
-    assert arch_from_weights(payload) == {"embed_dim": 48, "patch_size": 8, "depth": 3, "divid_depth": 2,
-                                          "mlp_ratio": 4.0, "num_classes": 5}
+    assert arch_from_weights(payload) == {
+        "embed_dim": 48,
+        "patch_size": 8,
+        "depth": 3,
+        "divid_depth": 2,
+        "mlp_ratio": 4.0,
+        "num_classes": 5,
+    }
     with pytest.raises(haltingvt.CheckpointError, match="x.pth: not a HaltingVT"):
         detect_format({"foo": 1}, "x.pth")
 
@@ -93,8 +112,11 @@ def test_digest_covers_metadata_and_tensors(tmp_path):
     meta = {"format": "haltingvt", "arch": json.dumps({"keep_rate": [1.0, 0.5]})}
     base = content_digest(tensors, meta)
     assert content_digest(tensors, {**meta, "digest": "x"}) == base  # the digest entry itself is left out
-    for changed in ({**meta, "arch": json.dumps({"keep_rate": [1.0, 0.4]})}, {**meta, "extra": ""},
-                    {k: v for k, v in meta.items() if k != "arch"}):
+    for changed in (
+        {**meta, "arch": json.dumps({"keep_rate": [1.0, 0.4]})},
+        {**meta, "extra": ""},
+        {k: v for k, v in meta.items() if k != "arch"},
+    ):
         assert content_digest(tensors, changed) != base
     assert content_digest({"w": tensors["w"].clone().index_fill_(1, torch.tensor([0]), 9)}, meta) != base
     assert content_digest({"v": tensors["w"]}, meta) != base
@@ -103,10 +125,10 @@ def test_digest_covers_metadata_and_tensors(tmp_path):
     path = save_safetensors(tmp_path / "w.safetensors", tensors, {"classes": ["a", "b"]})
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     header["__metadata__"]["classes"] = json.dumps(["a", "c"])
     text = json.dumps(header).encode()
-    (tmp_path / "edited.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    (tmp_path / "edited.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
     with pytest.raises(CheckpointError, match="edited.safetensors: the contents .* do not match their sha256 digest"):
         read_checkpoint(tmp_path / "edited.safetensors")
 
@@ -118,8 +140,9 @@ def test_folder_leftovers_removed_only_when_their_writer_is_gone(tmp_path):
 
     from haltingvt.models.weights import CheckpointError, atomic_write_folder, interrupted_save, read_checkpoint
 
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout)
+    dead = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
     target = tmp_path / "m"
     stale_new = tmp_path / f".m.p{dead}.abcd_123.new"
     live_new = tmp_path / f".m.p{os.getppid()}.abcd_123.new"  # a running writer's: kept
@@ -132,7 +155,9 @@ def test_folder_leftovers_removed_only_when_their_writer_is_gone(tmp_path):
     old.mkdir()
     (old / "keep.txt").write_text("previous")
     assert interrupted_save(target) == old
-    with pytest.raises(CheckpointError, match=r"interrupted save_pretrained left the previous folder as .*abcd_456\.old"):
+    with pytest.raises(
+        CheckpointError, match=r"interrupted save_pretrained left the previous folder as .*abcd_456\.old"
+    ):
         read_checkpoint(target)
     atomic_write_folder(target, {"a.txt": b"new"})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", live_new.name, other.name])
