@@ -7,8 +7,9 @@ import argparse
 import os
 
 from ..config import ConfigError
-from ..data.extract import extract_videos, show
+from ..data.extract import extract_videos
 from ..data.lists import VIDEO_EXTENSIONS, read_class_names
+from ..io.textsafe import escape
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,15 +135,15 @@ def run(args: argparse.Namespace) -> int:
     if s["lists"]:
         fmt = "video" if args.to_video else "rawframes"
         if args.class_names:
-            classes = f", labels of {show(args.class_names)}"
+            classes = f", labels of {escape(args.class_names)}"
         elif s["classes"]:
-            classes = f", {s['num_classes']} classes in {show(s['classes'])}"
+            classes = f", {s['num_classes']} classes in {escape(s['classes'])}"
         else:
             classes = " (no class folders: label 0)"
-        names = ", ".join(show(p) for p in s["lists"].values())
+        names = ", ".join(escape(p) for p in s["lists"].values())
         print(
             f"list{'s' if len(s['lists']) > 1 else ''}: {names} (data.format={fmt}, "
-            f"data.data_root={show(args.out_dir)}){classes}"
+            f"data.data_root={escape(args.out_dir)}){classes}"
         )
-    print(f"summary: {show(s['summary'])}")
+    print(f"summary: {escape(s['summary'])}")
     return 0 if ok else 1

@@ -7,8 +7,8 @@ import argparse
 import shlex
 
 from ..data.decoding import DEFAULT_FILENAME_TMPL
-from ..data.extract import show
 from ..data.prepare import prepare_activitynet
+from ..io.textsafe import escape
 
 DATASETS = ("activitynet",)
 
@@ -37,12 +37,12 @@ def run(args: argparse.Namespace) -> int:
     for subset, counts in s["subsets"].items():
         missing = ""
         if counts["missing"]:
-            first = ", ".join(show(v) for v in counts["missing_ids"][:3])
+            first = ", ".join(escape(v) for v in counts["missing_ids"][:3])
             missing = f"; {counts['missing']} skipped without a frame folder (e.g. {first})"
         unlabelled = f"; {counts['unlabelled']} without annotations" if counts["unlabelled"] else ""
-        where = show(s["files"][subset]) if subset in s["files"] else "no list written"
+        where = escape(s["files"][subset]) if subset in s["files"] else "no list written"
         print(f"{subset}: {counts['listed']} videos listed ({where}){missing}{unlabelled}")
-    print(f"{s['classes']} classes: {show(s['files']['classes'])}")
+    print(f"{s['classes']} classes: {escape(s['files']['classes'])}")
     sets = [
         f"model.num_classes={s['classes']}",
         "loss.multi_label=true",
@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
     for key, subset in (("train_list", "training"), ("val_list", "validation"), ("test_list", "validation")):
         if subset in s["files"]:
             sets.append(f"data.{key}={s['files'][subset]}")
-    print("train with:\n  " + show(shlex.join(["haltingvt", "train", "anet_g05_b10", "--set", *sets])))
+    print("train with:\n  " + escape(shlex.join(["haltingvt", "train", "anet_g05_b10", "--set", *sets])))
     return 0

@@ -47,25 +47,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..io.textsafe import escape
 from .decoding import DEFAULT_FILENAME_TMPL, FrameFolderReader
 from .encode import write_mp4
 from .errors import DataError
 from .lists import VIDEO_EXTENSIONS, write_class_names
 from .transforms import imresize
 
-__all__ = ["extract_videos", "find_videos", "new_size", "show", "list_line", "PARTIAL"]
+__all__ = ["extract_videos", "find_videos", "new_size", "list_line", "PARTIAL"]
 
 PARTIAL = ".partial"
 JPEG_QUALITY = 95  # cv2.imwrite's default quality, which mmcv.imwrite (build_rawframes.py) uses
-
-
-def show(text: object) -> str:
-    """``text`` on one line: control characters (newlines, escapes, ...) and undecodable bytes of a file
-    name shown escaped as ``repr`` writes them (``\\n``, ``\\x1b``, ``\\udcff``)."""
-    text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def new_size(width: int, height: int, new_short: int = 0, new_width: int = 0, new_height: int = 0) -> tuple[int, int]:
@@ -123,7 +115,7 @@ def find_videos(
     """
     root = Path(video_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"video folder not found: {show(root)}")
+        raise FileNotFoundError(f"video folder not found: {escape(root)}")
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
     skip = os.path.realpath(exclude) if exclude is not None else None
     found = []
@@ -324,13 +316,14 @@ def extract_videos(
     if not videos:
         where = f" at level {level}" if level else ""
         raise DataError(
-            f"{show(video_dir)}: no video files{where} (extensions {' '.join(sorted({e.lower() for e in extensions}))})"
+            f"{escape(video_dir)}: no video files{where} "
+            f"(extensions {' '.join(sorted({e.lower() for e in extensions}))})"
         )
     if split_lists and not all(rel.count("/") >= 2 for rel in videos):
         flat = next(rel for rel in videos if rel.count("/") < 2)
         raise DataError(
-            f"{show(video_dir)}: split lists need VIDEO_DIR/<split>/<class>/<video>, but "
-            f"{show(flat)} is not in a split and a class folder"
+            f"{escape(video_dir)}: split lists need VIDEO_DIR/<split>/<class>/<video>, but "
+            f"{escape(flat)} is not in a split and a class folder"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     list_file = Path(list_file) if list_file else out_dir / ("videos.txt" if to_video else "rawframes.txt")
@@ -347,14 +340,14 @@ def extract_videos(
         out_rel = _strip_ext(rel) + (".mp4" if to_video else "")
         problem = list_path_problem(rel)
         if problem is None and out_rel in outputs:
-            problem = f"same output as {show(outputs[out_rel])}"
+            problem = f"same output as {escape(outputs[out_rel])}"
         if problem is None and class_names is not None and Path(rel).parent.name not in class_names:
-            problem = f"its folder {show(repr(Path(rel).parent.name))} is not a class of the class-name file"
+            problem = f"its folder {escape(repr(Path(rel).parent.name))} is not a class of the class-name file"
         if problem is None and _strip_ext(rel).endswith(PARTIAL):
             problem = f"its name ends in '{PARTIAL}', the suffix of unfinished outputs"
         if problem:
             failures.append({"video": rel, "error": problem})
-            report(f"skipped {show(rel)}: {show(problem)}")
+            report(f"skipped {escape(rel)}: {escape(problem)}")
             continue
         outputs[out_rel] = rel
         jobs[rel] = _Job(
@@ -435,8 +428,8 @@ def extract_videos(
         "lists": {target.name: str(target) for target in lists},
         "classes": str(class_file) if class_file else None,
         "num_classes": len(class_names) if class_names else None,
-        "failures": [{"video": show(f["video"]), "error": show(f["error"])} for f in failures],
-        "outputs": {show(rel): {k: v for k, v in results[rel].items() if k != "status"} for rel in good},
+        "failures": [{"video": f["video"], "error": f["error"]} for f in failures],  # JSON keeps the real strings
+        "outputs": {rel: {k: v for k, v in results[rel].items() if k != "status"} for rel in good},
         "seconds": round(time.perf_counter() - start, 3),
     }
     _write_text(summary_file, json.dumps(summary, indent=2) + "\n")
@@ -447,7 +440,7 @@ def extract_videos(
 def _collect(rel: str, res: dict, results: dict, failures: list, report: Callable[[str], None]) -> None:
     if res["status"] == "failed":
         failures.append({"video": rel, "error": res["error"]})
-        report(f"skipped {show(rel)}: {show(res['error'])}")
+        report(f"skipped {escape(rel)}: {escape(res['error'])}")
     else:
         results[rel] = res
 

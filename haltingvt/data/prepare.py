@@ -27,9 +27,10 @@ import json
 import os
 from pathlib import Path
 
+from ..io.textsafe import escape
 from .decoding import DEFAULT_FILENAME_TMPL, FrameFolderReader
 from .errors import DataError
-from .extract import list_line, show
+from .extract import list_line
 from .lists import write_class_names
 
 __all__ = ["prepare_activitynet", "read_activitynet", "ACTIVITYNET_SUBSETS"]
@@ -48,8 +49,8 @@ def read_activitynet(annotation_file: str | os.PathLike) -> tuple[list[str], dic
     """
     path = Path(annotation_file)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {show(path)}")
-    where = show(path)
+        raise FileNotFoundError(f"annotation file not found: {escape(path)}")
+    where = escape(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -65,7 +66,7 @@ def read_activitynet(annotation_file: str | os.PathLike) -> tuple[list[str], dic
         )
     videos: dict[str, dict[str, list[str]]] = {subset: {} for subset in ACTIVITYNET_SUBSETS}
     for vid, entry in doc["database"].items():
-        at = f"{where}: video {show(vid)}"
+        at = f"{where}: video {escape(vid)}"
         if not vid or vid in (".", "..") or "/" in vid or "\\" in vid or "\0" in vid:
             raise DataError(f"{at}: not a video id (a folder name is made of it)")
         if not isinstance(entry, dict):
@@ -74,7 +75,7 @@ def read_activitynet(annotation_file: str | os.PathLike) -> tuple[list[str], dic
             raise DataError(f'{at}: no "subset"')
         subset = entry["subset"]
         if subset not in _ALL_SUBSETS:
-            raise DataError(f"{at}: unknown subset {show(repr(subset))} (expected one of {', '.join(_ALL_SUBSETS)})")
+            raise DataError(f"{at}: unknown subset {escape(repr(subset))} (expected one of {', '.join(_ALL_SUBSETS)})")
         if subset == "testing":
             continue  # no labels (its "annotations" are empty in the official file)
         if "annotations" not in entry:
@@ -88,7 +89,7 @@ def read_activitynet(annotation_file: str | os.PathLike) -> tuple[list[str], dic
             if label is None:
                 raise DataError(f'{at}: annotation {i} has no "label"')
             if not isinstance(label, str) or not label.strip() or label != label.strip() or "\n" in label:
-                raise DataError(f"{at}: annotation {i}: bad label {show(repr(label))} (a class name on one line)")
+                raise DataError(f"{at}: annotation {i}: bad label {escape(repr(label))} (a class name on one line)")
             labels.append(label)
         videos[subset][vid] = labels
     classes = sorted({label for subset in videos.values() for labels in subset.values() for label in labels})
@@ -124,7 +125,7 @@ def prepare_activitynet(
     index = {name: i for i, name in enumerate(classes)}
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     if not frames_dir.is_dir():
-        raise FileNotFoundError(f"frames folder not found: {show(frames_dir)}")
+        raise FileNotFoundError(f"frames folder not found: {escape(frames_dir)}")
     summary: dict = {"classes": len(classes), "files": {}, "subsets": {}}
     texts: dict[Path, str] = {}
     for subset, list_name in ACTIVITYNET_SUBSETS.items():
@@ -141,7 +142,7 @@ def prepare_activitynet(
             try:
                 total = FrameFolderReader(frames_dir / folder, filename_tmpl, start_index).num_frames
             except DataError as err:
-                raise DataError(f"{show(annotation_file)}: video {show(vid)}: {err}") from None
+                raise DataError(f"{escape(annotation_file)}: video {escape(vid)}: {err}") from None
             lines.append(list_line(folder, total, *sorted({index[label] for label in labels})))
         summary["subsets"][subset] = {
             "listed": len(lines),
@@ -154,8 +155,8 @@ def prepare_activitynet(
             summary["files"][subset] = str(out_dir / list_name)
     if not texts:
         raise DataError(
-            f"{show(frames_dir)}: no frame folder of a training or validation video of "
-            f"{show(annotation_file)} (looked for v_<id> and <id>)"
+            f"{escape(frames_dir)}: no frame folder of a training or validation video of "
+            f"{escape(annotation_file)} (looked for v_<id> and <id>)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     temps = []

@@ -13,8 +13,9 @@ from PIL import Image
 
 from haltingvt.cli import main
 from haltingvt.data import build_dataset, read_class_names, read_list
-from haltingvt.data.extract import extract_videos, find_videos, list_line, new_size, show
+from haltingvt.data.extract import extract_videos, find_videos, list_line, new_size
 from haltingvt.data.transforms import imresize, rescale_size
+from haltingvt.io.textsafe import escape
 
 from data_helpers import frame_number, small_config, truncate_file, write_numbered_video
 from footage import clip_path
@@ -43,11 +44,11 @@ def test_new_size_follows_build_rawframes_truncation():
     assert new_size(64, 48, 0, 40, 30) == (40, 30) and new_size(64, 48) == (64, 48)
 
 
-def test_list_line_and_show():
+def test_list_line_and_escape():
     assert list_line("a/b", 12, 3) == "a/b 12 3"
     assert list_line("air drumming/x", 12, 3) == "air drumming/x;12;3"
     assert list_line("#x", 5, 0) == "./#x 5 0"
-    assert show("a\nb\x1bc d\udcff") == "a\\nb\\x1bc d\\udcff"
+    assert escape("a\nb\x1bc d\udcff") == "a\\nb\\x1bc d\\xff"  # the byte of a non-UTF-8 name
 
 
 def test_find_videos_levels_and_exclude(tmp_path):
@@ -147,7 +148,7 @@ def test_broken_videos_reported_and_skipped(tmp_path, capsys):
     assert (out / "rawframes.txt").read_text() == "good 10 0\n"
     summary = json.loads((out / "extract_summary.json").read_text())
     assert summary["failed"] == 3 and {f["video"] for f in summary["failures"]} == {
-        "bad\\x1bname\\n.mp4",
+        "bad\x1bname\n.mp4",  # JSON keeps the real name (escaped only on the terminal)
         "cut.mp4",
         "garbage.mp4",
     }
