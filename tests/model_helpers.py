@@ -15,6 +15,25 @@ FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL = FIXTURES / "official-tiny"
 
 
+#: ``--set`` overrides of a shipped config for a tiny model (32 px, 4 frames, 5 classes) and its test pipeline
+TINY_OVERRIDES = [
+    "model.img_size=32",
+    "model.patch_size=8",
+    "model.num_frames=4",
+    "model.embed_dim=48",
+    "model.num_heads=3",
+    "model.depth=4",
+    "model.keep_rate=[1.0,0.5]",
+    "model.halt_center=2.0",
+    "model.num_classes=5",
+    "data.clip_len=4",
+    "data.frame_interval=2",
+    "data.test_scale=36",
+    "data.crop_size=32",
+    "test.batch_size=4",
+]
+
+
 def tiny_model(**kw) -> haltingvt.HaltingVT:
     """A small random HaltingVT (32 px, 4 frames, 5 classes); keyword arguments change its architecture."""
     arch = dict(

@@ -38,3 +38,15 @@ def mm_pipeline(
     ):
         results = t(results)
     return results["imgs"]
+
+
+def pipeline_overrides(clip_len: int, interval: int, clips: int, scale: int, crop: int, three: bool) -> list[str]:
+    """The ``--set`` overrides that give our test pipeline the settings of :func:`mm_pipeline`."""
+    return [
+        f"data.clip_len={clip_len}",
+        f"data.frame_interval={interval}",
+        f"data.test_num_clips={clips}",
+        f"data.test_num_crops={3 if three else 1}",
+        f"data.test_scale={scale}",
+        f"data.crop_size={crop}",
+    ]

@@ -17,24 +17,9 @@ from haltingvt.data.encode import write_mp4
 from haltingvt.flops import clip_gflops
 from haltingvt.models.weights import CheckpointError, model_payload
 
-from model_helpers import OFFICIAL
+from model_helpers import OFFICIAL, TINY_OVERRIDES
 
-TINY = [
-    "model.img_size=32",
-    "model.patch_size=8",
-    "model.num_frames=4",
-    "model.embed_dim=48",
-    "model.num_heads=3",
-    "model.depth=4",
-    "model.keep_rate=[1.0,0.5]",
-    "model.halt_center=2.0",
-    "model.num_classes=5",
-    "data.clip_len=4",
-    "data.frame_interval=2",
-    "data.test_scale=36",
-    "data.crop_size=32",
-    "test.batch_size=4",
-]
+TINY = TINY_OVERRIDES
 
 
 def _frames(n: int, moving: bool, h: int = 40, w: int = 48) -> np.ndarray:

@@ -12,7 +12,7 @@ from haltingvt.data import build_dataset, collate_eval, normalize
 from engine_helpers import one_thread
 from footage import real_frame_folders
 from model_helpers import OFFICIAL
-from oracle_helpers import mm_pipeline, mmaction2_transforms
+from oracle_helpers import mm_pipeline, mmaction2_transforms, pipeline_overrides
 
 mmaction2_transforms()  # skip without the oracle extra
 
@@ -35,12 +35,7 @@ def test_eval_from_frames_equals_mmaction2_pipeline(tmp_path, capsys, official_a
         f"data.data_root={tmp_path / 'frames'}",
         f"data.val_list={val}",
         f"data.test_list={val}",
-        f"data.clip_len={clip_len}",
-        f"data.frame_interval={interval}",
-        f"data.test_num_clips={clips}",
-        f"data.test_num_crops={3 if three else 1}",
-        f"data.test_scale={scale}",
-        f"data.crop_size={crop}",
+        *pipeline_overrides(clip_len, interval, clips, scale, crop, three),
         "data.num_workers=0",
         "init.pretrained=null",
     ]

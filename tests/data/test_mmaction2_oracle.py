@@ -16,7 +16,7 @@ from haltingvt.data import load_views, open_reader, sample_frame_indices
 from haltingvt.data.transforms import MMRandomCrop, build_train_transform, frames_to_video, resize_short_side
 
 from footage import clip_path, pan, photo, real_frame_folders
-from oracle_helpers import mm_pipeline, mmaction2_transforms
+from oracle_helpers import mm_pipeline, mmaction2_transforms, pipeline_overrides
 
 mmt = mmaction2_transforms()
 
@@ -161,17 +161,7 @@ def frame_folders(tmp_path_factory):
 )
 def test_frame_folder_to_clip_equal(frame_folders, setting):
     clip_len, interval, clips, scale, crop, three = setting
-    cfg = load_config(
-        "minik_g03_b10",
-        [
-            f"data.clip_len={clip_len}",
-            f"data.frame_interval={interval}",
-            f"data.test_num_clips={clips}",
-            f"data.test_num_crops={3 if three else 1}",
-            f"data.test_scale={scale}",
-            f"data.crop_size={crop}",
-        ],
-    )
+    cfg = load_config("minik_g03_b10", pipeline_overrides(clip_len, interval, clips, scale, crop, three))
     for name, (folder, total) in frame_folders.items():
         theirs = mm_pipeline(folder, total, clip_len, interval, clips, scale, crop, three)
         ours = load_views(folder, cfg)
