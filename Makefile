@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all demo test install path clean
+.PHONY: all demo test lint quick install path clean
 
 all: install path
 
@@ -27,9 +27,18 @@ path: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/haltingvt demo --out demo_out
 
+# ruff (lint + format) and mypy (settings in pyproject.toml) on the whole tree
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 # pytest exits 5 when it collects no tests; that is not a failure.
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+# the quick loop: every test but those marked slow
+quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) demo_out demo_quick
