@@ -7,7 +7,7 @@ tracing, so they can be reported per clip for every clip of an evaluation. Conve
   softmax, GELU, the halting score and the final norm are not counted; they are < 0.5 %);
 * attention counts both matrix products, Q K^T and A V, over the tokens that take part;
 * a halting layer entered by N active tokens costs qkv 3C^2 N + proj C^2 N + MLP 2 C H N
-  + attention 2 C N^2 (C = embed_dim, H = MLP hidden size). Compact execution (SPEC section 3)
+  + attention 2 C N^2 (C = embed_dim, H = MLP hidden size). Compact execution (docs/design.md, section 3)
   additionally projects ONE ghost key/value and lets every query attend to it
   (3 C^2 + 2 C N more per layer, about 0.5 % at N = 50): the ghost is NOT counted, so the numbers
   are those of the halting model itself, independent of how halted tokens are removed;

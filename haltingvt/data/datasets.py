@@ -1,6 +1,6 @@
 """Datasets, collate functions and single-video loading.
 
-Train samples are motion-loss pairs (SPEC section 2): the real clip and a static clip. The
+Train samples are motion-loss pairs (docs/design.md, section 2): the real clip and a static clip. The
 static clip is one of the real clip's sampled frames, picked at random, decoded once (it is
 already in memory), augmented with the training transform independently of the real clip
 (same kind of augmentation, its own random draw) and repeated T times; augmenting one frame

@@ -1,4 +1,4 @@
-"""Training (SPEC section 2). One process, or many with torchrun:
+"""Training (docs/design.md, section 2). One process, or many with torchrun:
 
     haltingvt train minik_g03_b10                                   # one GPU (or the CPU)
     torchrun --nproc_per_node 8 -m haltingvt.cli train minik_g03_b10  # one node, 8 GPUs

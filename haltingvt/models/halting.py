@@ -1,6 +1,6 @@
 """Adaptive token halting over the joint space-time layers (A-ViT style, as the release computes it).
 
-Two executions give the same results (SPEC section 3):
+Two executions give the same results (docs/design.md, section 3):
 
 * ``masked`` (the release): every layer runs on all M tokens; halted tokens are multiplied by zero
   but still take part in attention as identical "ghost" keys/values.
@@ -212,8 +212,8 @@ class AdaptiveHalting:
 
 
 def _ghost_bias(valid: torch.Tensor | None, n_halted: torch.Tensor, length: int) -> torch.Tensor:
-    """Additive attention bias (Bk, L + 1) for compact execution (SPEC section 3): 0 for active tokens, -inf for
-    padding (valid False), and log(number of halted tokens) for the one ghost key (-inf when none halted).
+    """Additive attention bias (Bk, L + 1) for compact execution (docs/design.md, section 3): 0 for active tokens,
+    -inf for padding (valid False), and log(number of halted tokens) for the one ghost key (-inf when none halted).
     valid: (Bk, L) bool or None (no padding); n_halted: (Bk,) float."""
     bias = n_halted.new_zeros(n_halted.shape[0], length + 1)
     if valid is not None:

@@ -1,5 +1,5 @@
 """HaltingVT: Glimpser layers (divided space-time attention with token selection) followed by joint
-space-time layers with adaptive token halting, and the action/motion heads. SPEC section 1."""
+space-time layers with adaptive token halting, and the action/motion heads. docs/design.md, section 1."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def from_release(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 def from_imagenet(
     state_dict: Mapping[str, torch.Tensor], model: Any, report: dict[str, list[str]] | None = None
 ) -> dict[str, torch.Tensor]:
-    """DeiT/ViT ImageNet weights -> HaltingVT initialisation (SPEC section 1).
+    """DeiT/ViT ImageNet weights -> HaltingVT initialisation (docs/design.md, section 1).
 
     The classifier is dropped, a distillation token is removed, blocks beyond the model depth are
     ignored, and each Glimpser layer's temporal_attn/temporal_norm1 start as copies of attn/norm1.

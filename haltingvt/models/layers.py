@@ -64,7 +64,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, ghost_bias: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, L, C) -> (B, L, C).
 
-        ghost_bias (B, L + 1): compact execution (SPEC section 3). An extra key/value is appended:
+        ghost_bias (B, L + 1): compact execution (docs/design.md, section 3). An extra key/value is appended:
         the normalised zero vector, i.e. norm1's bias, which is exactly what every halted (zeroed)
         token presents to attention. The bias row is additive on the attention logits: log(number of
         halted tokens) for that ghost, -inf for padding and 0 for real tokens.

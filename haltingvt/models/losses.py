@@ -1,4 +1,4 @@
-"""Training objective (SPEC section 2): action CE + ponder loss + motion CE (+ optional A-ViT prior)."""
+"""Training objective (docs/design.md, section 2): action CE + ponder loss + motion CE (+ optional A-ViT prior)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class HaltingVTLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.ponder_token_scale = ponder_token_scale
-        # The release's motion_loss_beta only switches the term on; its weight is 1 (SPEC section 2).
+        # The release's motion_loss_beta only switches the term on; its weight is 1 (docs/design.md, section 2).
         self.motion_weight = motion_loss_weight if motion_loss else 0.0
         self.label_smoothing = label_smoothing
         self.static_action_loss = static_action_loss

@@ -5,7 +5,7 @@ Three kinds are read into a :class:`~haltingvt.models.HaltingVT`:
 * the release's MMEngine checkpoints (keys ``backbone.model.*`` and ``cls_head.*``), read without
   mmengine/mmcv and without running code from the file (``haltingvt.io.archive``);
 * DeiT/ViT ImageNet weights (``{'model': {...}}``, a plain timm state dict, a ``.safetensors`` file, or
-  a timm model name for users online) used as initialisation (SPEC section 1);
+  a timm model name for users online) used as initialisation (docs/design.md, section 1);
 * our own checkpoints (``{'format': 'haltingvt', ...}``), written atomically by :func:`save_checkpoint`
   (``haltingvt.io.atomic``); our ``.safetensors`` carry a digest over everything a load reads
   (``haltingvt.io.tensorfile``), and a ``save_pretrained`` folder (:func:`write_pretrained`) is written

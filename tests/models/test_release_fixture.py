@@ -1,4 +1,4 @@
-"""The release's checkpoint must give the release's outputs (SPEC section 5)."""
+"""The release's checkpoint must give the release's outputs (docs/design.md, section 5)."""
 
 import os
 import pickle

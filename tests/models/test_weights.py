@@ -14,7 +14,7 @@ from model_helpers import tiny_model
 
 @pytest.mark.slow
 def test_imagenet_init_from_local_deit_file(tmp_path):
-    """A DeiT-S state dict built locally with timm initialises an 8-frame model (SPEC section 1)."""
+    """A DeiT-S state dict built locally with timm initialises an 8-frame model (docs/design.md, section 1)."""
     deit = timm.create_model("deit_small_patch16_224", pretrained=False)
     path = tmp_path / "deit_s.pth"
     torch.save({"model": deit.state_dict()}, path)
