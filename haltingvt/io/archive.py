@@ -29,7 +29,7 @@ import pickle
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 
@@ -81,8 +81,10 @@ class Placeholder:
         return f"<placeholder for {self.refers_to}>"
 
 
-def _placeholder_class(module: str, name: str) -> type:
-    return type("Placeholder", (Placeholder,), {"__slots__": (), "refers_to": f"{module}.{name}"})
+def _placeholder_class(module: str, name: str) -> type[Placeholder]:
+    return cast(
+        "type[Placeholder]", type("Placeholder", (Placeholder,), {"__slots__": (), "refers_to": f"{module}.{name}"})
+    )
 
 
 def _inert_getattr(*args: Any) -> Placeholder:
@@ -147,7 +149,7 @@ class _Tensor(_Inert):
         self.tensor = tensor
 
 
-class _OrderedDict(collections.OrderedDict):
+class _OrderedDict(collections.OrderedDict[Any, Any]):
     """``collections.OrderedDict`` as unpickled: torch pickles a state dict's ``_metadata`` (module
     versions) as its state; it is dropped, and any other state is refused."""
 
@@ -205,7 +207,7 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None,
     return data
 
 
-def _size(*args: Any) -> tuple:
+def _size(*args: Any) -> tuple[int, ...]:
     if len(args) != 1 or not isinstance(args[0], (tuple, list)) or not all(_is_int(v) for v in args[0]):
         raise ArchiveError("invalid torch.Size")
     return tuple(args[0])
@@ -256,7 +258,7 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
 
 # ----------------------------------------------------------------------------- the archive
-def read_torch_zip(path: str | os.PathLike) -> Any:
+def read_torch_zip(path: str | os.PathLike[str]) -> Any:
     """Unpickle a ``torch.save`` zip archive without running code; ArchiveError(reason) when refused."""
     path = Path(path)
     with open(path, "rb") as f:
@@ -293,8 +295,11 @@ def read_torch_zip(path: str | os.PathLike) -> Any:
             if info.file_size != numel * itemsize:
                 raise ArchiveError(f"storage record {key} has {info.file_size} bytes, {numel * itemsize} declared")
             buf = torch.empty(info.file_size, dtype=torch.uint8)
-            with zf.open(info) as fh:  # zipfile checks the CRC-32 once the record is read to its end
-                got = fh.readinto(memoryview(buf.numpy())) if info.file_size else 0
+            # zipfile checks the CRC-32 once the record is read to its end; typeshed types ZipFile.open as
+            # IO[bytes], but for reading it returns a ZipExtFile (which has readinto)
+            with cast(zipfile.ZipExtFile, zf.open(info)) as fh:
+                # numpy's stubs declare ndarray.__buffer__ (the Buffer protocol) only for Python >= 3.12
+                got = fh.readinto(memoryview(buf.numpy())) if info.file_size else 0  # type: ignore[arg-type, unused-ignore]
                 if got != info.file_size or fh.read(1):
                     raise ArchiveError(f"storage record {key} is truncated")
             storages[key] = _Storage(buf.view(dtype))

@@ -55,7 +55,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], Any]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[io.BufferedWriter], Any]) -> Path:
     """Write ``path`` atomically: ``write(f)`` to a temporary file in the same folder, fsync, then rename.
 
     A crash leaves the previous file intact; the next write in that folder removes the temporary file an
@@ -131,7 +131,7 @@ def _alive(pid: int) -> bool:
 
 def _leftovers(folder: Path) -> list[tuple[Path, str]]:
     """(path, 'new' or 'old') of what interrupted writes of ``folder`` by processes now gone left beside it."""
-    out = []
+    out: list[tuple[Path, str]] = []
     try:
         entries = list(folder.parent.iterdir())
     except OSError:
@@ -156,7 +156,7 @@ def _leftovers(folder: Path) -> list[tuple[Path, str]]:
     return sorted(out, key=age)
 
 
-def interrupted_save(folder: str | os.PathLike) -> Path | None:
+def interrupted_save(folder: str | os.PathLike[str]) -> Path | None:
     """The previous ``folder`` that an interrupted :func:`atomic_write_folder` renamed away and did not put
     back (only where the atomic exchange is unavailable), when ``folder`` is missing; else None."""
     folder = Path(folder)
@@ -203,7 +203,7 @@ def _link_tree(src: Path, dst: Path) -> None:
         link(str(src), str(dst))
 
 
-def atomic_write_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -> Path:
+def atomic_write_folder(folder: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
     """Write ``files`` (name -> bytes, in that order) as the folder ``folder``, whole or not at all.
 
     The files go into a new folder beside the target (``.<name>.p<pid>.<random>.new``), fsynced, which is
@@ -252,9 +252,9 @@ def atomic_write_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -
     except BaseException as err:
         if old is not None and old.exists() and not folder.exists():
             os.rename(old, folder)  # the previous folder back
-        for path in (tmp, old):
-            if path is not None and path.exists() and not (folder.exists() and path.samefile(folder)):
-                shutil.rmtree(path, ignore_errors=True)
+        for made in (tmp, old):
+            if made is not None and made.exists() and not (folder.exists() and made.samefile(folder)):
+                shutil.rmtree(made, ignore_errors=True)
         if isinstance(err, OSError):
             raise CheckpointWriteError(folder, err) from None
         raise

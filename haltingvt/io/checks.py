@@ -21,7 +21,7 @@ def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def check_weights(sd: Any, path: str | os.PathLike, where: str) -> None:
+def check_weights(sd: Any, path: str | os.PathLike[str], where: str) -> None:
     if isinstance(sd, Placeholder):
         raise CheckpointError(f"{path}: '{where}' refers to code ({sd.refers_to}): refused")
     if not isinstance(sd, Mapping):
@@ -36,7 +36,7 @@ def check_weights(sd: Any, path: str | os.PathLike, where: str) -> None:
             )
 
 
-def check_plain(value: Any, path: str | os.PathLike, where: str) -> None:
+def check_plain(value: Any, path: str | os.PathLike[str], where: str) -> None:
     """YAML-like data only (mappings with string keys, lists, strings, numbers, booleans, null), at most
     MAX_CONFIG_VALUES values counted as written out: a pickle that repeats one list by reference
     (a "billion laughs") is refused instead of being expanded by whoever copies or prints it."""

@@ -31,7 +31,7 @@ class CheckpointWriteError(CheckpointError, OSError):
     """A checkpoint could not be written (full disk, read-only folder ...); the previous file is intact.
     An OSError too: ``errno`` (e.g. ``errno.ENOSPC``), ``strerror`` and ``filename`` (the final path)."""
 
-    def __init__(self, path: str | os.PathLike, err: BaseException) -> None:
+    def __init__(self, path: str | os.PathLike[str], err: BaseException) -> None:
         reason = getattr(err, "strerror", None) or error_text(err) or type(err).__name__
         super().__init__(f"{path}: cannot write: {reason} (the previous file, if any, is kept)")
         self.errno, self.strerror, self.filename = getattr(err, "errno", None), reason, str(path)

@@ -14,6 +14,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import cast
 
 import torch.hub
 
@@ -101,8 +102,8 @@ def timm_download_problem(name: str, timeout: float = 3.0) -> str | None:
         if _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE") or constants.HF_HUB_OFFLINE:
             return "HF_HUB_OFFLINE is set and they are not in the Hugging Face cache"
         endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
-    else:
-        endpoint = url
+    else:  # url is None only for a timm config with neither a Hub id nor a URL
+        endpoint = cast(str, url)
     why = can_reach(endpoint, timeout)
     if why is None:
         return None

@@ -60,7 +60,7 @@ def content_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, s
 
 
 def save_safetensors(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     state_dict: Mapping[str, torch.Tensor],
     metadata: Mapping[str, Any] | None = None,
     *,
@@ -88,7 +88,7 @@ def safetensors_bytes(
     return save_safetensors_bytes(tensors, metadata=meta)
 
 
-def read_safetensors(path: Path) -> tuple[Any, dict[str, str]]:
+def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """-> (the tensors (someone else's file) or our checkpoint layout (format, model, arch, classes ...),
     the file's metadata as stored).
 

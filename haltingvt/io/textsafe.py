@@ -58,7 +58,7 @@ def escape(text: object) -> str:
     return "".join(_escaped(ch) if _needs_escape(ch) else ch for ch in text)
 
 
-def safe_path(path: str | os.PathLike | bytes) -> str:
+def safe_path(path: str | os.PathLike[str] | bytes) -> str:
     """A file path for a message: decoded as the operating system does, then :func:`escape`d."""
     return escape(os.fsdecode(path))
 

@@ -56,7 +56,8 @@ def setting(default: Any, kind: str, **spec: Any) -> Any:
 
 
 def spec_of(cls: type, name: str) -> Spec:
-    return next(f.metadata["spec"] for f in fields(cls) if f.name == name)
+    spec: Spec = next(f.metadata["spec"] for f in fields(cls) if f.name == name)
+    return spec
 
 
 def specs(cls: type) -> dict[str, Spec]:
@@ -79,7 +80,7 @@ class HaltingVTConfig:
     depth: int = setting(12, "int", lo=1, role="structure", sizes=True)
     divid_depth: int = setting(2, "int", lo=0, role="structure", sizes=True)  # Glimpser layers
     # one per Glimpser layer; "G03" = 0.3 in the second
-    keep_rate: list = setting([1.0, 0.3], "floats", lo=0, hi=1, lo_open=True, role="behaviour")
+    keep_rate: list[float] = setting([1.0, 0.3], "floats", lo=0, hi=1, lo_open=True, role="behaviour")
     halting: bool = setting(True, "bool", role="behaviour")  # false: plain joint layers (the dense baseline)
     halt_scale: float = setting(10.0, "float", role="behaviour")
     halt_center: float = setting(10.0, "float", role="behaviour")  # "Beta" in the release's config names (b5, b10, b20)

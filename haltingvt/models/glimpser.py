@@ -49,7 +49,11 @@ class GlimpserBlock(Block):
         """Tokens this layer keeps per frame (:func:`num_kept`)."""
         return num_kept(self.keep_rate, tokens_per_frame)
 
-    def forward(self, x: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    # The Glimpser layer takes the frame count (not a ghost bias) and returns the kept slots too: it is only
+    # ever called as a GlimpserBlock (HaltingVT.glimpser_blocks), never through Block's signature.
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, num_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, 1 + S*T, C) -> (B, 1 + S'*T, C), and the kept slot indices (B*T, S') or None.
 
         S' = k (+1 with fuse_token) when selecting, otherwise S. Kept indices are ordered by

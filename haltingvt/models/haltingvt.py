@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn as nn
@@ -92,7 +92,7 @@ class HaltingVT(nn.Module):
         self.time_embed = nn.Parameter(torch.zeros(1, num_frames // self.tubelet_size, embed_dim))
 
         dpr = torch.linspace(0, cfg.drop_path_rate, depth).tolist()
-        glimpser = [
+        glimpser: list[Block] = [
             GlimpserBlock(embed_dim, num_heads, keep_rate[i], cfg.fuse_token, mlp_ratio, drop_path=dpr[i])
             for i in range(divid_depth)
         ]
@@ -113,7 +113,7 @@ class HaltingVT(nn.Module):
 
     @property
     def glimpser_blocks(self) -> list[GlimpserBlock]:
-        return list(self.blocks[: self.divid_depth])
+        return cast("list[GlimpserBlock]", list(self.blocks[: self.divid_depth]))
 
     @property
     def num_halting_layers(self) -> int:
@@ -160,12 +160,12 @@ class HaltingVT(nn.Module):
         # The patch embedding too, as the Linear layer it is (MAE does the same): with PyTorch's default conv
         # init a patch's content is ~3x smaller than its sin-cos position and time codes, and a model from
         # scratch takes far longer to notice that content changes over time (motion).
-        w = self.patch_embed.proj.weight
+        w = cast("nn.Conv2d | nn.Conv3d", self.patch_embed.proj).weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         # As with the embeddings, no residual branch writes channel 0 at first, so tokens start far from halting
         # (as with the default init, where branches are nearly zero) and the ponder loss moves them.
         with torch.no_grad():
-            for block in self.blocks:
+            for block in cast("Sequence[Block]", self.blocks):
                 for fc in (block.attn.proj, block.mlp.fc2, getattr(block, "temporal_fc", None)):
                     if fc is not None:
                         fc.weight[0].zero_()
@@ -180,10 +180,11 @@ class HaltingVT(nn.Module):
         """clips (B, 3, F, H, W) -> tokens (B, 1 + S*T, C), spatial-major, time-minor; T = F // tubelet_size."""
         B = clips.shape[0]
         T = self.time_steps(clips.shape[2])
+        proj = cast("nn.Conv2d | nn.Conv3d", self.patch_embed.proj)
         if self.tubelet_size == 1:
-            x = self.patch_embed.proj(rearrange(clips, "b c t h w -> (b t) c h w"))  # (B*T, C, gh, gw)
+            x = proj(rearrange(clips, "b c t h w -> (b t) c h w"))  # (B*T, C, gh, gw)
         else:
-            x = rearrange(self.patch_embed.proj(clips), "b c t h w -> (b t) c h w")  # (B*T, C, gh, gw)
+            x = rearrange(proj(clips), "b c t h w -> (b t) c h w")  # (B*T, C, gh, gw)
         gh, gw = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)  # (B*T, S, C)
         pos = resize_pos_embed(self.pos_embed, (gh, gw))
@@ -219,7 +220,7 @@ class HaltingVT(nn.Module):
             "kept_patches": self._compose_kept(kept_slots, B, T),
             "execution": execution,
         }
-        joint = self.blocks[self.divid_depth :]
+        joint = cast("Sequence[Block]", self.blocks[self.divid_depth :])
         if self.halting:
             res = self.adaptive_halting(joint, x, execution=execution, early_exit=early_exit)
             cls_output = res.cls_output
@@ -232,8 +233,8 @@ class HaltingVT(nn.Module):
                 layer_scores=res.layer_scores,
             )
         else:
-            for block in joint:
-                x = block(x)
+            for joint_block in joint:
+                x = joint_block(x)
             cls_output = x[:, 0]
             n, M = self.num_halting_layers, x.shape[1]
             out.update(
@@ -249,7 +250,7 @@ class HaltingVT(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, C) -> action logits (B, num_classes), motion logits (B, 2)."""
-        return self.head(features)
+        return cast("tuple[torch.Tensor, torch.Tensor]", self.head(features))
 
     def forward(self, clips: torch.Tensor, execution: str | None = None, early_exit: bool = False) -> HaltingVTOutput:
         """clips: (B, 3, T, H, W) normalised. execution: 'masked' (release, training) or 'compact'
@@ -261,7 +262,7 @@ class HaltingVT(nn.Module):
 
     def save_pretrained(
         self,
-        save_directory: str | os.PathLike,
+        save_directory: str | os.PathLike[str],
         *,
         classes: Sequence[str] | None = None,
         name: str | None = None,
@@ -289,7 +290,7 @@ class HaltingVT(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        folder: str | os.PathLike,
+        folder: str | os.PathLike[str],
         *,
         device: str | torch.device = "cpu",
         check_config: Callable[[Mapping[str, Any]], None] | None = None,

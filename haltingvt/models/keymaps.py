@@ -19,7 +19,7 @@ from ..io.tensorfile import FORMAT
 from .posembed import resize_pos_embed, resize_time_embed
 
 
-def detect_format(obj: Any, path: str | os.PathLike | None = None) -> str:
+def detect_format(obj: Any, path: str | os.PathLike[str] | None = None) -> str:
     """'haltingvt', 'release' or 'imagenet' (DeiT/ViT); otherwise CheckpointError (naming ``path``)."""
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         return "haltingvt"
@@ -35,11 +35,14 @@ def detect_format(obj: Any, path: str | os.PathLike | None = None) -> str:
 
 def state_dict_of(obj: Any, kind: str) -> Mapping[str, Any]:
     """The weights inside a checkpoint object of ``kind`` (keys as stored in the file)."""
+    sd: Mapping[str, Any]
     if kind == "haltingvt":
-        return obj.get("model", {})
-    if kind == "release":
-        return obj.get("state_dict", obj)
-    return obj.get("model", obj)
+        sd = obj.get("model", {})
+    elif kind == "release":
+        sd = obj.get("state_dict", obj)
+    else:
+        sd = obj.get("model", obj)
+    return sd
 
 
 def arch_from_weights(obj: Any, kind: str | None = None) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def arch_from_weights(obj: Any, kind: str | None = None) -> dict[str, Any]:
     if kind == "release":
         sd = from_release(sd)
     arch: dict[str, Any] = {}
-    patch = sd.get("patch_embed.proj.weight")
+    patch: Any = sd.get("patch_embed.proj.weight")
     if hasattr(patch, "shape"):
         arch["embed_dim"], arch["patch_size"] = int(patch.shape[0]), int(patch.shape[-1])
         if patch.ndim == 5:  # Conv3d: (C, 3, tubelet, p, p)
@@ -59,10 +62,10 @@ def arch_from_weights(obj: Any, kind: str | None = None) -> dict[str, Any]:
     if blocks:
         arch["depth"] = max(blocks) + 1
         arch["divid_depth"] = len({k for k in sd if k.startswith("blocks.") and ".temporal_attn.qkv.weight" in k})
-    fc1 = sd.get("blocks.0.mlp.fc1.weight")
+    fc1: Any = sd.get("blocks.0.mlp.fc1.weight")
     if hasattr(fc1, "shape"):
         arch["mlp_ratio"] = fc1.shape[0] / fc1.shape[1]
-    head = sd.get("head.fc_cls.weight")
+    head: Any = sd.get("head.fc_cls.weight")
     if hasattr(head, "shape"):
         arch["num_classes"] = int(head.shape[0])
     return arch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -41,7 +43,7 @@ class Attention(nn.Module):
         if num_queries is not None:
             q = q[:, :, :num_queries]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        out = self.proj(out.transpose(1, 2).reshape(B, q.shape[2], C))
+        out = cast(torch.Tensor, self.proj(out.transpose(1, 2).reshape(B, q.shape[2], C)))
         if not return_cls_attn:
             return out
         cls_attn = ((q[:, :, :1] * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, heads, 1, N)
@@ -77,4 +79,5 @@ class Block(nn.Module):
             ghost = self.norm1.bias.expand(B, 1, C) if self.norm1.bias is not None else h.new_zeros(B, 1, C)
             h = torch.cat([h, ghost.to(h.dtype)], dim=1)
             x = x + self.drop_path(self.attn(h, attn_mask=ghost_bias[:, None, None, :].to(h.dtype), num_queries=L))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        out: torch.Tensor = x + self.drop_path(self.mlp(self.norm2(x)))
+        return out

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import LossConfig
+
+if TYPE_CHECKING:
+    from .haltingvt import HaltingVTOutput
 
 
 def action_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -89,7 +92,11 @@ class HaltingVTLoss(nn.Module):
         return cls(**{k: v for k, v in values.items() if k not in TRAINER_LOSS_KEYS})
 
     def forward(
-        self, out, target: torch.Tensor, motion_target: torch.Tensor | None = None, ponder_factor: float = 1.0
+        self,
+        out: HaltingVTOutput,
+        target: torch.Tensor,
+        motion_target: torch.Tensor | None = None,
+        ponder_factor: float = 1.0,
     ) -> LossTerms:
         """out: HaltingVTOutput for 2b clips; target (2b,) or (2b, K); motion_target (2b,) long, 1 = real clip,
         0 = static clip. ponder_factor scales ponder_token_scale (the trainer's ponder start/ramp schedule)."""

@@ -15,7 +15,10 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.Tens
     kept as it is. timm's resampler with mode 'nearest' gives exactly the release's result."""
     if pos_embed.shape[1] == 1 + grid[0] * grid[1]:
         return pos_embed
-    return resample_abs_pos_embed(pos_embed, list(grid), num_prefix_tokens=1, interpolation="nearest", antialias=False)
+    out: torch.Tensor = resample_abs_pos_embed(
+        pos_embed, list(grid), num_prefix_tokens=1, interpolation="nearest", antialias=False
+    )
+    return out
 
 
 def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -66,7 +66,7 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- reading
-def read_checkpoint(path: str | os.PathLike) -> Any:
+def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """Read a checkpoint on the CPU without running code from it, and check its structure.
 
     ``.pth``/``.pt``: a ``torch.save`` zip archive, read by :func:`haltingvt.io.archive.read_torch_zip`
@@ -112,7 +112,7 @@ def _bare_haltingvt(obj: Any) -> Any:
     return obj
 
 
-def check_structure(obj: Any, path: str | os.PathLike) -> str:
+def check_structure(obj: Any, path: str | os.PathLike[str]) -> str:
     """The checkpoint's kind ('haltingvt', 'release', 'imagenet') after checking what the loaders use:
     the weights map names to tensors, nothing used refers to code (an unpickled placeholder), and our
     own metadata (format_version, arch, classes, config, counters) has the right types and sane sizes."""
@@ -154,7 +154,7 @@ def check_structure(obj: Any, path: str | os.PathLike) -> str:
     return kind
 
 
-def check_arch(arch: Any, path: str | os.PathLike, what: str = "stored architecture") -> dict[str, Any]:
+def check_arch(arch: Any, path: str | os.PathLike[str], what: str = "stored architecture") -> dict[str, Any]:
     """An architecture read from a file, checked before anything is allocated: known keys, the settings
     that size the model positive integers that fit together (:func:`haltingvt.models.config.check_arch_rules`),
     and at most MAX_PARAMS parameters. (The other settings' types and ranges are checked where a config is
@@ -186,7 +186,7 @@ def _read_safetensors(path: Path) -> Any:
 PRETRAINED_KEYS = ("format", "format_version", "library_name", "name", "model", "data", "test", "classes")
 
 
-def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
+def read_pretrained(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """A folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``) as a checkpoint
     dict of ours: format, model, arch, classes and config (name, model, data, test sections).
 
@@ -254,10 +254,11 @@ def read_pretrained(folder: str | os.PathLike) -> dict[str, Any]:
     if name is not None:
         if not isinstance(name, str) or len(name) > 1000:
             raise CheckpointError(f'{config_file}: "name" must be a string, got {type(name).__name__}')
-        if unsafe_char(name) is not None:
+        bad = unsafe_char(name)
+        if bad is not None:
             raise CheckpointError(
                 f"{config_file}: \"name\" ('{escape(name)[:80]}') contains the control character "
-                f"{describe_char(unsafe_char(name))}: refused"
+                f"{describe_char(bad)}: refused"
             )
     check_plain(config, config_file, "config.json")
     arch = check_arch(config["model"], config_file)
@@ -315,7 +316,7 @@ def _check_and_load(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], sour
 
 
 def load_checkpoint(
-    model: torch.nn.Module, path: str | os.PathLike, strict: bool = True, init: bool = False
+    model: torch.nn.Module, path: str | os.PathLike[str], strict: bool = True, init: bool = False
 ) -> dict[str, Any]:
     """Load weights into ``model`` from a release, DeiT/ViT/timm or haltingvt checkpoint, a folder written
     by ``save_pretrained``, or a timm name.
@@ -339,6 +340,8 @@ def load_checkpoint(
     else:
         obj = read_checkpoint(path)
     kind = detect_format(obj, path)
+    sd: dict[str, torch.Tensor]
+    meta: dict[str, Any]
     if kind == "haltingvt":
         sd = dict(obj["model"])
         meta = {k: v for k, v in obj.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
@@ -371,7 +374,7 @@ def load_checkpoint(
     return meta
 
 
-def describe_init(source: str | os.PathLike, meta: Mapping[str, Any]) -> str:
+def describe_init(source: str | os.PathLike[str], meta: Mapping[str, Any]) -> str:
     """One log line saying how ``init.pretrained`` (``source``) went into the model."""
     init = meta.get("init") or {}
     resized = f"; resized {', '.join(init['resized'])}" if init.get("resized") else ""
@@ -399,7 +402,7 @@ def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- writing
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` (``model_payload`` plus any training state) as one of our checkpoints, atomically
     (see :func:`atomic_write`)."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
@@ -425,7 +428,7 @@ def model_payload(
 
 def write_pretrained(
     model: Any,
-    folder: str | os.PathLike,
+    folder: str | os.PathLike[str],
     *,
     name: str,
     classes: Sequence[str] | None = None,
@@ -444,10 +447,10 @@ def write_pretrained(
     arch = dict(model.arch)
     if classes is not None:
         classes = check_class_names(list(classes), arch["num_classes"], "classes")
-    if unsafe_char(name) is not None:
+    bad = unsafe_char(name)
+    if bad is not None:
         raise CheckpointError(
-            f"model name '{escape(name)[:80]}' contains the control character "
-            f"{describe_char(unsafe_char(name))}: refused"
+            f"model name '{escape(name)[:80]}' contains the control character {describe_char(bad)}: refused"
         )
     doc = {
         "format": FORMAT,
