@@ -563,7 +563,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     try:
         data = parse_yaml(raw.decode("utf-8-sig")) or {}
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
+        line: int | None = raw[: err.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
     except yaml.YAMLError as err:
         line, text = _yaml_problem(err)

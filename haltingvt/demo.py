@@ -89,7 +89,8 @@ def save_pictures(
     model.eval()
     # One clip each of classes spread over the class list (travel, scaling, ... rather than four directions).
     wanted = sorted({round(j * len(class_names) / max_clips) for j in range(max_clips)} & set(range(len(class_names))))
-    picked, seen = [], {}
+    picked: list[int] = []
+    seen: dict[int, int] = {}
     for i in range(len(dataset)):
         label = int(dataset[i]["label"])
         if label in wanted and seen.get(label, 0) < per_class:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -114,6 +114,10 @@ def _glimpser_layer_macs(d: _Dims, s_in: int, s_out: int, select: bool) -> float
     return float(temporal + spatial + selection + mlp)
 
 
+@overload
+def halting_layer_macs(tokens: torch.Tensor, embed_dim: int, mlp_hidden: int) -> torch.Tensor: ...
+@overload
+def halting_layer_macs(tokens: float, embed_dim: int, mlp_hidden: int) -> float: ...
 def halting_layer_macs(tokens: torch.Tensor | float, embed_dim: int, mlp_hidden: int) -> torch.Tensor | float:
     """MACs of one joint layer entered by ``tokens`` tokens (any shape): qkv, proj, MLP, QK^T and AV.
     The compact execution's ghost key/value is not counted (see the module docstring)."""

@@ -22,6 +22,7 @@ import re
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
@@ -30,6 +31,9 @@ from PIL import Image
 
 from .errors import DataError
 from .sampling import wrap_indices
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
 
 DEFAULT_FILENAME_TMPL = "img_{:05}.jpg"
 
@@ -163,8 +167,8 @@ class VideoReader:
         if not os.path.isfile(self.path):
             what = "is not a file" if os.path.exists(self.path) else "not found"
             raise DataError(f"{self.path}: video file {what}")
-        self._container = None
-        self._stream = None
+        self._container: InputContainer | None = None
+        self._stream: av.VideoStream | None = None
         self.seeks = 0  # seeks done so far (for tests and benchmarks)
         self.fell_back = False  # timestamps were unusable and a sequential decode was used
         self._open()
@@ -207,7 +211,8 @@ class VideoReader:
         self.close()
 
     def _estimate_frames(self) -> int:
-        stream, container = self._stream, self._container
+        # both set: called while open
+        stream, container = cast("av.VideoStream", self._stream), cast("InputContainer", self._container)
         if stream.frames and stream.frames > 0:
             return int(stream.frames)
         if self.fps:
@@ -248,15 +253,17 @@ class VideoReader:
                     continue
                 seek = use_pts and self._seekable and t - cur > self._seek_threshold(keys)
                 if seek:
-                    target_pts = self._start + int(t / self.fps / self._time_base)
+                    # _seekable: fps and time base are known
+                    target_pts = self._start + int(t / cast(float, self.fps) / cast(float, self._time_base))
                     try:
-                        self._container.seek(target_pts, stream=self._stream, backward=True, any_frame=False)
+                        container = cast("InputContainer", self._container)  # open while decoding
+                        container.seek(target_pts, stream=self._stream, backward=True, any_frame=False)
                     except av.FFmpegError:
                         raise _NeedSequential from None  # e.g. a stream without an index
                     self.seeks += 1
-                    frames_iter = self._container.decode(self._stream)
+                    frames_iter = cast("InputContainer", self._container).decode(cast("av.VideoStream", self._stream))
                 elif frames_iter is None:
-                    frames_iter = self._container.decode(self._stream)
+                    frames_iter = cast("InputContainer", self._container).decode(cast("av.VideoStream", self._stream))
                 for frame in frames_iter:
                     counter += 1
                     idx = self._index(frame, counter, use_pts)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -14,9 +16,9 @@ __all__ = ["write_mp4"]
 
 
 def write_mp4(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     frames: Iterable[np.ndarray],
-    fps: int = 8,
+    fps: int | Fraction = 8,
     codec: str = "libx264",
     pix_fmt: str = "yuv444p",
     options: Mapping[str, str] | None = None,
@@ -38,12 +40,13 @@ def write_mp4(
         for frame in frames:
             frame = np.ascontiguousarray(frame)
             if stream is None:
-                stream = container.add_stream(codec, rate=fps)
+                stream = cast(av.VideoStream, container.add_stream(codec, rate=fps))  # a video codec
                 stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], pix_fmt
                 if gop is not None:
                     stream.codec_context.gop_size = gop
                 if qscale is not None:
-                    stream.codec_context.qscale = qscale
+                    # PyAV's qscale is the AV_CODEC_FLAG_QSCALE flag (a bool): it is set here, the value is not
+                    stream.codec_context.qscale = bool(qscale)
                     stream.codec_context.flags |= int(Flags.qscale)
                 stream.options = dict(options)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

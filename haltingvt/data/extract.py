@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 import av
 import cv2
@@ -204,7 +204,7 @@ def _write_frames(job: _Job, tmp: Path) -> dict:
 
 def _write_video(job: _Job, tmp: Path) -> dict:
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    info = {"frames": 0, "size": None}
+    info: dict[str, Any] = {"frames": 0, "size": None}
     source = _frames(job.src, job.threads)
     try:
         first, rate = next(source)
@@ -389,7 +389,7 @@ def extract_videos(
     good = sorted(results)
     fixed = class_names is not None
     if fixed:
-        class_names = list(class_names)
+        class_names = list(cast("Sequence[str]", class_names))  # fixed: not None
     elif all("/" in rel for rel in videos):
         class_names = sorted({Path(rel).parent.name for rel in videos})
     index = {name: i for i, name in enumerate(class_names or [])}

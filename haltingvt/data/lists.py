@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ..io.textsafe import describe_char, escape, safe_path, unsafe_char
 from .errors import ListFormatError
@@ -215,12 +216,13 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
         raise ListFormatError(f"{where}: the class-name file is empty")
     matches = [(i, _INDEXED.match(s)) for i, s in lines]
     if all(m is not None for _, m in matches):
-        indices = [int(m.group(1)) for _, m in matches]
+        indexed = cast("list[tuple[int, re.Match[str]]]", matches)  # every line matched
+        indices = [int(m.group(1)) for _, m in indexed]
         n = len(indices)
         base = min(indices)
         if sorted(indices) == list(range(base, base + n)) and base in (0, 1):
             names = [""] * n
-            for (lineno, m), idx in zip(matches, indices):
+            for (lineno, m), idx in zip(indexed, indices):
                 names[idx - base] = _class_name(m.group(2), where, lineno)
             return names
         seen: dict[int, int] = {}

@@ -27,6 +27,7 @@ input ``(x - 127.5) / 127.5`` and is meant to run on the accelerator after the t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import cv2
 import numpy as np
@@ -46,7 +47,7 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     size = tuple(int(s) for s in size)
     if len(size) != 2:
         raise ConfigError(f"a size must be an int or [height, width], got {list(size)}")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def _check_mode(resize: str) -> None:
@@ -137,7 +138,7 @@ def build_train_transform(
     crop = _pair(crop_size)
     _check_mode(resize)
     if lo > hi:
-        raise ConfigError(f"data.train_scale must be [low, high], got {list(scale)}")
+        raise ConfigError(f"data.train_scale must be [low, high], got {list(cast('Sequence[int]', scale))}")
     if lo < min(crop):
         raise ConfigError(f"data.train_scale {scale} is smaller than data.crop_size {crop_size}")
     ops: list = [ShortSideResize((lo, hi), resize)]
@@ -186,9 +187,9 @@ class ThreeCrop(torch.nn.Module):
             raise ValueError(f"three-crop {self.size} larger than the resized frame {(h, w)}")
         if w >= h:
             y = (h - ch) // 2
-            return tuple(TF.crop(video, y, x, ch, cw) for x in self._offsets(w, cw))  # type: ignore[return-value]
+            return tuple(TF.crop(video, y, x, ch, cw) for x in self._offsets(w, cw))
         x = (w - cw) // 2
-        return tuple(TF.crop(video, y, x, ch, cw) for y in self._offsets(h, ch))  # type: ignore[return-value]
+        return tuple(TF.crop(video, y, x, ch, cw) for y in self._offsets(h, ch))
 
 
 class EvalTransform(torch.nn.Module):

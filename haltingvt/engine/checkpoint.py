@@ -11,7 +11,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -69,7 +69,8 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list
     """(changed settings that may change, changed settings that may not) between a checkpoint's config and
     the new one, each as ``"key old -> new"``."""
     a, b = _flatten(old), _flatten(new)
-    allowed, fixed = [], []
+    allowed: list[str] = []
+    fixed: list[str] = []
     for key in sorted(set(a) | set(b)):
         if key == "name" or a.get(key) == b.get(key):
             continue
@@ -81,7 +82,7 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch and CUDA RNG states, in types our checkpoint reader accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     state = {
         "python": random.getstate(),
         "numpy": {

@@ -73,7 +73,8 @@ def build_optimizer(
     cls_token/pos_embed/time_embed are never decayed (release). With ``no_decay_bias_norm`` biases and
     LayerNorm weights (every 1-D parameter) are not decayed either, as is usual for ViTs.
     """
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for pname, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -211,7 +212,7 @@ class Trainer:
         self.val_set = None
         if tc["val_interval"] > 0:
             self.val_set = datasets["val"] if "val" in datasets else data.build_dataset(cfg, "val")
-        base_sampler = DistributedSampler(
+        base_sampler: DistributedSampler[int] = DistributedSampler(
             self.train_set, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True, seed=tc["seed"], drop_last=True
         )
         self.sampler = distributed.ResumableSampler(base_sampler)
@@ -285,7 +286,8 @@ class Trainer:
             self.master,
             classes=getattr(self.train_set, "classes", None),
         )
-        self.state, changed = TrainState(), []
+        self.state = TrainState()
+        changed: list[str] = []
         if self.resume_from is not None:
             self.state, changed = self.checkpointer.restore(self.resume_from, ddp.rank, self.lr)
         # Log rows after the checkpoint's step (all of them on a fresh start) are from a run that was cut
