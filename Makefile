@@ -31,6 +31,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collects no tests; that is not a failure.
 test: lint

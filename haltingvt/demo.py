@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -38,17 +38,17 @@ from .data.synthetic import synthetic_settings
 from .engine.evaluate import evaluate
 from .engine.train import train
 from .flops import dense_gflops, dense_tokens, glimpser_only_gflops, tokens_after_glimpser
-from .models import create_model, load_checkpoint
+from .models import HaltingVT, create_model, load_checkpoint
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
 
 def _pregenerate(datasets: Mapping[str, Dataset], progress: bool) -> float:
     """Render every clip once (the synthetic datasets cache them); returns the seconds it took."""
     start = time.time()
-    total = sum(len(d) for d in datasets.values())
+    total = sum(len(cast(Sized, d)) for d in datasets.values())
     with tqdm(total=total, desc="generating clips", unit="clip", disable=not progress, dynamic_ncols=True) as bar:
         for ds in datasets.values():
-            for i in range(len(ds)):
+            for i in range(len(cast(Sized, ds))):
                 ds[i]
                 bar.update(1)
     return time.time() - start
@@ -61,8 +61,8 @@ def motion_and_static_accuracy(model: torch.nn.Module, dataset: Dataset, batch_s
     model.eval()
     device = next(model.parameters()).device
     static_hits = motion_hits = n = 0
-    for start in range(0, len(dataset), batch_size):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+    for start in range(0, len(cast(Sized, dataset)), batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(cast(Sized, dataset))))]
         real = torch.stack([s["clips"][0] for s in samples])  # (b, 3, T, H, W), first view
         labels = torch.stack([s["label"] for s in samples])
         T = real.shape[2]
@@ -77,13 +77,13 @@ def motion_and_static_accuracy(model: torch.nn.Module, dataset: Dataset, batch_s
 
 
 def save_pictures(
-    model: torch.nn.Module,
+    model: HaltingVT,
     dataset: Dataset,
     class_names: list[str],
     out_dir: Path,
     per_class: int = 1,
     max_clips: int = 4,
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Token pictures of a few validation clips of different classes, stacked into ``tokens.png``, and
     an animated ``tokens.gif`` of the first. Uses :mod:`haltingvt.visualize`."""
     model.eval()
@@ -91,7 +91,7 @@ def save_pictures(
     wanted = sorted({round(j * len(class_names) / max_clips) for j in range(max_clips)} & set(range(len(class_names))))
     picked: list[int] = []
     seen: dict[int, int] = {}
-    for i in range(len(dataset)):
+    for i in range(len(cast(Sized, dataset))):
         label = int(dataset[i]["label"])
         if label in wanted and seen.get(label, 0) < per_class:
             seen[label] = seen.get(label, 0) + 1
@@ -183,8 +183,8 @@ def run_demo(
         "data_seconds": round(data_seconds, 1),
         "total_seconds": None,  # set below
         "optimizer_steps": train_summary["optimizer_steps"],
-        "num_train": len(datasets["train"]),
-        "num_val": len(datasets["val"]),
+        "num_train": len(cast(Sized, datasets["train"])),
+        "num_val": len(cast(Sized, datasets["val"])),
         "checkpoint": str(best),
         "picture": pictures["png"],
         "gif": pictures["gif"],

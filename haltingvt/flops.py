@@ -155,13 +155,13 @@ def _fixed_rows(d: _Dims, select: bool) -> tuple[list[LayerFlops], int]:
     return rows, 1 + s_in * d.T
 
 
-def tokens_after_glimpser(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> int:
+def tokens_after_glimpser(arch: Any, num_frames: int | None = None, img_size: int | Sequence[int] | None = None) -> int:
     """M: tokens per clip (cls included) entering the first halting layer."""
     d = _dims(arch, num_frames, img_size)
     return _fixed_rows(d, select=True)[1]
 
 
-def dense_tokens(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> int:
+def dense_tokens(arch: Any, num_frames: int | None = None, img_size: int | Sequence[int] | None = None) -> int:
     """Tokens per clip (cls included) in every layer of the dense model: 1 + patches x time steps."""
     d = _dims(arch, num_frames, img_size)
     return _fixed_rows(d, select=False)[1]
@@ -172,7 +172,7 @@ def layer_breakdown(
     mode: str = "halting",
     token_counts: torch.Tensor | Sequence[float] | None = None,
     num_frames: int | None = None,
-    img_size: int | None = None,
+    img_size: int | Sequence[int] | None = None,
 ) -> list[LayerFlops]:
     """Per-layer MACs of one clip.
 
@@ -211,7 +211,7 @@ def layer_breakdown(
 
 
 def clip_gflops(
-    arch: Any, token_counts: torch.Tensor, num_frames: int | None = None, img_size: int | None = None
+    arch: Any, token_counts: torch.Tensor, num_frames: int | None = None, img_size: int | Sequence[int] | None = None
 ) -> torch.Tensor:
     """GMACs per clip for measured halting: token_counts (B, n) active tokens entering each halting
     layer (``out.token_counts``; 0 after an early exit) -> (B,) float64. A 1-D (n,) input is one clip."""
@@ -228,12 +228,14 @@ def clip_gflops(
     return (fixed + halting_layer_macs(counts, d.C, d.H).sum(dim=1)) / 1e9
 
 
-def dense_gflops(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> float:
+def dense_gflops(arch: Any, num_frames: int | None = None, img_size: int | Sequence[int] | None = None) -> float:
     """GMACs of the same backbone without Glimpser selection and without halting."""
     return sum(r.macs for r in layer_breakdown(arch, "dense", None, num_frames, img_size)) / 1e9
 
 
-def glimpser_only_gflops(arch: Any, num_frames: int | None = None, img_size: int | None = None) -> float:
+def glimpser_only_gflops(
+    arch: Any, num_frames: int | None = None, img_size: int | Sequence[int] | None = None
+) -> float:
     """GMACs with the Glimpser's selection but no halting (every joint layer on all tokens left)."""
     return sum(r.macs for r in layer_breakdown(arch, "glimpser", None, num_frames, img_size)) / 1e9
 

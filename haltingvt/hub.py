@@ -232,7 +232,7 @@ def resolve_pretrained(
                 repo_id=name,
                 filename=filename,
                 revision=revision,
-                cache_dir=cache_dir,
+                cache_dir=None if cache_dir is None else os.fspath(cache_dir),
                 local_files_only=local_files_only,
                 token=token,
             )

@@ -98,7 +98,7 @@ def _resolve_config(
     """The config to predict with, and the architecture stored in the checkpoint (ours only)."""
     stored_arch = dict(obj["arch"]) if kind == "haltingvt" and obj.get("arch") else None
     if config is not None:
-        return load_config(config, overrides), stored_arch
+        return load_config(Path(config) if isinstance(config, os.PathLike) else config, overrides), stored_arch
     if kind == "haltingvt":
         stored = dict(obj.get("config") or {})
         if stored.get("model"):

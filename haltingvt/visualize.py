@@ -326,7 +326,7 @@ def save_token_gif(
         if title:
             draw.text((4, 2), _printable(title), fill="black")
         for i, image in enumerate((frames[t], overlay[t])):
-            big = Image.fromarray(image).resize((W * scale, H * scale), Image.NEAREST)
+            big = Image.fromarray(image).resize((W * scale, H * scale), Image.Resampling.NEAREST)
             canvas.paste(big, (i * (W * scale + gap), header))
         draw.text((4, header + H * scale + 1), f"frame {t + 1}/{T}", fill="black")
         canvas.paste(legend, (0, header + H * scale + 14))

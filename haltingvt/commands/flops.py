@@ -73,10 +73,8 @@ def _measure(args: argparse.Namespace, cfg: dict) -> dict[str, Any]:
     early = bool(args.early_exit or cfg["test"]["early_exit"])
     with torch.inference_mode():
         out = model(clips, execution="compact", early_exit=early)
-    T, H = clips.shape[2], clips.shape[3]
-    if clips.shape[3] != clips.shape[4]:
-        H = (clips.shape[3], clips.shape[4])
-    per_view = clip_gflops(arch, out.token_counts, num_frames=T, img_size=H)
+    T, (H, W) = clips.shape[2], clips.shape[3:]
+    per_view = clip_gflops(arch, out.token_counts, num_frames=T, img_size=H if H == W else (H, W))
     mean_counts = out.token_counts.double().mean(dim=0).cpu()
     return {
         "source": source,

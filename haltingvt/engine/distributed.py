@@ -7,10 +7,10 @@ training and evaluation loops read the same either way.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -65,7 +65,8 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DistributedDataParallel wrapper, or the model itself."""
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model
 
 
 def cleanup() -> None:
@@ -146,4 +147,4 @@ class ResumableSampler(Sampler[int]):
                 yield index
 
     def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
+        return max(0, len(cast(Sized, self.sampler)) - self.skip)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .. import data
 from ..config import ConfigError, load_config
 from ..flops import clip_gflops
+from ..models import HaltingVT
 from ..plot import save_confusion
 from . import distributed
 from .amp import autocast
@@ -78,7 +79,7 @@ def evaluate(
     loader = DataLoader(
         dataset,
         batch_size=batch_size or test["batch_size"],
-        sampler=distributed.ShardSampler(len(dataset), rank, world),
+        sampler=distributed.ShardSampler(len(cast(Sized, dataset)), rank, world),
         num_workers=cfg["data"]["num_workers"] if num_workers is None else num_workers,
         collate_fn=data.collate_eval,
         pin_memory=device.type == "cuda",
@@ -136,12 +137,12 @@ def evaluate(
     results = _merge(distributed.all_gather_objects(local))
     if len(results["index"]) == 0 and results["errors"]:  # every process sees the same merged results
         raise data.DataError(
-            f"{split}: 0 of {len(dataset)} videos could be read, nothing to evaluate "
+            f"{split}: 0 of {len(cast(Sized, dataset))} videos could be read, nothing to evaluate "
             f"(first error: {results['errors'][0][2]})"
         )
     metrics = _summarise(results, multi_label)
     metrics.update(split=split, execution=execution, early_exit=early_exit, world_size=world)
-    num_classes = net.num_classes
+    num_classes = int(cast(HaltingVT, net).num_classes)
     names = getattr(dataset, "classes", None)
     metrics["per_class"] = per_class_metrics(
         results.get("probs"), results.get("label"), num_classes, names, multi_label
@@ -179,7 +180,11 @@ def per_class_metrics(
     for k in range(num_classes):
         row: dict[str, Any] = {"index": k, "name": class_names[k] if class_names and k < len(class_names) else None}
         if multi_label:
-            n = 0 if empty else int(labels[:, k].sum())
+            if empty or scores is None or labels is None:  # (empty says the same; spelt out for the type checker)
+                row.update(clips=0, ap=None)
+                rows.append(row)
+                continue
+            n = int(labels[:, k].sum())
             row.update(clips=n, ap=round(average_precision(scores[:, k], labels[:, k]), 6) if n else None)
         else:
             n = int(counts[k])

@@ -29,10 +29,10 @@ import math
 import random
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from ..data.errors import DataError
 from ..flops import clip_gflops, dense_gflops
 from ..io.atomic import atomic_write
 from ..io.textsafe import escape
-from ..models import HaltingVTLoss, create_model, load_checkpoint
+from ..models import HaltingVT, HaltingVTLoss, create_model, load_checkpoint
 from ..models.weights import describe_init
 from ..plot import plot_after_training
 from . import distributed
@@ -235,7 +235,7 @@ class Trainer:
         self.steps_per_epoch = self.micro_per_epoch // self.accum
         if self.steps_per_epoch == 0:
             raise ConfigError(
-                f"the train set has {len(self.train_set)} samples: fewer than one optimizer step of "
+                f"the train set has {len(cast(Sized, self.train_set))} samples: fewer than one optimizer step of "
                 f"train.batch_size x processes x train.accum_steps = "
                 f"{self.batch_size * ddp.world_size * self.accum}"
             )
@@ -331,7 +331,8 @@ class Trainer:
         """Train to the last epoch; returns the summary (also written to ``work_dir/summary.json``)."""
         ddp, state = self.ddp, self.state
         self.log.line(
-            f"training {self.cfg.get('name')} on {ddp.world_size} x {self.device.type}: {len(self.train_set)} train "
+            f"training {self.cfg.get('name')} on {ddp.world_size} x {self.device.type}: "
+            f"{len(cast(Sized, self.train_set))} train "
             f"samples, {self.steps_per_epoch} steps/epoch x {self.epochs} epochs, batch {self.batch_size} x "
             f"{ddp.world_size} x {self.accum} (accum), lr {self.lr:.3g}{' (scaled)' if self.tc['scale_lr'] else ''}, "
             f"amp {self.tc['amp']}, {self.tc['execution']} execution"
@@ -421,7 +422,8 @@ class Trainer:
 
         last_micro = (state.iteration + 1) % self.accum == 0
         # Gradients are all-reduced only on the last micro-batch of an accumulation.
-        with self.net.no_sync() if self.ddp.enabled and not last_micro else nullcontext():
+        sync_later = self.ddp.enabled and not last_micro and isinstance(self.net, DDP)
+        with cast(DDP, self.net).no_sync() if sync_later else nullcontext():
             with autocast(self.device, self.tc["amp"]):
                 out = self.net(clips, execution=self.tc["execution"])
                 terms = self.loss_fn(out, labels, motion, ponder_factor=self.ponder_factor(out, clips))
@@ -656,7 +658,7 @@ def train(
     return Trainer(cfg, resume, device, datasets, progress).fit()
 
 
-def _dummy_batch(model: nn.Module, multi_label: bool):
+def _dummy_batch(model: HaltingVT, multi_label: bool):
     """A zero-weight stand-in for a batch whose samples were all unreadable: clips, labels, motion, weight."""
     clips = torch.zeros(2, 3, model.num_frames, model.img_size, model.img_size, dtype=torch.uint8)
     if multi_label:
