@@ -28,11 +28,20 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .io.atomic import atomic_write
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 TRAIN_LOG, VAL_LOG = "train_log.csv", "val_log.csv"
 CURVES_PNG = "curves.png"
+
+
+def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
+    """``fig`` as ``out`` (format from the suffix, PNG without one), written whole or not at all; a full disk
+    is one error naming the file."""
+    suffix = Path(out).suffix.lstrip(".").lower()
+    return atomic_write(out, lambda f: fig.savefig(f, format=suffix or "png"))
 
 
 def _agg_figure(**kwargs: Any) -> Figure:
@@ -125,10 +134,7 @@ def plot_curves(
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return _save(fig, out)
 
 
 def _draw_losses(keys: Sequence[str]):
@@ -255,10 +261,7 @@ def save_confusion(
     total = m.sum()
     accuracy = np.trace(m) / total if total else math.nan
     ax.set_title((f"{title}: " if title else "") + f"{int(total)} clips, top-1 {100 * accuracy:.1f}%", fontsize=10)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return _save(fig, out)
 
 
 __all__ = ["PlotError", "read_log", "plot_curves", "plot_run", "plot_after_training", "save_confusion", "CURVES_PNG"]

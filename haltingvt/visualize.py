@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
 
+from .io.atomic import atomic_write
 from .io.textsafe import escape
 from .models.config import ARCH_DEFAULTS
 
@@ -271,10 +272,8 @@ def save_token_grid(
         fontsize=9,
         parse_math=False,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    # written whole or not at all, and a full disk is one error naming the file (CheckpointWriteError)
+    return atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
 def _legend_strip(arch: Mapping[str, Any], width: int, cmap: str | Colormap) -> Image.Image:
@@ -331,7 +330,9 @@ def save_token_gif(
         draw.text((4, header + H * scale + 1), f"frame {t + 1}/{T}", fill="black")
         canvas.paste(legend, (0, header + H * scale + 14))
         pictures.append(canvas)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
-    return path
+    return atomic_write(
+        path,
+        lambda f: pictures[0].save(
+            f, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0
+        ),
+    )

@@ -1,5 +1,6 @@
 """haltingvt predict / haltingvt.Predictor on real mp4 files and JPEG frame folders."""
 
+import errno
 import json
 from pathlib import Path
 
@@ -270,3 +271,19 @@ def test_cli_warns_on_behaviour_change(setup, capsys):
         f"haltingvt predict: warning: {setup['ckpt']}: config 'minik_g03_b10' runs the model with "
         "keep_rate=[1.0, 0.25] (trained with [1.0, 0.5])"
     ]
+
+
+def test_save_vis_on_a_full_disk_names_the_file(setup, tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+
+    def full_disk(self, f, *args, **kwargs):
+        f.write(b"half a picture")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    vis = tmp_path / "vis"
+    rc = main(["predict", str(setup["ckpt"]), str(setup["moving"]), "--device", "cpu", "--save-vis", str(vis)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert f"{vis / 'moving.png'}: cannot write: No space left on device" in err[0]
+    assert not list(vis.iterdir())  # no half-written picture, no temporary file
