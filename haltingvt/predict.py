@@ -13,6 +13,7 @@ Python::
     result = predictor.predict("clip.mp4")                   # or a uint8 (3,T,H,W) / (V,3,T,H,W) tensor
     result["top"][0]["label"], result["gflops"]
     results = predictor.predict_many(paths)                  # batched; bad files become {"error": ...}
+    paths = find_inputs(["videos/"], predictor.cfg)          # a folder of videos/frame folders, any depth
 
 Each input goes through the test pipeline of the config (``haltingvt.data.load_views``), giving V views
 (clips x crops). As in the release, softmax probabilities are averaged over the views. GFLOPs are the
@@ -35,7 +36,9 @@ from tqdm import tqdm
 
 from .api import create_model
 from .config import ConfigError, load_config, resolve_arch
-from .data import DataError, build_transform, load_views, normalize, read_class_names
+from .data import DataError, build_transform, is_video_path, load_views, normalize, read_class_names
+from .data.decoding import frame_filename
+from .data.folders import IMAGE_EXTENSIONS
 from .flops import clip_gflops
 from .hub import pipeline_config, resolve_pretrained, save_pretrained
 from .io.errors import CheckpointError
@@ -65,7 +68,7 @@ RESULT_KEYS = (
     "vis",
 )
 
-__all__ = ["Predictor", "convert_checkpoint", "parse_views"]
+__all__ = ["Predictor", "convert_checkpoint", "find_inputs", "is_frame_folder", "parse_views"]
 
 
 def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
@@ -80,6 +83,44 @@ def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
     if clips < 1 or crops < 1:
         raise ConfigError(f"views '{escape(views)}': clips and crops must be at least 1")
     return clips, crops
+
+
+def is_frame_folder(path: str | os.PathLike, cfg: Mapping[str, Any]) -> bool:
+    """True when ``path`` is a folder holding the first frame that ``data.filename_tmpl`` /
+    ``data.start_index`` of ``cfg`` name (``img_00001.jpg`` by default)."""
+    data = cfg["data"]
+    try:
+        first = frame_filename(data["filename_tmpl"], data["start_index"])
+    except DataError:
+        return False
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, first))
+
+
+def find_inputs(paths: Iterable[str | os.PathLike], cfg: Mapping[str, Any]) -> list[str]:
+    """The inputs to predict: each path as given, except a folder that is not a frame folder
+    (:func:`is_frame_folder`), which gives the video files (``haltingvt.data.lists.VIDEO_EXTENSIONS``) and
+    frame folders found in it at any depth, sorted by their path inside it. Hidden files and folders are
+    left out and frame folders are not searched further. A folder in which nothing is found stays in the list
+    as it is (predicting it then reports why it is not a frame folder)."""
+    found: list[str] = []
+    for path in paths:
+        path = os.fspath(path)
+        if not os.path.isdir(path) or is_frame_folder(path, cfg):
+            found.append(path)
+            continue
+        inside: list[str] = []
+        for folder, dirs, files in os.walk(path):
+            keep = []
+            for name in sorted(d for d in dirs if not d.startswith(".")):
+                sub = os.path.join(folder, name)
+                if is_frame_folder(sub, cfg):
+                    inside.append(sub)
+                else:
+                    keep.append(name)
+            dirs[:] = keep
+            inside.extend(os.path.join(folder, f) for f in files if not f.startswith(".") and is_video_path(f))
+        found.extend(sorted(inside, key=lambda p: os.path.relpath(p, path).split(os.sep)) or [path])
+    return found
 
 
 def _one_line(err: Exception) -> str:
@@ -424,6 +465,12 @@ class _ViewsDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         try:
+            if os.path.isdir(path) and not is_frame_folder(path, self.cfg) and not _has_images(path):
+                return {
+                    "index": index,
+                    "path": path,
+                    "error": f"{path}: no video file or frame folder found in this folder",
+                }
             return {"index": index, "path": path, "views": load_views(path, self.cfg)}
         # The message as it is (the path in it too): --json keeps the real strings, the text output escapes
         # control characters (a newline or CR in a file name is shown, not folded into a space).
@@ -437,6 +484,13 @@ class _ViewsDataset(Dataset):
                 "path": path,
                 "error": f"{path}: cannot read: {type(err).__name__}: {str(err).strip()}",
             }
+
+
+def _has_images(folder: str) -> bool:
+    try:
+        return any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder))
+    except OSError:
+        return True  # let the reader say what is wrong
 
 
 def _error_result(path: str, message: str) -> dict:

@@ -287,3 +287,72 @@ def test_save_vis_on_a_full_disk_names_the_file(setup, tmp_path, capsys, monkeyp
     assert rc == 1 and len(err) == 1
     assert f"{vis / 'moving.png'}: cannot write: No space left on device" in err[0]
     assert not list(vis.iterdir())  # no half-written picture, no temporary file
+
+
+@pytest.mark.slow
+def test_cli_folder_scan_workers_batches_csv_and_json(setup, tmp_path, capsys):
+    """A folder that is not a frame folder is searched at any depth for video files and frame folders; decoded in
+    2 DataLoader workers, 2 inputs per forward pass, the results are those of predicting each input alone
+    without workers (1e-5); the broken file is reported by its path; JSON (--out) and CSV (--csv) are written."""
+    import csv
+    import shutil
+
+    root = tmp_path / "videos"
+    (root / "a" / "deeper").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "empty").mkdir()
+    shutil.copy(setup["moving"], root / "a" / "moving.mp4")
+    shutil.copy(setup["static"], root / "a" / "deeper" / "static.MP4")
+    _write_mp4(root / "b" / "short.mp4", _frames(6, True, h=36, w=36))
+    shutil.copytree(setup["folder"], root / "b" / "frames")
+    (root / "b" / "frames" / "sub").mkdir()  # a frame folder is not searched further
+    shutil.copy(setup["moving"], root / "b" / "frames" / "sub" / "hidden_in_frames.mp4")
+    shutil.copy(setup["bad"], root / "broken.mp4")
+    (root / "notes.txt").write_text("not a video")
+    (root / ".hidden.mp4").write_bytes(b"skipped")
+    expected = [
+        root / "a" / "deeper" / "static.MP4",
+        root / "a" / "moving.mp4",
+        root / "b" / "frames",
+        root / "b" / "short.mp4",
+        root / "broken.mp4",
+    ]
+    assert haltingvt.predict.find_inputs([root], setup["cfg"]) == [str(p) for p in expected]
+    assert haltingvt.predict.find_inputs([root / "b" / "frames", root / "a" / "moving.mp4"], setup["cfg"]) == [
+        str(root / "b" / "frames"),
+        str(root / "a" / "moving.mp4"),
+    ]
+
+    out, table = tmp_path / "results.json", tmp_path / "results.csv"
+    rc = main(
+        ["predict", str(setup["ckpt"]), str(root), "--workers", "2", "--batch-size", "2"]
+        + ["--out", str(out), "--csv", str(table), "--device", "cpu"]
+    )
+    captured = capsys.readouterr()
+    assert rc == 1  # the broken file
+    assert "5 inputs" in captured.err and "clips/s" in captured.err
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(root / "broken.mp4") in errors[0]
+    doc = json.loads(out.read_text())
+    assert doc["num_failed"] == 1 and [r["path"] for r in doc["results"]] == [str(p) for p in expected]
+    assert doc["results"][-1]["error"] and doc["results"][-1]["top"] is None
+
+    single = haltingvt.Predictor(setup["ckpt"], device="cpu", num_workers=0, batch_size=1)
+    for res, path in zip(doc["results"][:-1], expected[:-1]):
+        alone = single.predict(path)
+        assert [t["class_id"] for t in res["top"]] == [t["class_id"] for t in alone["top"]]
+        np.testing.assert_allclose([t["prob"] for t in res["top"]], [t["prob"] for t in alone["top"]], atol=1e-5)
+        assert res["gflops"] == pytest.approx(alone["gflops"], abs=1e-5)
+
+    with table.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(p) for p in expected]
+    for row, res in zip(rows[:-1], doc["results"][:-1]):
+        assert row["label"] == res["top"][0]["label"] and row["error"] == ""
+        assert float(row["prob"]) == pytest.approx(res["top"][0]["prob"], abs=1e-6)
+        assert float(row["gflops"]) == pytest.approx(res["gflops"], rel=1e-5)
+    assert rows[-1]["label"] == "" and "broken.mp4" in rows[-1]["error"]
+
+    rc = main(["predict", str(setup["ckpt"]), str(root / "empty"), "--json", "--workers", "0"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1 and "no video file or frame folder" in doc["results"][0]["error"]

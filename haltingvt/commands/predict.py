@@ -1,16 +1,23 @@
-"""``haltingvt predict CHECKPOINT INPUTS...``: classify video files or frame folders, optionally save pictures."""
+"""``haltingvt predict CHECKPOINT INPUTS...``: classify video files, frame folders or folders of them (searched at
+any depth), optionally save pictures, JSON (``--out``) and CSV (``--csv``) results."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
+from ..io.atomic import atomic_write
 from ..io.textsafe import escape, warning_lines
-from ..predict import Predictor
+from ..predict import Predictor, find_inputs
+
+CSV_COLUMNS = ("path", "label", "prob", "gflops", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="trained checkpoint (ours: .pth, .safetensors or a save_pretrained folder; "
         "or a release checkpoint with --config)",
     )
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FRAME_FOLDER", help="video files and/or frame folders")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="VIDEO_OR_FOLDER",
+        help="video files and/or frame folders; any other folder is searched, at any depth, for video files and "
+        "frame folders",
+    )
     parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
     parser.add_argument(
         "--set",
@@ -37,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
     parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    parser.add_argument("--out", metavar="JSON", help="also write the results (as --json prints them) to this file")
+    parser.add_argument(
+        "--csv", metavar="CSV", help="also write one line per input to this file: " + ", ".join(CSV_COLUMNS)
+    )
     parser.add_argument(
         "--save-vis",
         metavar="DIR",
@@ -46,7 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, help="inputs per forward pass (default: the config's test.batch_size)"
     )
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="decoding processes (DataLoader workers; 0: decode in the main process)",
+    )
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
 
 
@@ -73,6 +95,25 @@ def format_result(res: dict) -> str:
     return "\n".join(lines)
 
 
+def results_csv(results: list[dict]) -> str:
+    """CSV text, one line per result: path, top-1 label and probability, GFLOPs, error (empty when none)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for res in results:
+        top = res["top"][0] if res.get("top") else None
+        writer.writerow(
+            [
+                res["path"],
+                top["label"] if top else "",
+                f"{top['prob']:.6f}" if top else "",
+                f"{res['gflops']:.6g}" if res.get("gflops") is not None else "",
+                res["error"] or "",
+            ]
+        )
+    return buf.getvalue()
+
+
 def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -89,9 +130,12 @@ def run(args: argparse.Namespace) -> int:
         )
     for line in warning_lines(caught):
         print(f"haltingvt predict: warning: {line}", file=sys.stderr)
-    results = predictor.predict_many(
-        args.inputs, save_vis=args.save_vis, progress=len(args.inputs) > predictor.batch_size
-    )
+    inputs = find_inputs(args.inputs, predictor.cfg)
+    if len(inputs) != len(args.inputs):
+        print(f"haltingvt predict: {len(inputs)} inputs (video files and frame folders)", file=sys.stderr)
+    start = time.perf_counter()
+    results = predictor.predict_many(inputs, save_vis=args.save_vis, progress=len(inputs) > predictor.batch_size)
+    seconds = time.perf_counter() - start
     failed = [r for r in results if r["error"]]
     clips, crops = predictor.views
     doc = {
@@ -101,12 +145,17 @@ def run(args: argparse.Namespace) -> int:
         "views": f"{clips}x{crops}",
         "num_classes": predictor.arch["num_classes"],
         "num_failed": len(failed),
+        "seconds": round(seconds, 3),
         "results": results,
     }
     if args.save_vis:
         out = Path(args.save_vis) / "predictions.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2))
+    if args.out:
+        atomic_write(args.out, lambda f: f.write(json.dumps(doc, indent=2).encode()))
+    if args.csv:
+        atomic_write(args.csv, lambda f: f.write(results_csv(results).encode()))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -117,4 +166,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"haltingvt predict: error: {escape(res['error'])}", file=sys.stderr)
     if failed:
         print(f"haltingvt predict: {len(results) - len(failed)} of {len(results)} inputs classified", file=sys.stderr)
+    num_clips = sum(r["num_views"] for r in results if not r["error"])
+    if len(results) > 1:  # throughput of a run over many inputs (one input: its time is mostly start-up)
+        print(
+            f"haltingvt predict: {len(results)} inputs ({num_clips} clips) in {seconds:.2f} s: "
+            f"{num_clips / max(seconds, 1e-9):.1f} clips/s, {len(results) / max(seconds, 1e-9):.1f} inputs/s",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
