@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	@# MMAction2's own transforms for the pipeline tests (tests/data/test_mmaction2_oracle.py); they skip without it
+	@# MMAction2's own transforms (tests/data/test_mmaction2_oracle.py) and ONNX Runtime (tests/test_export.py):
+	@# their tests skip when these optional extras do not install
 	$(PY) -m pip install -q -e '.[test,oracle]' || echo "note: the oracle extra did not install; its tests will skip"
+	$(PY) -m pip install -q -e '.[test,onnx]' || echo "note: the onnx extra did not install; its test will skip"
 	touch $(STAMP)
 
 install: $(STAMP)
