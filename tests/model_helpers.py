@@ -34,22 +34,25 @@ TINY_OVERRIDES = [
 ]
 
 
+#: The small architecture most model tests use: 32 px, 4 frames, width 48, 2 Glimpser + 4 halting layers
+TINY_ARCH = dict(
+    img_size=32,
+    patch_size=8,
+    num_frames=4,
+    embed_dim=48,
+    num_heads=3,
+    depth=6,
+    divid_depth=2,
+    keep_rate=[1.0, 0.5],
+    halt_scale=10.0,
+    halt_center=3.0,
+    eps=0.01,
+)
+
+
 def tiny_model(**kw) -> haltingvt.HaltingVT:
     """A small random HaltingVT (32 px, 4 frames, 5 classes); keyword arguments change its architecture."""
-    arch = dict(
-        img_size=32,
-        patch_size=8,
-        num_frames=4,
-        embed_dim=48,
-        num_heads=3,
-        depth=6,
-        divid_depth=2,
-        keep_rate=[1.0, 0.5],
-        halt_scale=10.0,
-        halt_center=3.0,
-        eps=0.01,
-    )
-    arch.update(kw)
+    arch = {**TINY_ARCH, **kw}
     return haltingvt.create_model(arch, num_classes=5)
 
 

@@ -19,7 +19,7 @@ from haltingvt.flops import (
     torch_counted_gflops,
 )
 
-from model_helpers import OFFICIAL
+from model_helpers import OFFICIAL, TINY_ARCH
 
 OFFICIAL_SET = [
     "model.img_size=64",
@@ -78,19 +78,7 @@ def test_halting_deit_s_matches_flop_counter():
 
 @pytest.mark.parametrize("keep,fuse", [([1.0, 0.3], False), ([0.7, 0.5], True), ([0.5, 1.0], False)])
 def test_token_bookkeeping_matches_model(keep, fuse):
-    arch = dict(
-        img_size=32,
-        patch_size=8,
-        num_frames=4,
-        embed_dim=48,
-        num_heads=3,
-        depth=6,
-        divid_depth=2,
-        keep_rate=keep,
-        fuse_token=fuse,
-        halting=False,
-        num_classes=5,
-    )
+    arch = {**TINY_ARCH, "keep_rate": keep, "fuse_token": fuse, "halting": False, "num_classes": 5}
     model = haltingvt.create_model(arch).eval()
     clip = _clip(2, T=4, size=32)
     with torch.inference_mode():

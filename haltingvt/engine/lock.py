@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..io.atomic import pid_alive
 
 try:
     import fcntl
@@ -46,18 +47,6 @@ def _holder_text(info: dict[str, Any] | None) -> str:
     return f"PID {info.get('pid')} on {info.get('host')}, started {info.get('started')}" + (
         f": {info['command']}" if info.get("command") else ""
     )
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, another user's
-        return True
-    return True
 
 
 class WorkDirLock:
@@ -146,7 +135,7 @@ class WorkDirLock:
                 # no content yet: another run is writing it (or was killed right after creating it, long ago)
                 unreadable_and_young = info is None and age < STALE_EMPTY_SECONDS
                 if unreadable_and_young or (
-                    info is not None and (info.get("host") != socket.gethostname() or _pid_alive(info.get("pid")))
+                    info is not None and (info.get("host") != socket.gethostname() or pid_alive(info.get("pid")))
                 ):
                     raise self._busy(info) from None
                 # stale: move it aside under a name of our own, so that two runs cannot both remove it

@@ -117,7 +117,11 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether process ``pid`` runs on this host (this process and other users' processes count); False for
+    anything that is not a positive integer."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     if pid == os.getpid():
         return True
     try:
@@ -141,7 +145,7 @@ def _leftovers(folder: Path) -> list[tuple[Path, str]]:
         if (
             match is not None
             and match["target"] == folder.name
-            and not _alive(int(match["pid"]))
+            and not pid_alive(int(match["pid"]))
             and entry.is_dir()
             and not entry.is_symlink()
         ):

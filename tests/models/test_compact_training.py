@@ -19,7 +19,7 @@ from haltingvt.engine.train import train
 from haltingvt.models.weights import read_checkpoint
 
 from engine_helpers import HELPERS, datasets, one_thread, subprocess_env, tiny_config
-from model_helpers import OFFICIAL
+from model_helpers import OFFICIAL, TINY_ARCH
 
 GRAD_TOL = 1e-4  # fp32: the acceptance bound; measured differences are ~1e-6
 BF16_LOSS_TOL = 2e-2  # bf16 autocast: relative, on the loss terms
@@ -89,21 +89,7 @@ def assert_halts_at_several_layers(out, min_layers: int = 2) -> None:
 
 
 def tiny(seed=0, delta=0.45, **kw):
-    arch = dict(
-        img_size=32,
-        patch_size=8,
-        num_frames=4,
-        embed_dim=48,
-        num_heads=3,
-        depth=6,
-        divid_depth=2,
-        keep_rate=[1.0, 0.5],
-        halt_scale=10.0,
-        halt_center=3.0,
-        eps=0.01,
-        num_classes=5,
-    )
-    arch.update(kw)
+    arch = {**TINY_ARCH, "num_classes": 5, **kw}
     torch.manual_seed(seed)
     model = haltingvt.create_model(arch).train()
     set_halt_bias(model, delta)
