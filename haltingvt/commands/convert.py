@@ -12,6 +12,7 @@ import warnings
 
 from ..io.textsafe import escape, safe_path, warning_lines
 from ..predict import convert_checkpoint
+from .options import add_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="config name or YAML path: the architecture and test pipeline "
         "(default: the ones stored in one of our checkpoints)",
     )
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. data.test_num_clips=2",
-    )
+    add_overrides(parser, "data.test_num_clips=2")
     parser.add_argument(
         "--classes",
         help="class-name file, one name per line (default: the names stored in "

@@ -15,18 +15,12 @@ from ..config import load_config, resolve_arch
 from ..data import DataError, load_views, normalize
 from ..flops import LayerFlops, clip_gflops, layer_breakdown
 from ..models import load_checkpoint
+from .options import add_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config name (see `haltingvt configs`) or YAML path")
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. model.keep_rate=[1.0,0.5]",
-    )
+    add_overrides(parser, "model.keep_rate=[1.0,0.5]")
     parser.add_argument("--checkpoint", help="weights for the measured halting table (release or haltingvt format)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--video", help="video file or frame folder: measure halting on its test views")

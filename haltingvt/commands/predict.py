@@ -16,6 +16,7 @@ from pathlib import Path
 from ..io.atomic import atomic_write
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor, find_inputs
+from .options import add_overrides
 
 CSV_COLUMNS = ("path", "label", "prob", "gflops", "error")
 
@@ -34,14 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "frame folders",
     )
     parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. test.early_exit=true",
-    )
+    add_overrides(parser, "test.early_exit=true")
     parser.add_argument(
         "--classes",
         help="class-name file (default: the names stored in the checkpoint, else the "
