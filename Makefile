@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	@# their tests skip when these optional extras do not install
 	$(PY) -m pip install -q -e '.[test,oracle]' || echo "note: the oracle extra did not install; its tests will skip"
 	$(PY) -m pip install -q -e '.[test,onnx]' || echo "note: the onnx extra did not install; its test will skip"
+	@# the web page of `haltingvt app` (gradio) and selenium for its browser test (tests/test_app.py; that test
+	@# also needs the system's Chromium: apt-get install chromium chromium-driver)
+	$(PY) -m pip install -q -e '.[test,app,browser]' || echo "note: the app extra did not install; its tests will skip"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "eval": "evaluate a checkpoint: accuracy/mAP, GFLOPs, tokens per layer",
     "flops": "per-layer tokens and GFLOPs of a config, dense and with halting",
     "predict": "classify video files or frame folders, optionally save pictures",
+    "app": "a web page (Gradio) that classifies an uploaded video: top-5, GFLOPs, tokens, halting picture",
     "convert": "write a checkpoint (e.g. the release's) as a Hub-format folder: model.safetensors + config.json",
     "demo": "train and evaluate a small model on the built-in synthetic dataset",
     "synthetic": "write the built-in synthetic motion clips to disk (frames or mp4)",

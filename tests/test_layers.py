@@ -30,6 +30,7 @@ LAYERS = {
     "haltingvt.api": 4,  # haltingvt.create_model: config names -> haltingvt.HaltingVT
     "haltingvt.predict": 4,
     "haltingvt.demo": 4,
+    "haltingvt.app": 4,  # the web page (haltingvt app); gradio imported on use
     "haltingvt": 4,  # the package's public API (__init__)
     "haltingvt.commands": 5,
     "haltingvt.cli": 5,
@@ -41,6 +42,7 @@ LAYER_NAMES = ["io", "models", "config", "data", "engine/predict/hub/...", "comm
 DEFERRED_OK = {
     "matplotlib": "slow: only when a picture is drawn (plot, visualize)",
     "huggingface_hub": "optional: Hub transfers and the Hub cache only",
+    "gradio": "optional (the app extra): the web page of haltingvt app only",
     "timm": "slow: timm's model registry, only for a timm model name (io.offline)",
     "torch": "torch.utils.tensorboard only: optional, a TensorBoard writer (engine.runlog)",
 }

@@ -1,0 +1,133 @@
+"""``haltingvt app CHECKPOINT_OR_HUB_FOLDER``: a web page (Gradio) that classifies an uploaded video and shows its
+top-5 classes, the GFLOPs it cost against the dense model's, the tokens per halting layer and the halting picture.
+
+Needs the optional extra ``pip install 'haltingvt[app]'``; gradio is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import signal
+import sys
+import threading
+import warnings
+from typing import Any
+
+from ..app import INSTALL_HINT, import_gradio, launch
+from ..config import ConfigError
+from ..io.textsafe import escape, warning_lines
+from ..predict import Predictor
+from .options import add_overrides
+
+PRECISIONS = ("fp32", "bf16", "int8", "fp16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT_OR_HUB_FOLDER",
+        help="trained checkpoint (ours: .pth, .safetensors or a save_pretrained folder; a release checkpoint "
+        "with --config) or a Hub id (user/model, downloaded once into the Hub cache)",
+    )
+    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
+    add_overrides(parser, "test.early_exit=true")
+    parser.add_argument(
+        "--classes",
+        help="class-name file (default: the names stored in the checkpoint, else the "
+        "data.classes file of --config, else class_<i>)",
+    )
+    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per video, e.g. 1x3 (default: the config's)")
+    parser.add_argument(
+        "--examples",
+        metavar="DIR",
+        help="offer the video files in DIR as example clips (besides the synthetic ones written at start-up for "
+        "a model trained on the built-in synthetic classes)",
+    )
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="inference precision of the model (default fp32)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0: all)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument(
+        "--share", action="store_true", help="also open a public Gradio share link (off by default; needs internet)"
+    )
+
+
+def _gradio_missing() -> bool:
+    try:
+        import_gradio()
+    except ImportError:
+        return True
+    return False
+
+
+def predictor_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of ``Predictor.from_pretrained`` from the command line. ``precision`` is passed only
+    when it is not fp32, so that the default works with a Predictor that has no precision option."""
+    options = dict(config=args.config, device=args.device, classes=args.classes, overrides=args.set, views=args.views)
+    if args.precision != "fp32":
+        if "precision" not in inspect.signature(Predictor.__init__).parameters:
+            raise ConfigError(f"--precision {args.precision}: this version of haltingvt.Predictor runs fp32 only")
+        options["precision"] = args.precision
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    if _gradio_missing():
+        print(INSTALL_HINT, file=sys.stderr)
+        return 1
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # a local file or folder as it is (as `haltingvt predict` reads it), else a Hub id
+        predictor = Predictor.from_pretrained(args.checkpoint, **predictor_options(args))
+    for line in warning_lines(caught):
+        print(f"haltingvt app: warning: {line}", file=sys.stderr)
+    try:
+        demo, url, work = launch(
+            predictor,
+            examples_dir=args.examples,
+            host=args.host,
+            port=args.port,
+            share=args.share,
+            prevent_thread_lock=True,
+            quiet=True,
+        )
+    except OSError as err:
+        if "empty port" not in str(err):  # gradio's words for a port it cannot bind
+            raise
+        print(
+            f"haltingvt app: error: cannot serve on {escape(args.host)}:{args.port}: pass another --port",
+            file=sys.stderr,
+        )
+        return 1
+    share_url = getattr(demo, "share_url", None)
+    print(
+        f"haltingvt app: serving {escape(predictor.cfg.get('name') or predictor.checkpoint.name)} on {url}"
+        + (f" and {share_url}" if share_url else "")
+        + " (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+    previous = _stop_on_sigterm()
+    try:
+        demo.block_thread()  # returns on Ctrl-C (or SIGTERM), having closed the server
+    finally:
+        demo.close()
+        work.cleanup()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM (``kill``, a service manager) stops the page as Ctrl-C does, so that its temporary folder of
+    example clips and pictures is removed. Returns the previous handler (None outside the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
