@@ -276,6 +276,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "execution": choice("compact", ("compact", "masked")),
         "early_exit": flag(False),
         "amp": choice("none", _AMP),  # fp16: CUDA only
+        # inference precision of predict/eval/app (haltingvt.models.precision; docs/guide.md, "Precision"):
+        # int8 on the CPU only, fp16 on CUDA only
+        "precision": choice("fp32", ("fp32", "bf16", "fp16", "int8")),
     },
 }
 SECTIONS = tuple(SCHEMA)

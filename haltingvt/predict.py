@@ -45,6 +45,7 @@ from .io.errors import CheckpointError
 from .io.textsafe import describe_char, escape, safe_path, unsafe_char
 from .models.config import BEHAVIOUR_KEYS, STRUCTURAL_KEYS
 from .models.keymaps import arch_from_weights, detect_format
+from .models.precision import check_precision, convert_precision, precision_context
 from .models.weights import check_arch, load_checkpoint, read_checkpoint
 from .visualize import save_token_gif, save_token_grid, tokens_of
 
@@ -121,6 +122,14 @@ def find_inputs(paths: Iterable[str | os.PathLike], cfg: Mapping[str, Any]) -> l
             inside.extend(os.path.join(folder, f) for f in files if not f.startswith(".") and is_video_path(f))
         found.extend(sorted(inside, key=lambda p: os.path.relpath(p, path).split(os.sep)) or [path])
     return found
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` when it runs on ``device``, else ConfigError naming the option and what is supported."""
+    try:
+        return check_precision(precision, device)
+    except ValueError as err:
+        raise ConfigError(f"--precision (test.precision): {err}") from None
 
 
 def _one_line(err: Exception) -> str:
@@ -220,6 +229,9 @@ class Predictor:
         topk: number of classes reported.
         batch_size: inputs per forward pass (default: the config's ``test.batch_size``).
         num_workers: decoding processes for :meth:`predict_many`.
+        precision: fp32 | bf16 | fp16 | int8 (default: the config's ``test.precision``, fp32): the blocks' matrix
+            products in that precision, the halting arithmetic in fp32 (:mod:`haltingvt.models.precision`;
+            docs/guide.md, "Precision"). int8 runs on the CPU, fp16 on CUDA.
 
     Raises ConfigError / CheckpointError (one line, naming the file) when the checkpoint, config and class
     names do not fit together.
@@ -236,6 +248,7 @@ class Predictor:
         topk: int = 5,
         batch_size: int | None = None,
         num_workers: int = 0,
+        precision: str | None = None,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         obj = read_checkpoint(self.checkpoint)
@@ -269,6 +282,9 @@ class Predictor:
         self.arch = self.model.arch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
+        #: the inference precision (the model is converted in place; it can no longer be saved)
+        self.precision = resolve_precision(precision or cfg["test"]["precision"], self.device)
+        convert_precision(self.model, self.precision, self.device)
         #: the class names given, stored in the checkpoint or in the config's data.classes file (None: unknown)
         self.classes = self._class_names(classes if classes is not None else stored_classes)
         self.class_names = self.classes or [f"class_{i}" for i in range(self.arch["num_classes"])]
@@ -392,7 +408,8 @@ class Predictor:
         b, V = len(views), views[0].shape[0]
         clips = torch.stack(views).flatten(0, 1)  # (b*V, 3, T, H, W)
         x = normalize(clips.to(self.device))
-        out = self.model(x, execution=self.execution, early_exit=self.early_exit)
+        with precision_context(self.precision, self.device):
+            out = self.model(x, execution=self.execution, early_exit=self.early_exit)
         T, H, W = clips.shape[2:]
         size = H if H == W else (H, W)
         probs = out.logits.float().softmax(-1).view(b, V, -1).mean(1).cpu()  # release: average softmax over views
@@ -512,7 +529,10 @@ def convert_checkpoint(
 
     The checkpoint goes through :class:`Predictor`'s checks (the architecture of the config must fit the
     weights; class names must number num_classes). Returns (folder, the Predictor)."""
-    predictor = Predictor(checkpoint, config=config, device="cpu", classes=classes, overrides=overrides)
+    # fp32 whatever test.precision says: the folder holds the weights as trained
+    predictor = Predictor(
+        checkpoint, config=config, device="cpu", classes=classes, overrides=overrides, precision="fp32"
+    )
     folder = save_pretrained(
         predictor.model,
         out_dir,

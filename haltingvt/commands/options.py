@@ -1,7 +1,7 @@
 """Options shared by several subcommands, named as MMAction2 users know them.
 
 ``--set`` / ``--cfg-options`` (one option, repeatable: every use adds to the same list of overrides),
-``--work-dir``, ``--seed`` and ``--amp``. The last three are short for config overrides and are applied
+``--work-dir``, ``--seed``, ``--amp`` and ``--precision``. The last four are short for config overrides and are applied
 after ``--set``, so they win over it.
 """
 
@@ -11,6 +11,8 @@ import argparse
 import json
 
 import torch
+
+from ..models.precision import PRECISIONS
 
 AMP_CHOICES = ("none", "bf16", "fp16")
 
@@ -44,6 +46,22 @@ def add_run_options(parser: argparse.ArgumentParser, *, work_dir_help: str, seed
     )
 
 
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """``--precision fp32|bf16|fp16|int8``: short for ``--set test.precision=...`` (see :func:`precision_override`)."""
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="inference precision (test.precision; default fp32): bf16 or int8 on the CPU, bf16 or fp16 on CUDA; "
+        "the halting arithmetic stays fp32 (docs/guide.md, Precision)",
+    )
+
+
+def precision_override(args: argparse.Namespace) -> list[str]:
+    """``--set`` followed by ``test.precision=...`` when ``--precision`` was given."""
+    return list(args.set) + ([f"test.precision={args.precision}"] if args.precision else [])
+
+
 def amp_mode(amp: str, device: str | None) -> str:
     """``--amp``'s value; bare ``--amp`` ("auto") is fp16 on a CUDA device and bf16 on the CPU."""
     if amp != "auto":
@@ -63,4 +81,6 @@ def run_overrides(
         out.append(f"{seed_key}={args.seed}")
     if args.amp is not None:
         out.append(f"{amp_key}={amp_mode(args.amp, args.device)}")
+    if getattr(args, "precision", None):
+        out.append(f"test.precision={args.precision}")
     return out

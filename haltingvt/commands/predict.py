@@ -16,7 +16,7 @@ from pathlib import Path
 from ..io.atomic import atomic_write
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor, find_inputs
-from .options import add_overrides
+from .options import add_overrides, add_precision, precision_override
 
 CSV_COLUMNS = ("path", "label", "prob", "gflops", "error")
 
@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decoding processes (DataLoader workers; 0: decode in the main process)",
     )
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    add_precision(parser)
 
 
 def format_result(res: dict) -> str:
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             config=args.config,
             device=args.device,
             classes=args.classes,
-            overrides=args.set,
+            overrides=precision_override(args),
             views=args.views,
             topk=args.topk,
             batch_size=args.batch_size,
@@ -136,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(predictor.checkpoint),
         "config": predictor.cfg.get("name"),
         "device": str(predictor.device),
+        "precision": predictor.precision,
         "views": f"{clips}x{crops}",
         "num_classes": predictor.arch["num_classes"],
         "num_failed": len(failed),
@@ -153,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"{escape(doc['config'])} on {doc['device']}, {clips} clip(s) x {crops} crop(s) per input")
+        print(
+            f"{escape(doc['config'])} on {doc['device']} ({predictor.precision}), "
+            f"{clips} clip(s) x {crops} crop(s) per input"
+        )
         for res in results:
             print(format_result(res))
     for res in failed:

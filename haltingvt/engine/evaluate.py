@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .. import data
 from ..config import ConfigError, load_config
 from ..flops import clip_gflops
-from ..models import HaltingVT
+from ..models import HaltingVT, model_precision, precision_context
 from ..plot import save_confusion
 from . import distributed
 from .amp import autocast
@@ -85,6 +85,8 @@ def evaluate(
         pin_memory=device.type == "cuda",
     )
 
+    # a model converted for inference (haltingvt.models.precision) runs in its precision; otherwise test.amp
+    precision = model_precision(net)
     was_training = net.training
     net.eval()
     indices, probs, labels, tokens, gflops, exited, paths, errors = [], [], [], [], [], [], [], []
@@ -99,7 +101,7 @@ def evaluate(
         clips = data.normalize(batch["clips"].to(device, non_blocking=True)).flatten(0, 1)  # (b*V, 3, T, H, W)
         _sync(device)
         start = time.perf_counter()
-        with autocast(device, test["amp"]):
+        with precision_context(precision, device) if precision != "fp32" else autocast(device, test["amp"]):
             out = net(clips, execution=execution, early_exit=early_exit)
         _sync(device)
         model_time += time.perf_counter() - start

@@ -8,6 +8,14 @@ architecture (:class:`HaltingVTConfig` or a dict of its keys), and reads and wri
 from .config import ARCH_DEFAULTS, ArchError, HaltingVTConfig, LossConfig
 from .haltingvt import HaltingVT, HaltingVTOutput, create_model
 from .losses import HaltingVTLoss, LossTerms, action_loss, distribution_prior
+from .precision import (
+    PRECISIONS,
+    check_precision,
+    convert_precision,
+    model_precision,
+    precision_context,
+    supported_precisions,
+)
 from .weights import CheckpointError, load_checkpoint, model_payload, read_checkpoint, save_checkpoint
 
 __all__ = [
@@ -27,4 +35,10 @@ __all__ = [
     "model_payload",
     "read_checkpoint",
     "save_checkpoint",
+    "PRECISIONS",
+    "check_precision",
+    "convert_precision",
+    "model_precision",
+    "precision_context",
+    "supported_precisions",
 ]

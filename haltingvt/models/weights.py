@@ -39,6 +39,7 @@ from ..io.tensorfile import CONFIG_DIGEST_KEY, DIGEST_KEY, FORMAT, FORMAT_VERSIO
 from ..io.textsafe import describe_char, escape, safe_path, unsafe_char
 from .config import MAX_PARAMS, ArchError, HaltingVTConfig, check_arch_rules, estimate_params
 from .keymaps import arch_from_weights, detect_format, fit_embeddings, from_imagenet, from_release, state_dict_of
+from .precision import model_precision
 
 #: A folder written by ``save_pretrained``: these two files (the Hub's names).
 PRETRAINED_WEIGHTS, PRETRAINED_CONFIG = "model.safetensors", "config.json"
@@ -402,6 +403,17 @@ def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- writing
+def refuse_converted(model: Any) -> None:
+    """CheckpointError for a model converted to a reduced precision for inference
+    (:func:`haltingvt.models.precision.convert_precision`): its weights are no longer the fp32 ones, so it is
+    never written where an fp32 checkpoint could be replaced."""
+    precision = model_precision(model)
+    if precision != "fp32":
+        raise CheckpointError(
+            f"refusing to save a model converted to {precision} for inference: save the fp32 model it came from"
+        )
+
+
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` (``model_payload`` plus any training state) as one of our checkpoints, atomically
     (see :func:`atomic_write`)."""
@@ -419,6 +431,7 @@ def model_payload(
     """The model part of one of our checkpoints: weights, architecture, (optionally) the config and the
     class names -- as a list of strings, so that a checkpoint never makes a reader open a path.
     ``model`` is the bare model (``haltingvt.engine.distributed.unwrap`` a DDP wrapper first)."""
+    refuse_converted(model)
     arch = dict(getattr(model, "arch", {}))
     payload = {"model": model.state_dict(), "arch": arch, "config": dict(config or {}), **extra}
     if classes is not None:
@@ -443,6 +456,7 @@ def write_pretrained(
     ``model.safetensors``: the weights with the architecture and the class names in its metadata, config.json's
     sha256 and a digest over all of it. ``files`` (name -> bytes, e.g. a model card) are written first.
     """
+    refuse_converted(model)
     folder = Path(folder)
     arch = dict(model.arch)
     if classes is not None:

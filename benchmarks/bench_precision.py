@@ -1,0 +1,147 @@
+"""Wall-clock cost of reduced precision with compact halting: masked fp32 (the release) against compact execution
+in fp32, bf16 and int8 (fp16 too on CUDA), with the FLOPs ratio beside each.
+
+DeiT-S, 8 x 224 x 224, G03/b10 architecture, random weights with the halting profile of bench_compact.py
+(calibrated to about ``--target-gflops``, 10 by default: the paper's G03 point). Each precision is the model
+converted by ``haltingvt.models.convert_precision``, run as ``Predictor`` and ``haltingvt eval`` run it
+(autocast for bf16/fp16). ``--torchao`` also times torchao's int8 (dynamic activations, int8 weights) run
+eagerly, the alternative to torch.ao's dynamic quantisation (haltingvt/models/precision.py says why it is not used).
+
+    .venv/bin/python -m benchmarks.bench_precision --json-out bench_precision.json
+    .venv/bin/python -m benchmarks.bench_precision --device cuda --batch-sizes 1 8 32
+
+All variants are timed in the same run, round-robin (bench_compact.time_variants); medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import haltingvt
+from benchmarks.bench_common import calibrate, set_halt_bias
+from benchmarks.bench_compact import ARCH, time_variants
+from haltingvt.data import normalize
+from haltingvt.flops import clip_gflops, glimpser_only_gflops
+from haltingvt.models import convert_precision, precision_context, supported_precisions
+
+
+def runner(model: torch.nn.Module, precision: str, execution: str, device: torch.device) -> Callable:
+    def run(clips: torch.Tensor) -> haltingvt.HaltingVTOutput:
+        with precision_context(precision, device):
+            return model(clips, execution=execution)
+
+    return run
+
+
+def torchao_int8(model: torch.nn.Module) -> torch.nn.Module | None:
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        return None
+    model = copy.deepcopy(model)
+    quantize_(model.blocks, Int8DynamicActivationInt8WeightConfig())
+    return model
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--target-gflops", type=float, default=10.0)
+    parser.add_argument("--precisions", nargs="+", default=None, help="default: every one the device supports")
+    parser.add_argument("--torchao", action="store_true", help="also time torchao's eager int8 (if installed)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", default=None, help="write the results here as JSON")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = haltingvt.create_model(ARCH).eval().to(device)
+    arch = model.arch
+    T, size = arch["num_frames"], arch["img_size"]
+    max_b = max(args.batch_sizes)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    clips_all = normalize(torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen)).to(device)
+    delta, calib = calibrate(model, clips_all[: min(max_b, 4)], args.target_gflops)
+    set_halt_bias(model, delta)
+    print(f"halting bias delta = {delta:.4f} (calibration clips: {calib:.2f} GFLOPs)")
+
+    precisions = args.precisions or list(supported_precisions(device))
+    variants = {"masked fp32": runner(model, "fp32", "masked", device)}
+    for precision in precisions:
+        converted = convert_precision(copy.deepcopy(model), precision, device)
+        variants[f"compact {precision}"] = runner(converted, precision, "compact", device)
+    if args.torchao and device.type == "cpu":
+        ao = torchao_int8(model)
+        if ao is not None:
+            variants["compact torchao-int8"] = runner(ao, "fp32", "compact", device)
+
+    results: dict = {
+        "arch": ARCH,
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "halt_bias": delta,
+        "reps": args.reps,
+        "batches": {},
+    }
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name(device)
+    masked_gflops = glimpser_only_gflops(arch)  # masked execution runs every halting layer on all tokens
+    header = f"{'batch':>5} {'variant':<22} {'ms/clip':>9} {'x vs masked fp32':>17} {'GFLOPs/clip':>12} {'FLOPs x':>8}"
+    lines = [header]
+    for B in args.batch_sizes:
+        clips = clips_all[:B]
+        with torch.inference_mode():
+            gflops = {
+                name: masked_gflops
+                if name.startswith("masked")
+                else float(clip_gflops(arch, fn(clips).token_counts.cpu()).mean())
+                for name, fn in variants.items()
+            }
+        times = time_variants(variants, clips, args.reps, args.warmup)
+        ms = {k: 1000 * statistics.median(v) / B for k, v in times.items()}
+        rows = {}
+        for name in variants:
+            rows[name] = {
+                "ms_per_clip": ms[name],
+                "ms_per_clip_all": [1000 * t / B for t in times[name]],
+                "speedup_vs_masked_fp32": ms["masked fp32"] / ms[name],
+                "gflops_per_clip": gflops[name],
+                "flops_ratio_vs_masked": masked_gflops / gflops[name],
+            }
+            r = rows[name]
+            lines.append(
+                f"{B:>5} {name:<22} {ms[name]:>9.1f} {r['speedup_vs_masked_fp32']:>16.2f}x {gflops[name]:>12.2f} "
+                f"{r['flops_ratio_vs_masked']:>7.2f}x"
+            )
+        results["batches"][str(B)] = rows
+        print("\n".join(lines[-len(variants) :]), flush=True)
+
+    print(
+        f"\n{ARCH}, {T}x{size}x{size}, random weights, halting bias {delta:.4f}, device {device}, "
+        f"{torch.get_num_threads()} threads, median of {args.reps} (warm-up {args.warmup})"
+    )
+    print("\n".join(lines))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

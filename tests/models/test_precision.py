@@ -1,0 +1,141 @@
+"""Reduced precision (haltingvt.models.precision): bf16 / int8 give fp32's answers, unsupported precisions and saving
+a converted model are refused in one line."""
+
+import copy
+
+import pytest
+import torch
+import yaml
+
+import haltingvt
+from haltingvt.cli import main
+from haltingvt.config import ConfigError, load_config
+from haltingvt.data import normalize
+from haltingvt.data.encode import write_mp4
+from haltingvt.models import check_precision, convert_precision, model_precision, precision_context
+from haltingvt.models.weights import CheckpointError, model_payload
+from haltingvt.predict import Predictor
+
+from model_helpers import TINY_OVERRIDES
+
+
+def _run(model, clips, precision):
+    with torch.inference_mode(), precision_context(precision, "cpu"):
+        return model(clips, execution="compact")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_release_fixture_same_answers(official_model, official_clips, precision):
+    ref = _run(official_model, official_clips, "fp32")
+    low = convert_precision(copy.deepcopy(official_model), precision)
+    out = _run(low, official_clips, precision)
+    assert model_precision(low) == precision and model_precision(official_model) == "fp32"
+    assert out.logits.dtype == torch.float32
+    assert torch.equal(out.logits.argmax(-1), ref.logits.argmax(-1))
+    assert (out.logits - ref.logits).abs().max() < 0.5
+    assert out.token_counts.shape == ref.token_counts.shape
+    # the Glimpser keeps the same number of tokens; halting moves by at most a few tokens per layer
+    assert out.left_tokens == ref.left_tokens
+    assert (out.token_counts.float() - ref.token_counts.float()).abs().mean() < 2.0
+
+
+def test_bf16_keeps_norms_heads_and_residual_stream_fp32(official_model):
+    model = convert_precision(copy.deepcopy(official_model), "bf16")
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert dtypes["blocks.3.mlp.fc1.weight"] == torch.bfloat16
+    assert dtypes["blocks.3.norm1.weight"] == torch.float32
+    assert all(d == torch.float32 for n, d in dtypes.items() if not n.startswith("blocks.") or ".norm" in n)
+
+
+def test_unsupported_precision_is_one_line():
+    with pytest.raises(ValueError, match=r"'fp16' is not supported on cpu; supported there: fp32, bf16, int8$"):
+        check_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="not supported on cuda"):
+        check_precision("int8", "cuda")
+    with pytest.raises(ValueError, match=r"known: fp32, bf16, fp16, int8"):
+        check_precision("int4", "cpu")
+
+
+def test_converted_model_is_never_saved(official_model, tmp_path):
+    model = convert_precision(copy.deepcopy(official_model), "int8")
+    with pytest.raises(CheckpointError, match="refusing to save a model converted to int8"):
+        model_payload(model)
+    with pytest.raises(CheckpointError, match="converted to int8"):
+        model.save_pretrained(tmp_path / "folder")
+    assert not (tmp_path / "folder").exists()
+    with pytest.raises(ValueError, match="already converted"):
+        convert_precision(model, "bf16")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    cfg = load_config("minik_g03_b10", TINY_OVERRIDES)
+    cfg["data"]["classes"] = None
+    torch.manual_seed(0)
+    model = haltingvt.create_model(cfg)
+    ckpt = haltingvt.save_checkpoint(root / "tiny.pth", model_payload(model, cfg))
+    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    frames = torch.randint(0, 255, (12, 40, 48, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    clip = write_mp4(root / "clip.mp4", frames.numpy(), fps=8, codec="mpeg4", pix_fmt="yuv420p")
+    return root, ckpt, clip
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_predictor_precision(tiny_checkpoint, precision):
+    root, ckpt, clip = tiny_checkpoint
+    ref = Predictor(ckpt, device="cpu").predict(clip)
+    pred = Predictor(ckpt, device="cpu", precision=precision)
+    res = pred.predict(clip)
+    assert pred.precision == precision and model_precision(pred.model) == precision
+    assert res["top"][0]["class_id"] == ref["top"][0]["class_id"]
+    assert res["top"][0]["prob"] == pytest.approx(ref["top"][0]["prob"], abs=0.05)
+    assert res["glimpser_tokens"] == ref["glimpser_tokens"]
+    before = ckpt.read_bytes()
+    with pytest.raises(CheckpointError):
+        pred.model.save_pretrained(root / "never")
+    assert ckpt.read_bytes() == before
+
+
+def test_predictor_precision_from_config_and_errors(tiny_checkpoint):
+    root, ckpt, clip = tiny_checkpoint
+    assert Predictor(ckpt, device="cpu", overrides=["test.precision=bf16"]).precision == "bf16"
+    with pytest.raises(ConfigError, match=r"^--precision \(test.precision\): precision 'fp16' is not supported on cpu"):
+        Predictor(ckpt, device="cpu", precision="fp16")
+    with pytest.raises(ConfigError, match="test.precision"):
+        Predictor(ckpt, device="cpu", overrides=["test.precision=int4"])
+
+
+def test_cli_predict_precision(tiny_checkpoint, capsys):
+    root, ckpt, clip = tiny_checkpoint
+    assert main(["predict", str(ckpt), str(clip), "--precision", "int8", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"precision": "int8"' in out
+    assert main(["predict", str(ckpt), str(clip), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fp16' is not supported on cpu; supported there: fp32, bf16, int8" in err[0]
+
+
+def test_eval_precision_runs_in_that_precision(monkeypatch, tiny_checkpoint):
+    """eval --precision converts the model and evaluate() runs it under that precision's context."""
+    import haltingvt.engine.evaluate as ev
+
+    seen = []
+    real = ev.precision_context
+
+    def spy(precision, device):
+        seen.append(precision)
+        return real(precision, device)
+
+    monkeypatch.setattr(ev, "precision_context", spy)
+    cfg = load_config("demo_synthetic", ["data.synthetic_num_val=4", "model.depth=3", "test.batch_size=4"])
+    model = convert_precision(haltingvt.create_model(cfg["model"]).eval(), "bf16")
+    metrics = ev.evaluate(model, cfg, split="val", device="cpu", progress=False)
+    assert seen == ["bf16"] and metrics["num_evaluated"] == 4
+
+
+def test_normalized_input_dtype_unchanged(official_model, official_clips):
+    """The converted model takes the same fp32 clips as the fp32 one (no cast needed by the caller)."""
+    model = convert_precision(copy.deepcopy(official_model), "bf16")
+    out = _run(model, normalize(torch.zeros(1, 3, 4, 64, 64, dtype=torch.uint8)), "bf16")
+    assert out.logits.shape == (1, 7)
