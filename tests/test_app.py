@@ -223,24 +223,13 @@ def test_command_passes_its_options(checkpoint, tmp_path, monkeypatch, capsys):
     assert "on http://127.0.0.1:9999/ (Ctrl-C to stop)" in capsys.readouterr().err
 
 
-def test_precision_is_passed_only_when_not_fp32(monkeypatch):
+def test_precision_option(monkeypatch):
     parser = build_parser(["app"])
     args = parser.parse_args(["app", "model/"])
-    assert args.precision == "fp32" and args.host == "127.0.0.1" and args.port == 7860 and not args.share
-    assert "precision" not in app_command.predictor_options(args)
-    args = parser.parse_args(["app", "model/", "--precision", "bf16"])
-
-    class WithPrecision:
-        def __init__(self, checkpoint, precision="fp32"): ...
-
-    class WithoutPrecision:
-        def __init__(self, checkpoint): ...
-
-    monkeypatch.setattr(app_command, "Predictor", WithPrecision)
-    assert app_command.predictor_options(args)["precision"] == "bf16"
-    monkeypatch.setattr(app_command, "Predictor", WithoutPrecision)
-    with pytest.raises(ConfigError, match="--precision bf16"):
-        app_command.predictor_options(args)
+    assert args.precision is None and args.host == "127.0.0.1" and args.port == 7860 and not args.share
+    assert app_command.predictor_options(args)["overrides"] == []
+    args = parser.parse_args(["app", "model/", "--precision", "bf16", "--set", "test.early_exit=true"])
+    assert app_command.predictor_options(args)["overrides"] == ["test.early_exit=true", "test.precision=bf16"]
     with pytest.raises(SystemExit):
         parser.parse_args(["app", "model/", "--precision", "fp64"])
 
@@ -293,4 +282,4 @@ def test_help_names_the_argument_and_options():
     parser = argparse.ArgumentParser(prog="haltingvt app")
     app_command.add_arguments(parser)
     text = parser.format_help()
-    assert "CHECKPOINT_OR_HUB_FOLDER" in text and "--examples DIR" in text and "{fp32,bf16,int8,fp16}" in text
+    assert "CHECKPOINT_OR_HUB_FOLDER" in text and "--examples DIR" in text and "{fp32,bf16,fp16,int8}" in text

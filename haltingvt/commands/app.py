@@ -7,7 +7,6 @@ Needs the optional extra ``pip install 'haltingvt[app]'``; gradio is imported on
 from __future__ import annotations
 
 import argparse
-import inspect
 import signal
 import sys
 import threading
@@ -15,12 +14,9 @@ import warnings
 from typing import Any
 
 from ..app import INSTALL_HINT, import_gradio, launch
-from ..config import ConfigError
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor
-from .options import add_overrides
-
-PRECISIONS = ("fp32", "bf16", "int8", "fp16")
+from .options import add_overrides, add_precision, precision_override
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a model trained on the built-in synthetic classes)",
     )
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help="inference precision of the model (default fp32)"
-    )
+    add_precision(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     parser.add_argument(
@@ -64,14 +58,15 @@ def _gradio_missing() -> bool:
 
 
 def predictor_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of ``Predictor.from_pretrained`` from the command line. ``precision`` is passed only
-    when it is not fp32, so that the default works with a Predictor that has no precision option."""
-    options = dict(config=args.config, device=args.device, classes=args.classes, overrides=args.set, views=args.views)
-    if args.precision != "fp32":
-        if "precision" not in inspect.signature(Predictor.__init__).parameters:
-            raise ConfigError(f"--precision {args.precision}: this version of haltingvt.Predictor runs fp32 only")
-        options["precision"] = args.precision
-    return options
+    """Keyword arguments of ``Predictor.from_pretrained`` from the command line (``--precision`` as
+    ``test.precision``)."""
+    return dict(
+        config=args.config,
+        device=args.device,
+        classes=args.classes,
+        overrides=precision_override(args),
+        views=args.views,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
