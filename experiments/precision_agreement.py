@@ -41,11 +41,11 @@ def _token_keys(out: haltingvt.HaltingVTOutput) -> list[dict[tuple[int, int], in
         if kept is None:  # no selecting Glimpser layer: slots are the patches in order
             for m in range(1, depth.shape[1]):
                 keys[(0, m - 1)] = int(depth[b, m])
-        else:
+        else:  # tokens are slot-major: token 1 + s * T + t is slot s of frame t (the Glimpser's "(s t)" order)
             T, k = kept.shape[1:]
             for t in range(T):
                 for s in range(k):
-                    keys[(t, int(kept[b, t, s]))] = int(depth[b, 1 + t * k + s])
+                    keys[(t, int(kept[b, t, s]))] = int(depth[b, 1 + s * T + t])
         result.append(keys)
     return result
 
