@@ -14,10 +14,10 @@ arithmetic stay in fp32:
   with every batch); eagerly it ran at 1.1x where torch.ao's fbgemm/oneDNN kernels ran at 3.4x over masked fp32
   (benchmarks/bench_precision.py, docs/benchmarks.md).
 * The halting arithmetic (scores, cumulative sums, the threshold) stays fp32: it reads channel 0 of the
-  fp32 residual stream. What moves with precision is the Glimpser's choice between patches whose scores
-  nearly tie and, through the inputs, a few halting decisions: measured in experiments/precision_agreement.py
-  (docs/experiments.md, "Reduced precision"). Recomputing the halting channel of each block in fp32 changed
-  the decisions of 0.02% of tokens there, so it is not done.
+  fp32 residual stream. A decision can still flip when the reduced-precision blocks move a token near the
+  threshold, and the Glimpser may swap patches whose scores nearly tie: measured in
+  experiments/precision_agreement.py (docs/experiments.md, "Reduced precision"). Recomputing channel 0 of each
+  block's output in fp32 changed no decision there (the flips come from upstream), so it is not done.
 
 A converted model is for inference only: it carries ``model.precision`` and the checkpoint writers refuse it,
 so that a reduced-precision copy never replaces fp32 weights.
