@@ -8,11 +8,12 @@ arithmetic stay in fp32:
 * ``bf16`` / ``fp16``: the blocks' Linear weights are stored in that dtype and the forward pass runs under
   ``torch.autocast``; a Linear's output is low precision, but the residual sums promote back to fp32.
 * ``int8``: the blocks' Linear layers, but those of the Glimpser's temporal attention, are replaced by
-  dynamically quantised ones (int8 weights, activations quantised per batch) from
-  ``torch.ao.quantization.quantize_dynamic``. torchao is the maintained successor, but
-  its int8 path is fast only under ``torch.compile``, which does not suit compact execution (its shapes change
-  with every batch); eagerly it ran at 1.1x where torch.ao's fbgemm/oneDNN kernels ran at 3.4x over masked fp32
-  (benchmarks/bench_precision.py, docs/benchmarks.md).
+  dynamically quantised ones (int8 weights with one scale per output channel, activations quantised per batch)
+  from ``torch.ao.quantization.quantize_dynamic``, packed for and run by the oneDNN backend
+  (:func:`_quantized_engine`). torchao is the maintained successor, but its int8 path is fast only under
+  ``torch.compile``, which does not suit compact execution (the number of active tokens changes at every
+  layer and batch); run eagerly it was several times slower (benchmarks/bench_precision.py --torchao,
+  docs/benchmarks.md).
 * The halting arithmetic (scores, cumulative sums, the threshold) stays fp32: it reads channel 0 of the
   fp32 residual stream. A decision can still flip when the reduced-precision blocks move a token near the
   threshold, and the Glimpser may swap patches whose scores nearly tie: measured in
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
@@ -99,7 +101,8 @@ def convert_precision(model: nn.Module, precision: str, device: str | torch.devi
                 for name, module in blocks.named_modules()
                 if isinstance(module, nn.Linear) and "temporal" not in name
             }
-            quantize_dynamic(blocks, spec, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
+            with _quantized_engine():
+                quantize_dynamic(blocks, spec, dtype=torch.qint8, inplace=True)  # type: ignore[no-untyped-call]
     else:
         for module in blocks.modules():
             if isinstance(module, nn.Linear):
@@ -109,10 +112,29 @@ def convert_precision(model: nn.Module, precision: str, device: str | torch.devi
     return model
 
 
+@contextlib.contextmanager
+def _quantized_engine() -> Iterator[None]:
+    """torch's quantised-kernel backend set to oneDNN (when this torch has it) inside the block, restored after.
+    The int8 weights are packed for the backend active at conversion, and the kernels run are those of the backend
+    active at run time: oneDNN ran a DeiT-S-sized int8 Linear 2.5-3x faster than the default ``x86`` backend here
+    (AVX-512 with AMX), with the same results to the decision (docs/experiments.md, "Reduced precision")."""
+    engines = torch.backends.quantized.supported_engines
+    previous = torch.backends.quantized.engine
+    if "onednn" in engines:
+        torch.backends.quantized.engine = "onednn"
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
 def precision_context(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager[Any]:
-    """The context a converted model's forward pass runs in: autocast for bf16/fp16, nothing otherwise."""
+    """The context a converted model's forward pass runs in: autocast for bf16/fp16, the int8 kernels' backend
+    for int8, nothing for fp32."""
     if precision in _DTYPES:
         return torch.autocast(device_type=torch.device(device).type, dtype=_DTYPES[precision])
+    if precision == "int8":
+        return _quantized_engine()
     return contextlib.nullcontext()
 
 

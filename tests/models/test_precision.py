@@ -139,3 +139,11 @@ def test_normalized_input_dtype_unchanged(official_model, official_clips):
     model = convert_precision(copy.deepcopy(official_model), "bf16")
     out = _run(model, normalize(torch.zeros(1, 3, 4, 64, 64, dtype=torch.uint8)), "bf16")
     assert out.logits.shape == (1, 7)
+
+
+def test_int8_runs_on_onednn_and_restores_the_engine():
+    before = torch.backends.quantized.engine
+    with precision_context("int8", "cpu"):
+        inside = torch.backends.quantized.engine
+    assert torch.backends.quantized.engine == before
+    assert inside == ("onednn" if "onednn" in torch.backends.quantized.supported_engines else before)
