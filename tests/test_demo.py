@@ -57,3 +57,11 @@ def test_quick_demo(tmp_path, capsys, monkeypatch):
 def test_demo_rejects_non_synthetic_data(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress", "--set", "data.format=video"]) == 2
     assert "synthetic" in capsys.readouterr().err
+
+
+def test_demo_grid_variants_are_valid_configs():
+    from experiments.demo_grid import VARIANTS
+    from haltingvt.config import load_config
+
+    for overrides in VARIANTS.values():
+        load_config("demo_synthetic", overrides)

@@ -126,9 +126,10 @@ def test_scratch_motion_recipe_trains_tubelets_and_counts_their_flops(tmp_path):
     recipe = haltingvt.load_config("scratch_motion")
     assert recipe["model"]["tubelet_size"] == 2 and recipe["model"]["patch_size"] == 4
     assert recipe["loss"]["target_gflops_ratio"] == 0.45
-    assert recipe["train"]["lr"] == 5e-4 and recipe["train"]["warmup_epochs"] == 1  # a quarter of the demo's
-    assert recipe["loss"]["static_action_loss"] is False  # the release's default (and the demo's) is True
-    assert haltingvt.load_config("demo_synthetic")["loss"]["static_action_loss"] is True
+    assert recipe["train"]["lr"] == 5e-4 and recipe["train"]["warmup_epochs"] == 1
+    assert recipe["train"]["epochs"] == 8 and recipe["data"]["synthetic_num_train"] == 6000  # as measured
+    assert recipe["loss"]["static_action_loss"] is False  # the release's default is True
+    assert haltingvt.load_config("minik_g03_b10")["loss"]["static_action_loss"] is True
     cfg = tiny_config(tmp_path / "run", epochs=2, log_interval=3)
     cfg["model"].update(patch_size=4, tubelet_size=2)
     cfg["loss"].update(
