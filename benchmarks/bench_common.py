@@ -9,10 +9,52 @@ average a target cost in compact execution (10 GFLOPs: the paper's G03 operating
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 import haltingvt
+from haltingvt.data import normalize
 from haltingvt.flops import clip_gflops, halting_layer_macs
+
+#: The benchmarked architecture: DeiT-S, 8 x 224 x 224, G03/b10.
+ARCH = "minik_g03_b10"
+
+
+def timing_parser(description: str) -> argparse.ArgumentParser:
+    """The options every model-timing script takes (bench_compact.py, bench_precision.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--target-gflops", type=float, default=10.0)
+    parser.add_argument("--halt-bias", type=float, default=None, help="skip calibration and use this delta")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", default=None, help="write the results here as JSON")
+    return parser
+
+
+def calibrated_model(args: argparse.Namespace) -> tuple[haltingvt.HaltingVT, torch.Tensor, float]:
+    """(model with the calibrated halting bias, normalised random clips (max batch, 3, T, H, W), the bias delta)
+    on ``args.device``, after ``args.threads`` and ``args.seed`` are applied."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = haltingvt.create_model(ARCH).eval().to(device)
+    T, size = model.arch["num_frames"], model.arch["img_size"]
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    max_b = max(args.batch_sizes)
+    clips = normalize(torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen)).to(device)
+    if args.halt_bias is None:
+        delta, reached = calibrate(model, clips[: min(max_b, 4)], args.target_gflops)
+        print(f"halting bias delta = {delta:.4f} (calibration clips: {reached:.2f} GFLOPs)")
+    else:
+        delta = args.halt_bias
+    set_halt_bias(model, delta)
+    return model, clips, delta
 
 
 def set_halt_bias(model: haltingvt.HaltingVT, delta: float) -> None:

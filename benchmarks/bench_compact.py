@@ -14,7 +14,6 @@ spreads over all of them), after warm-up; the median is reported. Timings on a s
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -24,11 +23,8 @@ from pathlib import Path
 import torch
 
 import haltingvt
-from benchmarks.bench_common import calibrate, padded_gflops, set_halt_bias, sync
-from haltingvt.data import normalize
+from benchmarks.bench_common import ARCH, calibrated_model, padded_gflops, sync, timing_parser
 from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops
-
-ARCH = "minik_g03_b10"
 
 
 def time_variants(variants: dict, clips: torch.Tensor, reps: int, warmup: int) -> dict[str, list[float]]:
@@ -48,40 +44,16 @@ def time_variants(variants: dict, clips: torch.Tensor, reps: int, warmup: int) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--target-gflops", type=float, default=10.0)
-    parser.add_argument("--halt-bias", type=float, default=None, help="skip calibration and use this delta")
+    parser = timing_parser(__doc__.splitlines()[0])
     parser.add_argument("--skip-dense", action="store_true", help="do not time the dense model (slow on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json-out", default=None, help="write the results here as JSON")
     args = parser.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    model = haltingvt.create_model(ARCH).eval().to(device)
+    model, clips_all, delta = calibrated_model(args)
+    device = clips_all.device
     dense = (
         None if args.skip_dense else haltingvt.create_model(ARCH, keep_rate=[1.0, 1.0], halting=False).eval().to(device)
     )
     arch = model.arch
     T, size = arch["num_frames"], arch["img_size"]
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    max_b = max(args.batch_sizes)
-    clips_all = normalize(torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen))
-    clips_all = clips_all.to(device)
-
-    if args.halt_bias is None:
-        delta, calib = calibrate(model, clips_all[: min(max_b, 4)], args.target_gflops)
-        print(f"halting bias delta = {delta:.4f} (calibration clips: {calib:.2f} GFLOPs)")
-    else:
-        delta = args.halt_bias
-    set_halt_bias(model, delta)
 
     variants = {
         "masked": lambda x: model(x, execution="masked"),

@@ -15,7 +15,6 @@ All variants are timed in the same run, round-robin (bench_compact.time_variants
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import platform
@@ -26,9 +25,8 @@ from pathlib import Path
 import torch
 
 import haltingvt
-from benchmarks.bench_common import calibrate, set_halt_bias
-from benchmarks.bench_compact import ARCH, time_variants
-from haltingvt.data import normalize
+from benchmarks.bench_common import ARCH, calibrated_model, timing_parser
+from benchmarks.bench_compact import time_variants
 from haltingvt.flops import clip_gflops, glimpser_only_gflops
 from haltingvt.models import convert_precision, precision_context, supported_precisions
 
@@ -52,32 +50,14 @@ def torchao_int8(model: torch.nn.Module) -> torch.nn.Module | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--target-gflops", type=float, default=10.0)
+    parser = timing_parser(__doc__.splitlines()[0])
     parser.add_argument("--precisions", nargs="+", default=None, help="default: every one the device supports")
     parser.add_argument("--torchao", action="store_true", help="also time torchao's eager int8 (if installed)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json-out", default=None, help="write the results here as JSON")
     args = parser.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    model = haltingvt.create_model(ARCH).eval().to(device)
+    model, clips_all, delta = calibrated_model(args)
+    device = clips_all.device
     arch = model.arch
     T, size = arch["num_frames"], arch["img_size"]
-    max_b = max(args.batch_sizes)
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    clips_all = normalize(torch.randint(0, 256, (max_b, 3, T, size, size), generator=gen)).to(device)
-    delta, calib = calibrate(model, clips_all[: min(max_b, 4)], args.target_gflops)
-    set_halt_bias(model, delta)
-    print(f"halting bias delta = {delta:.4f} (calibration clips: {calib:.2f} GFLOPs)")
 
     precisions = args.precisions or list(supported_precisions(device))
     variants = {"masked fp32": runner(model, "fp32", "masked", device)}

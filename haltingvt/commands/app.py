@@ -16,7 +16,7 @@ from typing import Any
 from ..app import INSTALL_HINT, import_gradio, launch
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor
-from .options import add_overrides, add_precision, precision_override
+from .options import add_predictor_options, precision_override
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,22 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="trained checkpoint (ours: .pth, .safetensors or a save_pretrained folder; a release checkpoint "
         "with --config) or a Hub id (user/model, downloaded once into the Hub cache)",
     )
-    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
-    add_overrides(parser, "test.early_exit=true")
-    parser.add_argument(
-        "--classes",
-        help="class-name file (default: the names stored in the checkpoint, else the "
-        "data.classes file of --config, else class_<i>)",
-    )
-    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per video, e.g. 1x3 (default: the config's)")
+    add_predictor_options(parser)
     parser.add_argument(
         "--examples",
         metavar="DIR",
         help="offer the video files in DIR as example clips (besides the synthetic ones written at start-up for "
         "a model trained on the built-in synthetic classes)",
     )
-    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
-    add_precision(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     parser.add_argument(

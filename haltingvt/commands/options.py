@@ -57,6 +57,21 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_predictor_options(parser: argparse.ArgumentParser) -> None:
+    """What a :class:`haltingvt.predict.Predictor` is built from, for ``predict`` and ``app``: ``--config``, ``--set``,
+    ``--classes``, ``--views``, ``--device`` and ``--precision``."""
+    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
+    add_overrides(parser, "test.early_exit=true")
+    parser.add_argument(
+        "--classes",
+        help="class-name file (default: the names stored in the checkpoint, else the "
+        "data.classes file of --config, else class_<i>)",
+    )
+    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    add_precision(parser)
+
+
 def precision_override(args: argparse.Namespace) -> list[str]:
     """``--set`` followed by ``test.precision=...`` when ``--precision`` was given."""
     return list(args.set) + ([f"test.precision={args.precision}"] if args.precision else [])

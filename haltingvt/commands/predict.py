@@ -16,7 +16,7 @@ from pathlib import Path
 from ..io.atomic import atomic_write
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor, find_inputs
-from .options import add_overrides, add_precision, precision_override
+from .options import add_predictor_options, precision_override
 
 CSV_COLUMNS = ("path", "label", "prob", "gflops", "error")
 
@@ -34,15 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="video files and/or frame folders; any other folder is searched, at any depth, for video files and "
         "frame folders",
     )
-    parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
-    add_overrides(parser, "test.early_exit=true")
-    parser.add_argument(
-        "--classes",
-        help="class-name file (default: the names stored in the checkpoint, else the "
-        "data.classes file of --config, else class_<i>)",
-    )
+    add_predictor_options(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes to report per input (default 5)")
-    parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     parser.add_argument("--out", metavar="JSON", help="also write the results (as --json prints them) to this file")
     parser.add_argument(
@@ -63,8 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=min(4, os.cpu_count() or 1),
         help="decoding processes (DataLoader workers; 0: decode in the main process)",
     )
-    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
-    add_precision(parser)
 
 
 def format_result(res: dict) -> str:
