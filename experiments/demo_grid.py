@@ -30,13 +30,16 @@ PREVIOUS = [
     "train.warmup_epochs=0.2",
     "loss.target_gflops_ratio=null",
     "loss.static_action_loss=true",
+    "loss.ponder_token_scale=2e-3",
 ]
-#: The previous recipe with the current optimisation (lr 5e-4 after a 1-epoch warm-up, the 42% compute target,
-#: static clips on the motion head only): the shipped recipe but for its data (6000 clips x 8 epochs).
+#: The previous recipe with the current optimisation (lr 5e-4 after a 1-epoch warm-up, a 42% compute target,
+#: static clips on the motion head only): the shipped recipe but for its data (6000 clips x 8 epochs) and target.
 LOW_LR_TARGET = [
     "data.synthetic_num_train=6000",
     "train.epochs=8",
     "train.warmup_epochs=1",
+    "loss.target_gflops_ratio=0.42",
+    "loss.ponder_token_scale=2e-3",
 ]
 
 #: variant -> ``--set`` overrides of configs/demo_synthetic.yaml (the ones docs/experiments.md reports)
@@ -57,7 +60,13 @@ VARIANTS: dict[str, list[str]] = {
         "data.crop_size=64",
         "data.test_scale=64",
     ],
-    "low_lr_target_2x24000": ["data.synthetic_num_train=24000"],
+    "low_lr_target_2x24000": [
+        "data.synthetic_num_train=24000",
+        "loss.target_gflops_ratio=0.42",
+        "loss.ponder_token_scale=2e-3",
+    ],
+    "shipped_ponder2e-3_target42": ["loss.target_gflops_ratio=0.42", "loss.ponder_token_scale=2e-3"],
+    "shipped_ponder2e-3": ["loss.ponder_token_scale=2e-3"],
 }
 METRICS = ("val_top1", "test_top1", "gflops_fraction_of_dense", "train_seconds")
 
