@@ -12,8 +12,8 @@ arithmetic stay in fp32:
   from ``torch.ao.quantization.quantize_dynamic``, packed for and run by the oneDNN backend
   (:func:`_quantized_engine`). torchao is the maintained successor, but its int8 path is fast only under
   ``torch.compile``, which does not suit compact execution (the number of active tokens changes at every
-  layer and batch); run eagerly it was several times slower (benchmarks/bench_precision.py --torchao,
-  docs/benchmarks.md).
+  layer and batch); run eagerly it was about half as fast as torch.ao's int8 (benchmarks/bench_precision.py
+  --torchao, docs/benchmarks.md).
 * The halting arithmetic (scores, cumulative sums, the threshold) stays fp32: it reads channel 0 of the
   fp32 residual stream. A decision can still flip when the reduced-precision blocks move a token near the
   threshold, and the Glimpser may swap patches whose scores nearly tie: measured in
