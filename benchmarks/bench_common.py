@@ -10,6 +10,8 @@ average a target cost in compact execution (10 GFLOPs: the paper's G03 operating
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import torch
 
@@ -34,6 +36,16 @@ def timing_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", default=None, help="write the results here as JSON")
     return parser
+
+
+def finish(args: argparse.Namespace, results: dict, lines: list[str], footer: str) -> int:
+    """Print the footer and the whole table, write ``results`` to ``--json-out``; the exit code 0."""
+    print(footer)
+    print("\n".join(lines))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json_out}")
+    return 0
 
 
 def calibrated_model(args: argparse.Namespace) -> tuple[haltingvt.HaltingVT, torch.Tensor, float]:

@@ -14,16 +14,14 @@ spreads over all of them), after warm-up; the median is reported. Timings on a s
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 import haltingvt
-from benchmarks.bench_common import ARCH, calibrated_model, padded_gflops, sync, timing_parser
+from benchmarks.bench_common import ARCH, calibrated_model, finish, padded_gflops, sync, timing_parser
 from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops
 
 
@@ -144,16 +142,12 @@ def main() -> int:
         }
         print("\n".join(lines[-len(variants) - 1 :]), flush=True)
 
-    print(
+    footer = (
         f"\n{ARCH}, {T}x{size}x{size}, random weights, halting bias {delta:.4f}, device {device}, "
         f"{torch.get_num_threads()} threads, median of {args.reps} (warm-up {args.warmup}); "
         "(min) = fastest repetition, the least disturbed by other processes"
     )
-    print("\n".join(lines))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json_out}")
-    return 0
+    return finish(args, results, lines, footer)
 
 
 if __name__ == "__main__":

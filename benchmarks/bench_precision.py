@@ -16,16 +16,14 @@ All variants are timed in the same run, round-robin (bench_compact.time_variants
 from __future__ import annotations
 
 import copy
-import json
 import platform
 import statistics
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 import haltingvt
-from benchmarks.bench_common import ARCH, calibrated_model, timing_parser
+from benchmarks.bench_common import ARCH, calibrated_model, finish, timing_parser
 from benchmarks.bench_compact import time_variants
 from haltingvt.flops import clip_gflops, glimpser_only_gflops
 from haltingvt.models import convert_precision, precision_context, supported_precisions
@@ -112,15 +110,11 @@ def main() -> int:
         results["batches"][str(B)] = rows
         print("\n".join(lines[-len(variants) :]), flush=True)
 
-    print(
+    footer = (
         f"\n{ARCH}, {T}x{size}x{size}, random weights, halting bias {delta:.4f}, device {device}, "
         f"{torch.get_num_threads()} threads, median of {args.reps} (warm-up {args.warmup})"
     )
-    print("\n".join(lines))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json_out}")
-    return 0
+    return finish(args, results, lines, footer)
 
 
 if __name__ == "__main__":
