@@ -39,7 +39,7 @@ from .data.encode import write_mp4
 from .data.synthetic import MOTIONS, make_clip
 from .flops import dense_gflops, dense_tokens
 from .io.errors import CheckpointError
-from .io.textsafe import escape, safe_path
+from .io.textsafe import escape, fold_lines, safe_path
 from .predict import Predictor
 
 if TYPE_CHECKING:
@@ -85,8 +85,7 @@ def import_gradio() -> Any:
 def one_line(text: object, limit: int = MAX_MESSAGE) -> str:
     """``text`` on one line (line breaks folded into spaces), control characters escaped, at most ``limit``
     characters."""
-    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-    line = escape(line)
+    line = escape(fold_lines(text))
     return line if len(line) <= limit else line[: limit - 4] + " ..."
 
 
@@ -141,17 +140,21 @@ def folder_examples(folder: str | os.PathLike, limit: int = MAX_FOLDER_EXAMPLES)
 
 
 # ----------------------------------------------------------------------------------------- prediction
+def _test_geometry(predictor: Predictor) -> dict[str, int]:
+    """The test pipeline's clip length and crop size, as the FLOPs functions take them."""
+    data = predictor.cfg["data"]
+    return {"num_frames": int(data["clip_len"]), "img_size": int(data["crop_size"])}
+
+
 def dense_gflops_per_view(predictor: Predictor) -> float:
     """GMACs of one test view for the dense model (same backbone, no selection, no halting), at the test
     pipeline's clip length and crop size."""
-    data = predictor.cfg["data"]
-    return dense_gflops(predictor.arch, num_frames=int(data["clip_len"]), img_size=int(data["crop_size"]))
+    return dense_gflops(predictor.arch, **_test_geometry(predictor))
 
 
 def token_rows(predictor: Predictor, res: dict) -> list[list[Any]]:
     """One row per layer: [layer, kind, tokens entering (cls included, mean over views), dense model's]."""
-    data = predictor.cfg["data"]
-    dense = dense_tokens(predictor.arch, num_frames=int(data["clip_len"]), img_size=int(data["crop_size"]))
+    dense = dense_tokens(predictor.arch, **_test_geometry(predictor))
     entering = [float(dense)] + [float(t + 1) for t in res["glimpser_tokens"][:-1]]  # +1: the cls token
     rows: list[list[Any]] = [[i + 1, "Glimpser", tokens, dense] for i, tokens in enumerate(entering)]
     for layer, tokens in zip(res["halting_layers"], res["tokens_per_layer"]):

@@ -42,7 +42,7 @@ from .data.folders import IMAGE_EXTENSIONS
 from .flops import clip_gflops
 from .hub import pipeline_config, resolve_pretrained, save_pretrained
 from .io.errors import CheckpointError
-from .io.textsafe import describe_char, escape, safe_path, unsafe_char
+from .io.textsafe import describe_char, escape, fold_lines, safe_path, unsafe_char
 from .models.config import BEHAVIOUR_KEYS, STRUCTURAL_KEYS
 from .models.keymaps import arch_from_weights, detect_format
 from .models.precision import check_precision, convert_precision, precision_context
@@ -130,10 +130,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return check_precision(precision, device)
     except ValueError as err:
         raise ConfigError(f"--precision (test.precision): {err}") from None
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
 
 
 def _config_from_arch(arch: Mapping[str, Any], name: str) -> dict:
@@ -276,7 +272,7 @@ class Predictor:
         try:
             self.meta = load_checkpoint(self.model, self.checkpoint)
         except CheckpointError as err:
-            message = _one_line(err)
+            message = fold_lines(err)
             message = message if len(message) <= 400 else message[:400] + " ..."
             raise CheckpointError(f"{message} (config '{cfg.get('name', 'given')}')") from None
         self.arch = self.model.arch
@@ -323,7 +319,7 @@ class Predictor:
             try:
                 names = list(read_class_names(source))  # refuses names with control characters (file:line)
             except DataError as err:
-                raise ConfigError(_one_line(err)) from None
+                raise ConfigError(fold_lines(err)) from None
             where = safe_path(source)
         else:
             names, where = [str(n) for n in source], "the class list"

@@ -72,9 +72,15 @@ def add_predictor_options(parser: argparse.ArgumentParser) -> None:
     add_precision(parser)
 
 
+def _precision_items(args: argparse.Namespace) -> list[str]:
+    """``test.precision=...`` when the command has ``--precision`` and it was given."""
+    precision = getattr(args, "precision", None)
+    return [f"test.precision={precision}"] if precision else []
+
+
 def precision_override(args: argparse.Namespace) -> list[str]:
     """``--set`` followed by ``test.precision=...`` when ``--precision`` was given."""
-    return list(args.set) + ([f"test.precision={args.precision}"] if args.precision else [])
+    return list(args.set) + _precision_items(args)
 
 
 def amp_mode(amp: str, device: str | None) -> str:
@@ -96,6 +102,4 @@ def run_overrides(
         out.append(f"{seed_key}={args.seed}")
     if args.amp is not None:
         out.append(f"{amp_key}={amp_mode(args.amp, args.device)}")
-    if getattr(args, "precision", None):
-        out.append(f"test.precision={args.precision}")
-    return out
+    return out + _precision_items(args)

@@ -7,8 +7,9 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from ..config import ConfigError
+from ..models.precision import DTYPES
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, **DTYPES}
 
 
 def autocast(device: torch.device, amp: str) -> AbstractContextManager:

@@ -81,6 +81,11 @@ def describe_char(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {short}" if short else "")
 
 
+def fold_lines(text: object) -> str:
+    """``text`` on one line: its lines stripped, the empty ones dropped, the rest joined by single spaces."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def escape_lines(text: object) -> str:
     """A multi-line report (lines split at ``\\n`` only) with each line :func:`escape`d: the report keeps
     its lines, a CR, ESC or newline-like character inside one of them is shown escaped."""

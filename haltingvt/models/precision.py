@@ -37,7 +37,8 @@ from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 #: Every precision the package knows, in the order of the option's help.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
-_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: The reduced floating-point precisions and their dtypes (also train.amp / test.amp's: haltingvt.engine.amp).
+DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def supported_precisions(device: str | torch.device) -> tuple[str, ...]:
@@ -106,7 +107,7 @@ def convert_precision(model: nn.Module, precision: str, device: str | torch.devi
     else:
         for module in blocks.modules():
             if isinstance(module, nn.Linear):
-                module.to(_DTYPES[precision])
+                module.to(DTYPES[precision])
         model.head = Float32(cast(nn.Module, model.head))
     model.precision = precision  # type: ignore[assignment]
     return model
@@ -131,8 +132,8 @@ def _quantized_engine() -> Iterator[None]:
 def precision_context(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager[Any]:
     """The context a converted model's forward pass runs in: autocast for bf16/fp16, the int8 kernels' backend
     for int8, nothing for fp32."""
-    if precision in _DTYPES:
-        return torch.autocast(device_type=torch.device(device).type, dtype=_DTYPES[precision])
+    if precision in DTYPES:
+        return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[precision])
     if precision == "int8":
         return _quantized_engine()
     return contextlib.nullcontext()
