@@ -13,6 +13,8 @@ from haltingvt.config import ConfigError, load_config
 from haltingvt.data import normalize
 from haltingvt.data.encode import write_mp4
 from haltingvt.models import check_precision, convert_precision, model_precision, precision_context
+from haltingvt.models import precision as precision_module
+from haltingvt.models.precision import Int8Linear, quantize_input
 from haltingvt.models.weights import CheckpointError, model_payload
 from haltingvt.predict import Predictor
 
@@ -141,9 +143,50 @@ def test_normalized_input_dtype_unchanged(official_model, official_clips):
     assert out.logits.shape == (1, 7)
 
 
-def test_int8_runs_on_onednn_and_restores_the_engine():
-    before = torch.backends.quantized.engine
-    with precision_context("int8", "cpu"):
-        inside = torch.backends.quantized.engine
-    assert torch.backends.quantized.engine == before
-    assert inside == ("onednn" if "onednn" in torch.backends.quantized.supported_engines else before)
+def test_int8_converts_the_halting_blocks_only(official_model):
+    """int8: the joint blocks' Linear layers become Int8Linear (fc1 with the GELU fused), the Glimpser stays bf16."""
+    model = convert_precision(copy.deepcopy(official_model), "int8")
+    glimpser, joint = model.blocks[: model.divid_depth], model.blocks[model.divid_depth :]
+    for block in joint:
+        assert isinstance(block.attn.qkv, Int8Linear) and isinstance(block.mlp.fc2, Int8Linear)
+        assert block.mlp.fc1.activation == "gelu" and isinstance(block.mlp.act, torch.nn.Identity)
+        assert not any(isinstance(m, torch.nn.Linear) for m in block.modules())
+    for block in glimpser:
+        assert block.attn.qkv.weight.dtype == torch.bfloat16 and block.temporal_fc.weight.dtype == torch.bfloat16
+    assert block.norm1.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("activation", [None, "gelu"])
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
+def test_int8_linear_matches_fp32(activation, out_dtype):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 40)
+    x = torch.randn(2, 7, 48) * 3
+    ref = linear(x)
+    ref = torch.nn.functional.gelu(ref) if activation else ref
+    out = Int8Linear(linear, activation=activation, out_dtype=out_dtype)(x)
+    assert out.shape == (2, 7, 40) and out.dtype == out_dtype
+    # 8-bit inputs and weights: errors of about 1% of the output's range
+    assert (out.float() - ref).abs().max() < 0.02 * ref.abs().max()
+    assert Int8Linear(linear)(x[:0]).shape == (0, 7, 40)
+    assert Int8Linear(linear)(x.bfloat16()).dtype == torch.float32
+    layer = Int8Linear(linear, activation=activation, out_dtype=out_dtype)
+    assert torch.equal(copy.deepcopy(layer)(x), out)  # oneDNN's packed weights are remade, not copied
+
+
+def test_int8_input_quantisation_same_without_torchs_quantised_tensors(monkeypatch):
+    """quantize_input's fallback (for a torch without quantize_per_tensor_dynamic) gives the same codes."""
+    x = torch.randn(300, 64) * 2 + 0.5
+    fused = quantize_input(x)
+    monkeypatch.delattr(torch, "quantize_per_tensor_dynamic")
+    fallback = quantize_input(x)
+    assert fallback[1] == pytest.approx(fused[1], rel=1e-6) and fallback[2] == fused[2]
+    assert (fallback[0].int() - fused[0].int()).abs().max() <= 1  # ties may round the other way
+    positive = quantize_input(torch.rand(10, 8) + 1)  # the range always includes 0: zero point 0
+    assert positive[2] == 0 and positive[0].dtype == torch.uint8
+
+
+def test_int8_needs_onednn(monkeypatch):
+    monkeypatch.setattr(precision_module, "int8_available", lambda: False)
+    with pytest.raises(ValueError, match=r"'int8' is not supported on cpu; supported there: fp32, bf16$"):
+        check_precision("int8", "cpu")
