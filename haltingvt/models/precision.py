@@ -11,11 +11,11 @@ fp32:
   int8 weights with one scale per output channel, the input quantised to uint8 at every call (one scale and zero
   point per call: dynamic quantisation), multiplied by oneDNN's int8 kernels (AMX / VNNI where the CPU has them)
   with the bias, fc1's GELU and the output dtype fused into the product. The Glimpser's blocks stay bf16: on all
-  1 + S*T tokens, quantising the inputs cost more than int8 saved over bf16 (about 10% slower in all with them in
+  1 + S*T tokens, quantising the inputs cost more than int8 saved over bf16 (4-12% slower in all with them in
   int8, docs/benchmarks.md), and its patch selection is a top-k over scores that nearly tie, which int8 moved
-  twice as often as bf16 (docs/experiments.md, "Reduced precision").
-  Not torch.ao's ``quantize_dynamic``: its Linear dequantises to fp32 and leaves attention fp32 (2.3-2.6x over the
-  masked fp32 model, against 3.7-4.2x for this; docs/benchmarks.md), and its eager API is deprecated. Not
+  more than bf16 (docs/experiments.md, "Reduced precision").
+  Not torch.ao's ``quantize_dynamic``: its Linear dequantises to fp32 and leaves attention fp32 (2.8-3.3x over the
+  masked fp32 model, against 3.4-4.2x for this; docs/benchmarks.md), and its eager API is deprecated. Not
   torchao's int8: fast only under ``torch.compile``, which does not suit compact execution (the number of active
   tokens changes at every layer and batch); run eagerly it was slower still.
 * The halting arithmetic (scores, cumulative sums, the threshold) stays fp32: it reads channel 0 of the
