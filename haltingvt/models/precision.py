@@ -7,7 +7,8 @@ fp32:
 
 * ``bf16`` / ``fp16``: the blocks' Linear weights are stored in that dtype and the forward pass runs under
   ``torch.autocast``; a Linear's output is low precision, but the residual sums promote back to fp32.
-* ``int8``: bf16 as above, except that the Linear layers of the halting (joint) blocks become :class:`Int8Linear`:
+* ``int8``: bf16 as above (fp32 on a CPU without native bf16: :func:`int8_companion_dtype`), except that the
+  Linear layers of the halting (joint) blocks become :class:`Int8Linear`:
   int8 weights with one scale per output channel, the input quantised to uint8 at every call (one scale and zero
   point per call: dynamic quantisation), multiplied by oneDNN's int8 kernels (AMX / VNNI where the CPU has them)
   with the bias, fc1's GELU and the output dtype fused into the product. The Glimpser's blocks stay bf16: on all
@@ -163,10 +164,11 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}{act}, out_dtype={self.out_dtype}"
 
 
-def block_to_int8(block: Block) -> None:
-    """A joint block's Linear layers to :class:`Int8Linear` (in place). qkv writes bf16 (attention reads bf16
-    under autocast); proj, fc1 and fc2 write fp32, which the residual sum and fc2's quantisation read without a
-    cast. fc1 takes the MLP's GELU into its kernel when the MLP is fc1 -> GELU (exact) -> fc2."""
+def block_to_int8(block: Block, attention_dtype: torch.dtype = torch.bfloat16) -> None:
+    """A joint block's Linear layers to :class:`Int8Linear` (in place). qkv writes ``attention_dtype`` (what
+    attention reads under autocast, or fp32 without it); proj, fc1 and fc2 write fp32, which the residual sum and
+    fc2's quantisation read without a cast. fc1 takes the MLP's GELU into its kernel when the MLP is
+    fc1 -> GELU (exact) -> fc2."""
     attn, mlp = block.attn, block.mlp
     act = getattr(mlp, "act", None)
     fuse = (
@@ -175,7 +177,7 @@ def block_to_int8(block: Block) -> None:
         and isinstance(getattr(mlp, "norm", nn.Identity()), nn.Identity)
     )
     for parent, name, activation, out_dtype in (
-        (attn, "qkv", None, torch.bfloat16),
+        (attn, "qkv", None, attention_dtype),
         (attn, "proj", None, torch.float32),
         (mlp, "fc1", "gelu" if fuse else None, torch.float32),
         (mlp, "fc2", None, torch.float32),
@@ -198,24 +200,39 @@ def convert_precision(model: nn.Module, precision: str, device: str | torch.devi
     if precision == "fp32":
         return model
     blocks = cast(Sequence[nn.Module], model.blocks)
+    dtype = int8_companion_dtype() if precision == "int8" else DTYPES[precision]
     if precision == "int8":
         for block in blocks[cast(int, model.divid_depth) :]:
-            block_to_int8(cast(Block, block))
+            block_to_int8(cast(Block, block), dtype)
     for block in blocks:
         for module in block.modules():
             if isinstance(module, nn.Linear):
-                module.to(DTYPES.get(precision, torch.bfloat16))
-    model.head = Float32(cast(nn.Module, model.head))
+                module.to(dtype)
+    if dtype != torch.float32:
+        model.head = Float32(cast(nn.Module, model.head))
     model.precision = precision  # type: ignore[assignment]
     return model
 
 
+def int8_companion_dtype() -> torch.dtype:
+    """What int8 runs the rest of the model in (the Glimpser, attention): bf16 where the CPU multiplies bf16
+    natively (AVX-512 BF16 or AMX), else fp32. Without those instructions bf16 is emulated and can be slower than
+    fp32 (PyTorch's autocast documentation, "CPU Op-Specific Behavior"). With fp32 the Glimpser gives exactly fp32's
+    answers (docs/experiments.md, "Reduced precision")."""
+    native = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+    return torch.bfloat16 if native else torch.float32
+
+
 def precision_context(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager[Any]:
-    """The context a converted model's forward pass runs in: autocast for bf16/fp16 and int8 (whose Glimpser and
-    attention run in bf16), nothing for fp32."""
-    if precision == "fp32":
+    """The context a converted model's forward pass runs in: autocast for bf16/fp16, and for int8 where its
+    companion dtype is bf16 (:func:`int8_companion_dtype`); nothing for fp32."""
+    dtype = int8_companion_dtype() if precision == "int8" else DTYPES.get(precision, torch.float32)
+    if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES.get(precision, torch.bfloat16))
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def model_precision(model: nn.Module) -> str:
@@ -229,6 +246,7 @@ __all__ = [
     "check_precision",
     "convert_precision",
     "int8_available",
+    "int8_companion_dtype",
     "model_precision",
     "precision_context",
     "supported_precisions",

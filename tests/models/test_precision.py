@@ -1,6 +1,7 @@
 """Reduced precision (haltingvt.models.precision): bf16 / int8 give fp32's answers, unsupported precisions and saving
 a converted model are refused in one line."""
 
+import contextlib
 import copy
 
 import pytest
@@ -184,6 +185,18 @@ def test_int8_input_quantisation_same_without_torchs_quantised_tensors(monkeypat
     assert (fallback[0].int() - fused[0].int()).abs().max() <= 1  # ties may round the other way
     positive = quantize_input(torch.rand(10, 8) + 1)  # the range always includes 0: zero point 0
     assert positive[2] == 0 and positive[0].dtype == torch.uint8
+
+
+def test_int8_without_native_bf16_runs_the_rest_in_fp32(monkeypatch, official_model, official_clips):
+    """On a CPU without bf16 instructions int8's other layers are fp32: no autocast, the Glimpser exactly fp32's."""
+    monkeypatch.setattr(precision_module, "int8_companion_dtype", lambda: torch.float32)
+    model = convert_precision(copy.deepcopy(official_model), "int8")
+    assert isinstance(precision_context("int8", "cpu"), contextlib.nullcontext)
+    assert model.blocks[0].attn.qkv.weight.dtype == torch.float32
+    assert model.blocks[model.divid_depth].attn.qkv.out_dtype == torch.float32
+    ref, out = _run(official_model, official_clips, "fp32"), _run(model, official_clips, "int8")
+    assert all(torch.equal(a, b) for a, b in zip(ref.kept_patches, out.kept_patches))
+    assert torch.equal(out.logits.argmax(-1), ref.logits.argmax(-1))
 
 
 def test_int8_needs_onednn(monkeypatch):
