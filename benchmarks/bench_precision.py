@@ -9,7 +9,10 @@ converted by ``haltingvt.models.convert_precision``, run as ``Predictor`` and ``
 quantisation (``quantize_dynamic``, oneDNN kernels, attention in fp32) and torchao's int8 (dynamic activations,
 int8 weights) run eagerly.
 
-    .venv/bin/python -m benchmarks.bench_precision --alternatives --json-out bench_precision.json
+``--compile`` adds each precision with the Glimpser compiled (haltingvt.models.compile; compilation happens in the
+untimed first pass of each batch size).
+
+    .venv/bin/python -m benchmarks.bench_precision --alternatives --compile --json-out bench_precision.json
     .venv/bin/python -m benchmarks.bench_precision --device cuda --batch-sizes 1 8 32
 
 All variants are timed in the same run, round-robin (bench_compact.time_variants); medians are reported.
@@ -31,6 +34,7 @@ from benchmarks.bench_common import ARCH, calibrated_model, finish, timing_parse
 from benchmarks.bench_compact import time_variants
 from haltingvt.flops import clip_gflops, glimpser_only_gflops
 from haltingvt.models import convert_precision, precision_context, supported_precisions
+from haltingvt.models.compile import compile_glimpser
 from haltingvt.models.precision import block_to_int8
 
 
@@ -70,6 +74,7 @@ def main() -> int:
     parser = timing_parser(__doc__.splitlines()[0])
     parser.add_argument("--precisions", nargs="+", default=None, help="default: every one the device supports")
     parser.add_argument("--alternatives", action="store_true", help="also time the int8 designs not chosen")
+    parser.add_argument("--compile", action="store_true", help="also time each precision with the Glimpser compiled")
     args = parser.parse_args()
     model, clips_all, delta = calibrated_model(args)
     device = clips_all.device
@@ -81,6 +86,9 @@ def main() -> int:
     for precision in precisions:
         converted = convert_precision(copy.deepcopy(model), precision, device)
         variants[f"compact {precision}"] = runner(converted, precision, "compact", device)
+    for precision in precisions if args.compile else ():
+        compiled = compile_glimpser(convert_precision(copy.deepcopy(model), precision, device), device)
+        variants[f"compact {precision} compiled"] = runner(compiled, precision, "compact", device)
     if args.alternatives and device.type == "cpu" and "int8" in precisions:
         variants.update(alternatives(model, device))
 

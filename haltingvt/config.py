@@ -279,6 +279,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # inference precision of predict/eval/app (haltingvt.models.precision; docs/guide.md, "Precision"):
         # int8 on the CPU only, fp16 on CUDA only
         "precision": choice("fp32", ("fp32", "bf16", "fp16", "int8")),
+        # torch.compile the Glimpser's blocks for predict/eval/app (haltingvt.models.compile; docs/guide.md,
+        # "Compiling the Glimpser")
+        "compile": flag(False),
     },
 }
 SECTIONS = tuple(SCHEMA)

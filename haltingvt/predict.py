@@ -43,6 +43,8 @@ from .flops import clip_gflops
 from .hub import pipeline_config, resolve_pretrained, save_pretrained
 from .io.errors import CheckpointError
 from .io.textsafe import describe_char, escape, fold_lines, safe_path, unsafe_char
+from .models import HaltingVT
+from .models.compile import compile_glimpser, compile_unavailable
 from .models.config import BEHAVIOUR_KEYS, STRUCTURAL_KEYS
 from .models.keymaps import arch_from_weights, detect_format
 from .models.precision import check_precision, convert_precision, precision_context
@@ -130,6 +132,28 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return check_precision(precision, device)
     except ValueError as err:
         raise ConfigError(f"--precision (test.precision): {err}") from None
+
+
+def prepare_inference(
+    model: HaltingVT,
+    test: Mapping[str, Any],
+    device: torch.device,
+    precision: str | None = None,
+    compile: bool | None = None,
+) -> tuple[str, bool]:
+    """Readies an eval-mode model on ``device`` for inference, in place: converted to the precision and its
+    Glimpser compiled when asked (``precision`` / ``compile`` win over the config's ``test.precision`` /
+    ``test.compile``). Returns (precision, compiled); ConfigError, one line naming the option, when the device
+    cannot run what was asked (checked before anything changes)."""
+    precision = resolve_precision(precision or test["precision"], device)
+    compiled = bool(test["compile"] if compile is None else compile)
+    reason = compile_unavailable(device) if compiled else None
+    if reason is not None:
+        raise ConfigError(f"--compile (test.compile): {reason}")
+    convert_precision(model, precision, device)
+    if compiled:
+        compile_glimpser(model, device)
+    return precision, compiled
 
 
 def _config_from_arch(arch: Mapping[str, Any], name: str) -> dict:
@@ -228,6 +252,8 @@ class Predictor:
         precision: fp32 | bf16 | fp16 | int8 (default: the config's ``test.precision``, fp32): the blocks' matrix
             products in that precision, the halting arithmetic in fp32 (:mod:`haltingvt.models.precision`;
             docs/guide.md, "Precision"). int8 runs on the CPU, fp16 on CUDA.
+        compile: torch.compile the Glimpser's blocks (default: the config's ``test.compile``, False;
+            :mod:`haltingvt.models.compile`): the first batch of each shape compiles (10-20 s on a CPU).
 
     Raises ConfigError / CheckpointError (one line, naming the file) when the checkpoint, config and class
     names do not fit together.
@@ -245,6 +271,7 @@ class Predictor:
         batch_size: int | None = None,
         num_workers: int = 0,
         precision: str | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         obj = read_checkpoint(self.checkpoint)
@@ -278,9 +305,9 @@ class Predictor:
         self.arch = self.model.arch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        #: the inference precision (the model is converted in place; it can no longer be saved)
-        self.precision = resolve_precision(precision or cfg["test"]["precision"], self.device)
-        convert_precision(self.model, self.precision, self.device)
+        #: the inference precision (the model is converted in place; it can no longer be saved) and whether the
+        #: Glimpser is compiled
+        self.precision, self.compiled = prepare_inference(self.model, cfg["test"], self.device, precision, compile)
         #: the class names given, stored in the checkpoint or in the config's data.classes file (None: unknown)
         self.classes = self._class_names(classes if classes is not None else stored_classes)
         self.class_names = self.classes or [f"class_{i}" for i in range(self.arch["num_classes"])]
@@ -525,9 +552,9 @@ def convert_checkpoint(
 
     The checkpoint goes through :class:`Predictor`'s checks (the architecture of the config must fit the
     weights; class names must number num_classes). Returns (folder, the Predictor)."""
-    # fp32 whatever test.precision says: the folder holds the weights as trained
+    # fp32 and eager whatever test.precision / test.compile say: the folder holds the weights as trained
     predictor = Predictor(
-        checkpoint, config=config, device="cpu", classes=classes, overrides=overrides, precision="fp32"
+        checkpoint, config=config, device="cpu", classes=classes, overrides=overrides, precision="fp32", compile=False
     )
     folder = save_pretrained(
         predictor.model,

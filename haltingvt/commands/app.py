@@ -16,7 +16,7 @@ from typing import Any
 from ..app import INSTALL_HINT, import_gradio, launch
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor
-from .options import add_predictor_options, precision_override
+from .options import add_predictor_options, inference_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +49,13 @@ def _gradio_missing() -> bool:
 
 
 def predictor_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of ``Predictor.from_pretrained`` from the command line (``--precision`` as
-    ``test.precision``)."""
+    """Keyword arguments of ``Predictor.from_pretrained`` from the command line (``--precision`` and ``--compile``
+    as ``test.precision`` / ``test.compile``)."""
     return dict(
         config=args.config,
         device=args.device,
         classes=args.classes,
-        overrides=precision_override(args),
+        overrides=inference_overrides(args),
         views=args.views,
     )
 

@@ -13,9 +13,9 @@ from ..engine import distributed
 from ..engine.evaluate import evaluate, format_metrics
 from ..engine.train import seed_everything
 from ..io.textsafe import escape_lines, safe_path, warning_lines
-from ..models import convert_precision, create_model, load_checkpoint
-from ..predict import resolve_precision
-from .options import add_overrides, add_precision, add_run_options, run_overrides
+from ..models import create_model, load_checkpoint
+from ..predict import prepare_inference
+from .options import add_compile, add_overrides, add_precision, add_run_options, run_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=["val", "test"], help="data split (default: test)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     add_precision(parser)
+    add_compile(parser)
     parser.add_argument("--dump", default=None, metavar="JSON", help="write per-video predictions to this file")
     parser.add_argument("--out", default=None, metavar="JSON", help="write the metrics to this file")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"haltingvt eval: warning: {line}", file=sys.stderr)
         model.to(info.device).eval()
         # the model is converted in place for inference (never saved); evaluate() runs it in its precision
-        convert_precision(model, resolve_precision(cfg["test"]["precision"], info.device), info.device)
+        prepare_inference(model, cfg["test"], info.device)
         metrics = evaluate(model, cfg, split=args.split, device=info.device, dump=args.dump, confusion=args.confusion)
         metrics["checkpoint"] = str(args.checkpoint)
         metrics["config"] = cfg.get("name")

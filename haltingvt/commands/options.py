@@ -1,8 +1,8 @@
 """Options shared by several subcommands, named as MMAction2 users know them.
 
 ``--set`` / ``--cfg-options`` (one option, repeatable: every use adds to the same list of overrides),
-``--work-dir``, ``--seed``, ``--amp`` and ``--precision``. The last four are short for config overrides and are applied
-after ``--set``, so they win over it.
+``--work-dir``, ``--seed``, ``--amp``, ``--precision`` and ``--compile``. The last five are short for config overrides
+and are applied after ``--set``, so they win over it.
 """
 
 from __future__ import annotations
@@ -57,9 +57,20 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_compile(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: short for ``--set test.compile=true``."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the Glimpser's blocks (test.compile): 10-20 s at the first batch of each shape, then "
+        "faster (docs/guide.md, Compiling the Glimpser)",
+    )
+
+
 def add_predictor_options(parser: argparse.ArgumentParser) -> None:
     """What a :class:`haltingvt.predict.Predictor` is built from, for ``predict`` and ``app``: ``--config``, ``--set``,
-    ``--classes``, ``--views``, ``--device`` and ``--precision``."""
+    ``--classes``, ``--views``, ``--device``, ``--precision`` and ``--compile``."""
     parser.add_argument("--config", help="config name or YAML path (default: the config stored in the checkpoint)")
     add_overrides(parser, "test.early_exit=true")
     parser.add_argument(
@@ -70,17 +81,20 @@ def add_predictor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", metavar="CLIPSxCROPS", help="test views per input, e.g. 1x3 (default: the config's)")
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: cuda when available)")
     add_precision(parser)
+    add_compile(parser)
 
 
-def _precision_items(args: argparse.Namespace) -> list[str]:
-    """``test.precision=...`` when the command has ``--precision`` and it was given."""
+def _inference_items(args: argparse.Namespace) -> list[str]:
+    """``test.precision=...`` / ``test.compile=true`` when the command has ``--precision`` / ``--compile`` and
+    they were given."""
     precision = getattr(args, "precision", None)
-    return [f"test.precision={precision}"] if precision else []
+    out = [f"test.precision={precision}"] if precision else []
+    return out + (["test.compile=true"] if getattr(args, "compile", None) else [])
 
 
-def precision_override(args: argparse.Namespace) -> list[str]:
-    """``--set`` followed by ``test.precision=...`` when ``--precision`` was given."""
-    return list(args.set) + _precision_items(args)
+def inference_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` followed by what ``--precision`` and ``--compile`` stand for."""
+    return list(args.set) + _inference_items(args)
 
 
 def amp_mode(amp: str, device: str | None) -> str:
@@ -102,4 +116,4 @@ def run_overrides(
         out.append(f"{seed_key}={args.seed}")
     if args.amp is not None:
         out.append(f"{amp_key}={amp_mode(args.amp, args.device)}")
-    return out + _precision_items(args)
+    return out + _inference_items(args)

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..io.atomic import atomic_write
 from ..io.textsafe import escape, warning_lines
 from ..predict import Predictor, find_inputs
-from .options import add_predictor_options, precision_override
+from .options import add_predictor_options, inference_overrides
 
 CSV_COLUMNS = ("path", "label", "prob", "gflops", "error")
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             config=args.config,
             device=args.device,
             classes=args.classes,
-            overrides=precision_override(args),
+            overrides=inference_overrides(args),
             views=args.views,
             topk=args.topk,
             batch_size=args.batch_size,
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         "config": predictor.cfg.get("name"),
         "device": str(predictor.device),
         "precision": predictor.precision,
+        "compiled": predictor.compiled,
         "views": f"{clips}x{crops}",
         "num_classes": predictor.arch["num_classes"],
         "num_failed": len(failed),
@@ -147,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(
-            f"{escape(doc['config'])} on {doc['device']} ({predictor.precision}), "
+            f"{escape(doc['config'])} on {doc['device']} ({predictor.precision}"
+            f"{', Glimpser compiled' if predictor.compiled else ''}), "
             f"{clips} clip(s) x {crops} crop(s) per input"
         )
         for res in results:

@@ -1,5 +1,5 @@
 """Reduced precision (haltingvt.models.precision): bf16 / int8 give fp32's answers, unsupported precisions and saving
-a converted model are refused in one line."""
+a converted model are refused in one line; the Glimpser compiled (haltingvt.models.compile) gives the eager answers."""
 
 import contextlib
 import copy
@@ -14,7 +14,9 @@ from haltingvt.config import ConfigError, load_config
 from haltingvt.data import normalize
 from haltingvt.data.encode import write_mp4
 from haltingvt.models import check_precision, convert_precision, model_precision, precision_context
+from haltingvt.models import compile as compile_module
 from haltingvt.models import precision as precision_module
+from haltingvt.models.compile import compile_glimpser, compile_unavailable
 from haltingvt.models.precision import Int8Linear, quantize_input
 from haltingvt.models.weights import CheckpointError, model_payload
 from haltingvt.predict import Predictor
@@ -203,3 +205,53 @@ def test_int8_needs_onednn(monkeypatch):
     monkeypatch.setattr(precision_module, "int8_available", lambda: False)
     with pytest.raises(ValueError, match=r"'int8' is not supported on cpu; supported there: fp32, bf16$"):
         check_precision("int8", "cpu")
+
+
+# ----------------------------------------------------------------------------- --compile (haltingvt.models.compile)
+
+
+@pytest.mark.slow
+def test_compiled_glimpser_gives_eager_answers(official_model, official_clips):
+    """The Glimpser compiled (about 10 s here) gives the eager model's outputs, in fp32 and in bf16."""
+    for precision in ("fp32", "bf16"):
+        eager = convert_precision(copy.deepcopy(official_model), precision)
+        compiled = compile_glimpser(convert_precision(copy.deepcopy(official_model), precision), "cpu")
+        ref, out = _run(eager, official_clips, precision), _run(compiled, official_clips, precision)
+        assert compiled.compiled and torch.equal(out.token_counts, ref.token_counts)
+        assert (out.logits - ref.logits).abs().max() < (1e-4 if precision == "fp32" else 0.05)
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compile_module.shutil, "which", lambda name: None)
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(no_compiler, official_model, tiny_checkpoint):
+    assert "needs a C++ compiler" in compile_unavailable("cpu")
+    with pytest.raises(ValueError, match=r"needs a C\+\+ compiler"):
+        compile_glimpser(copy.deepcopy(official_model), "cpu")
+    root, ckpt, clip = tiny_checkpoint
+    with pytest.raises(ConfigError, match=r"^--compile \(test.compile\): torch.compile needs a C\+\+ compiler"):
+        Predictor(ckpt, device="cpu", compile=True)
+    assert main(["predict", str(ckpt), str(clip), "--compile"]) == 2
+
+
+def test_compile_option_reaches_predict_and_eval(monkeypatch, tiny_checkpoint, capsys):
+    """--compile (predict, eval) and test.compile compile the Glimpser of the model that runs; convert never does."""
+    import haltingvt.predict as predict_module
+
+    compiled = []
+    monkeypatch.setattr(predict_module, "compile_glimpser", lambda model, device: compiled.append(model) or model)
+    root, ckpt, clip = tiny_checkpoint
+    assert main(["predict", str(ckpt), str(clip), "--compile", "--json"]) == 0
+    assert '"compiled": true' in capsys.readouterr().out and len(compiled) == 1
+    assert Predictor(ckpt, device="cpu", overrides=["test.compile=true"]).compiled and len(compiled) == 2
+    assert not Predictor(ckpt, device="cpu").compiled and len(compiled) == 2
+    overrides = ["model.depth=3", "data.synthetic_num_val=2", "test.batch_size=2"]
+    demo = haltingvt.create_model(load_config("demo_synthetic", overrides)["model"])
+    demo_ckpt = haltingvt.save_checkpoint(root / "demo.pth", model_payload(demo))
+    assert main(["eval", "demo_synthetic", str(demo_ckpt), "--compile", "--set", *overrides]) == 0
+    assert len(compiled) == 3
+    haltingvt.predict.convert_checkpoint(ckpt, root / "hub", overrides=["test.compile=true"])
+    assert len(compiled) == 3
