@@ -5,6 +5,7 @@ architecture (:class:`HaltingVTConfig` or a dict of its keys), and reads and wri
 :mod:`haltingvt.io` only.
 """
 
+from .compile import compile_glimpser
 from .config import ARCH_DEFAULTS, ArchError, HaltingVTConfig, LossConfig
 from .haltingvt import HaltingVT, HaltingVTOutput, create_model
 from .losses import HaltingVTLoss, LossTerms, action_loss, distribution_prior
@@ -37,6 +38,7 @@ __all__ = [
     "save_checkpoint",
     "PRECISIONS",
     "check_precision",
+    "compile_glimpser",
     "convert_precision",
     "model_precision",
     "precision_context",

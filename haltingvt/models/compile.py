@@ -24,12 +24,6 @@ import torch.nn as nn
 
 def compile_unavailable(device: str | torch.device) -> str | None:
     """Why the Glimpser cannot be compiled on ``device`` here (one line), or None when it can."""
-    try:
-        import torch._dynamo as dynamo
-    except ImportError:  # pragma: no cover - every supported torch has it
-        return "this torch has no torch.compile"
-    if not dynamo.is_dynamo_supported():
-        return "torch.compile does not support this Python version"
     if torch.device(device).type == "cpu":
         candidates = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
         if not any(shutil.which(c) for c in candidates if c):
