@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 from pathlib import Path
 
 import torch
@@ -46,6 +47,24 @@ def finish(args: argparse.Namespace, results: dict, lines: list[str], footer: st
         Path(args.json_out).write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json_out}")
     return 0
+
+
+def run_info(args: argparse.Namespace, device: torch.device, delta: float) -> dict:
+    """What a model-timing run's JSON starts with: the model, device (and GPU name), torch, threads, CPU, halting
+    bias and repetitions."""
+    info = {
+        "arch": ARCH,
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "halt_bias": delta,
+        "reps": args.reps,
+        "warmup": args.warmup,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def calibrated_model(args: argparse.Namespace) -> tuple[haltingvt.HaltingVT, torch.Tensor, float]:

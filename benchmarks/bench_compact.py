@@ -14,14 +14,13 @@ spreads over all of them), after warm-up; the median is reported. Timings on a s
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 
 import torch
 
 import haltingvt
-from benchmarks.bench_common import ARCH, calibrated_model, finish, padded_gflops, sync, timing_parser
+from benchmarks.bench_common import ARCH, calibrated_model, finish, padded_gflops, run_info, sync, timing_parser
 from haltingvt.flops import clip_gflops, dense_gflops, glimpser_only_gflops
 
 
@@ -62,20 +61,11 @@ def main() -> int:
         variants = {"dense": lambda x: dense(x), **variants}
 
     results: dict = {
-        "arch": ARCH,
-        "device": str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "halt_bias": delta,
-        "reps": args.reps,
-        "warmup": args.warmup,
+        **run_info(args, device, delta),
         "gflops_dense": dense_gflops(arch),
         "gflops_glimpser_only": glimpser_only_gflops(arch),
         "batches": {},
     }
-    if device.type == "cuda":
-        results["gpu"] = torch.cuda.get_device_name(device)
 
     header = (
         f"{'batch':>5} {'variant':<13} {'ms/clip':>9} {'(min)':>8} {'GFLOPs/clip':>12} {'x vs masked':>12} "

@@ -21,7 +21,6 @@ All variants are timed in the same run, round-robin (bench_compact.time_variants
 from __future__ import annotations
 
 import copy
-import platform
 import statistics
 import warnings
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import torch
 from torch.ao.quantization import quantize_dynamic
 
 import haltingvt
-from benchmarks.bench_common import ARCH, calibrated_model, finish, timing_parser
+from benchmarks.bench_common import ARCH, calibrated_model, finish, run_info, timing_parser
 from benchmarks.bench_compact import time_variants
 from haltingvt.flops import clip_gflops, glimpser_only_gflops
 from haltingvt.models import convert_precision, precision_context, supported_precisions
@@ -92,18 +91,7 @@ def main() -> int:
     if args.alternatives and device.type == "cpu" and "int8" in precisions:
         variants.update(alternatives(model, device))
 
-    results: dict = {
-        "arch": ARCH,
-        "device": str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "halt_bias": delta,
-        "reps": args.reps,
-        "batches": {},
-    }
-    if device.type == "cuda":
-        results["gpu"] = torch.cuda.get_device_name(device)
+    results: dict = {**run_info(args, device, delta), "batches": {}}
     masked_gflops = glimpser_only_gflops(arch)  # masked execution runs every halting layer on all tokens
     header = f"{'batch':>5} {'variant':<24} {'ms/clip':>9} {'x vs masked fp32':>17} {'GFLOPs/clip':>12} {'FLOPs x':>8}"
     lines = [header]
