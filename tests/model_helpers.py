@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 import haltingvt
+from haltingvt.config import load_config
+from haltingvt.models.weights import model_payload
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL = FIXTURES / "official-tiny"
@@ -48,6 +52,18 @@ TINY_ARCH = dict(
     halt_center=3.0,
     eps=0.01,
 )
+
+
+def write_tiny_checkpoint(root: Path) -> tuple[dict, haltingvt.HaltingVT, Path]:
+    """(config, model, checkpoint): a random tiny model of ``minik_g03_b10`` with TINY_OVERRIDES (seed 0, no class
+    names), saved as root/tiny.pth with its config, and the config also as root/tiny.yaml."""
+    cfg = load_config("minik_g03_b10", TINY_OVERRIDES)
+    cfg["data"]["classes"] = None
+    torch.manual_seed(0)
+    model = haltingvt.create_model(cfg)
+    ckpt = haltingvt.save_checkpoint(root / "tiny.pth", model_payload(model, cfg))
+    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    return cfg, model, ckpt
 
 
 def tiny_model(**kw) -> haltingvt.HaltingVT:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 import haltingvt
@@ -18,7 +17,7 @@ from haltingvt.data.encode import write_mp4
 from haltingvt.flops import clip_gflops
 from haltingvt.models.weights import CheckpointError, model_payload
 
-from model_helpers import OFFICIAL, TINY_OVERRIDES
+from model_helpers import OFFICIAL, TINY_OVERRIDES, write_tiny_checkpoint
 
 TINY = TINY_OVERRIDES
 
@@ -38,16 +37,11 @@ def _write_mp4(path: Path, frames: np.ndarray) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
-    cfg = load_config("minik_g03_b10", TINY)
-    cfg["data"]["classes"] = None
-    torch.manual_seed(0)
-    model = haltingvt.create_model(cfg)
-    ckpt = haltingvt.save_checkpoint(root / "tiny.pth", model_payload(model, cfg))
+    cfg, model, ckpt = write_tiny_checkpoint(root)
     # the same weights in the release's layout (no config inside)
     release = {"backbone.model." + k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     release.update({"cls_head." + k[len("head.") :]: v for k, v in model.state_dict().items() if k.startswith("head.")})
     torch.save({"meta": {}, "state_dict": release}, root / "release.pth")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     moving = _write_mp4(root / "moving.mp4", _frames(16, True))
     static = _write_mp4(root / "static.mp4", _frames(16, False))
     folder = root / "frames"

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-import yaml
 
 import haltingvt
 from haltingvt.cli import main
@@ -21,7 +20,7 @@ from haltingvt.models.precision import Int8Linear, quantize_input
 from haltingvt.models.weights import CheckpointError, model_payload
 from haltingvt.predict import Predictor
 
-from model_helpers import TINY_OVERRIDES
+from model_helpers import write_tiny_checkpoint
 
 
 def _run(model, clips, precision):
@@ -75,12 +74,7 @@ def test_converted_model_is_never_saved(official_model, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
-    cfg = load_config("minik_g03_b10", TINY_OVERRIDES)
-    cfg["data"]["classes"] = None
-    torch.manual_seed(0)
-    model = haltingvt.create_model(cfg)
-    ckpt = haltingvt.save_checkpoint(root / "tiny.pth", model_payload(model, cfg))
-    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    _, _, ckpt = write_tiny_checkpoint(root)
     frames = torch.randint(0, 255, (12, 40, 48, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     clip = write_mp4(root / "clip.mp4", frames.numpy(), fps=8, codec="mpeg4", pix_fmt="yuv420p")
     return root, ckpt, clip
