@@ -47,7 +47,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, work_dir_help: str, seed
 
 
 def add_precision(parser: argparse.ArgumentParser) -> None:
-    """``--precision fp32|bf16|fp16|int8``: short for ``--set test.precision=...`` (see :func:`precision_override`)."""
+    """``--precision fp32|bf16|fp16|int8``: short for ``--set test.precision=...`` (see :func:`inference_overrides`)."""
     parser.add_argument(
         "--precision",
         default=None,
